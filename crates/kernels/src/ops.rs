@@ -1,0 +1,247 @@
+//! Element-wise and row-wise operations of the forward pass: RMSNorm, RoPE,
+//! softmax and the activation functions.
+//!
+//! These are cheap next to the matrix products (a few thousand flops per token
+//! per layer), so they are written as plain loops the compiler vectorises. Where
+//! ggml's arithmetic order affects results (RMSNorm's f64 sum, RoPE's running
+//! theta), it is followed, to keep our numbers close to llama.cpp's.
+
+/// `out = x / rms(x) * weight`, with the mean square summed in f64 as ggml does.
+/// Shapes: `x`, `weight`, `out` all `(n,)`.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    debug_assert_eq!(x.len(), weight.len());
+    debug_assert_eq!(x.len(), out.len());
+    let scale = rms_scale(x, eps);
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * w;
+    }
+}
+
+/// In-place RMSNorm with a weight: `x = x / rms(x) * weight`.
+pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
+    debug_assert_eq!(x.len(), weight.len());
+    let scale = rms_scale(x, eps);
+    for (v, &w) in x.iter_mut().zip(weight) {
+        *v = *v * scale * w;
+    }
+}
+
+/// `1 / sqrt(mean(x²) + eps)`.
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (sum / x.len().max(1) as f64) as f32;
+    1.0 / (mean + eps).sqrt()
+}
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(x[2i], x[2i+1])` (ggml's "normal" mode; Llama GGUFs).
+    Interleaved,
+    /// Halves `(x[i], x[i + n_rot/2])` (GPT-NeoX mode; Gemma, Qwen).
+    Neox,
+}
+
+/// The cosines and sines of one position for the first `n_rot` dimensions:
+/// `cos`, `sin` have shape `(n_rot / 2,)`. Theta advances by repeated f32
+/// multiplication, as ggml's rope cache does.
+pub fn rope_cos_sin(pos: usize, n_rot: usize, freq_base: f32, freq_scale: f32, cos: &mut [f32], sin: &mut [f32]) {
+    debug_assert!(cos.len() >= n_rot / 2 && sin.len() >= n_rot / 2);
+    let theta_scale = freq_base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..n_rot / 2 {
+        let t = theta * freq_scale;
+        cos[i] = t.cos();
+        sin[i] = t.sin();
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates every head of `x` (shape `(n_head, head_dim)`) in place by the angles
+/// in `cos`/`sin` (shape `(n_rot / 2,)`); dimensions past `n_rot` are left alone.
+pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
+    let half = cos.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        match style {
+            RopeStyle::Interleaved => {
+                for i in 0..half {
+                    let (a, b) = (head[2 * i], head[2 * i + 1]);
+                    head[2 * i] = a * cos[i] - b * sin[i];
+                    head[2 * i + 1] = a * sin[i] + b * cos[i];
+                }
+            }
+            RopeStyle::Neox => {
+                for i in 0..half {
+                    let (a, b) = (head[i], head[i + half]);
+                    head[i] = a * cos[i] - b * sin[i];
+                    head[i + half] = a * sin[i] + b * cos[i];
+                }
+            }
+        }
+    }
+}
+
+/// In-place softmax of `x`.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return;
+    }
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `x * sigmoid(x)`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU with the tanh approximation (as Gemma's `gelu_pytorch_tanh`).
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+/// SwiGLU in place: `gate = silu(gate) * up`. Shapes `(n,)`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = silu(*g) * u;
+    }
+}
+
+/// GeGLU in place: `gate = gelu_tanh(gate) * up`. Shapes `(n,)`.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = gelu_tanh(*g) * u;
+    }
+}
+
+/// `acc += x`, element-wise.
+pub fn add_inplace(acc: &mut [f32], x: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}
+
+/// `x *= s`, element-wise.
+pub fn scale_inplace(x: &mut [f32], s: f32) {
+    for v in x {
+        *v *= s;
+    }
+}
+
+/// Dot product of two f32 slices, accumulated in eight lanes (vectorises well).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let chunks = n / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[c * 8 + l] * b[c * 8 + l];
+        }
+    }
+    let mut tail = 0.0;
+    for i in chunks * 8..n {
+        tail += a[i] * b[i];
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a * x`, element-wise.
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (v, &u) in y.iter_mut().zip(x) {
+        *v += a * u;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_norm_of_constant_vector_is_the_weight() {
+        let x = vec![3.0f32; 16];
+        let w: Vec<f32> = (0..16).map(|i| i as f32).collect();
+        let mut out = vec![0.0; 16];
+        rms_norm(&x, &w, 0.0, &mut out);
+        for (o, w) in out.iter().zip(&w) {
+            assert!((o - w).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm_elsewhere() {
+        let n_rot = 8;
+        let (mut c, mut s) = (vec![0.0; 4], vec![0.0; 4]);
+        rope_cos_sin(0, n_rot, 10000.0, 1.0, &mut c, &mut s);
+        let orig: Vec<f32> = (0..16).map(|i| i as f32 * 0.1 - 0.7).collect();
+        for style in [RopeStyle::Interleaved, RopeStyle::Neox] {
+            let mut x = orig.clone();
+            rope(&mut x, 8, &c, &s, style);
+            assert_eq!(x, orig);
+        }
+        rope_cos_sin(17, n_rot, 10000.0, 1.0, &mut c, &mut s);
+        for style in [RopeStyle::Interleaved, RopeStyle::Neox] {
+            let mut x = orig.clone();
+            rope(&mut x, 8, &c, &s, style);
+            let n0: f32 = orig.iter().map(|v| v * v).sum();
+            let n1: f32 = x.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-4);
+            assert_ne!(x, orig);
+        }
+    }
+
+    #[test]
+    fn rope_rotates_the_right_pairs() {
+        // pos 1, one pair per head with theta = 1 rad.
+        let (mut c, mut s) = (vec![0.0; 1], vec![0.0; 1]);
+        rope_cos_sin(1, 2, 10000.0, 1.0, &mut c, &mut s);
+        let mut x = vec![1.0, 0.0, 5.0];
+        rope(&mut x[..2], 2, &c, &s, RopeStyle::Interleaved);
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        let (mut c, mut s) = (vec![0.0; 2], vec![0.0; 2]);
+        rope_cos_sin(1, 4, 10000.0, 1.0, &mut c, &mut s);
+        let mut y = vec![1.0, 0.0, 0.0, 0.0];
+        rope(&mut y, 4, &c, &s, RopeStyle::Neox);
+        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6);
+        assert_eq!(y[1], 0.0);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_handles_masked_entries() {
+        let mut x = vec![1.0, 2.0, f32::NEG_INFINITY, 3.0];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(x[2], 0.0);
+        assert!(x[3] > x[1] && x[1] > x[0]);
+    }
+
+    #[test]
+    fn activations_match_their_definitions() {
+        assert_eq!(silu(0.0), 0.0);
+        assert!((silu(2.0) - 2.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+        assert!(gelu_tanh(-10.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dot_f32_matches_naive_sum_on_odd_lengths() {
+        for n in [0usize, 1, 7, 8, 9, 31, 100] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.3).cos()).collect();
+            let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot_f32(&a, &b) - naive).abs() < 1e-4, "n={n}");
+        }
+    }
+}

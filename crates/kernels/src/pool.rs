@@ -1,0 +1,303 @@
+//! A small thread pool built for hundreds of short parallel regions per token.
+//!
+//! A decode step of a small model runs a few hundred matrix products of a few
+//! microseconds each, so the cost of waking threads matters as much as the
+//! arithmetic. The design follows ggml's: `run(f)` calls `f(thread_index)` once on
+//! every thread, the caller included (it is thread 0), and each region splits its
+//! own work by that index. Workers spin on an epoch counter for a short while after
+//! each region, so back-to-back regions cost a cache-line round trip, and park on a
+//! condition variable when the model goes idle, so an idle server burns no CPU.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a worker spins for the next region before it parks.
+const SPIN_FOR: Duration = Duration::from_micros(500);
+
+/// The job of the current region: a borrowed closure with its lifetime erased.
+/// It is only dereferenced between the epoch bump that publishes it and the
+/// `pending` count that `run` waits on, while the borrow is still alive.
+type JobPtr = *const (dyn Fn(usize) + Sync);
+
+struct Shared {
+    /// Bumped once per region; workers run the job when they see it change.
+    epoch: AtomicU64,
+    /// The current region's closure (see [`JobPtr`]).
+    job: UnsafeCell<Option<JobPtr>>,
+    /// Workers that have not finished the current region.
+    pending: AtomicUsize,
+    /// Set if a worker's job panicked during the current region.
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+    /// Parking for idle workers: the mutex orders "check epoch, then wait" against
+    /// "bump epoch, then notify", so no wake-up is lost.
+    sleep: Mutex<()>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written only by the thread inside `run` while no worker reads it
+// (all workers have finished the previous region: `pending == 0`), and read by
+// workers only after the release/acquire pair on `epoch` publishes the write.
+#[allow(unsafe_code)]
+unsafe impl Sync for Shared {}
+// SAFETY: the raw pointer in `job` refers to a `Sync` closure; see above.
+#[allow(unsafe_code)]
+unsafe impl Send for Shared {}
+
+/// A fixed set of worker threads that run one parallel region at a time.
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    n_threads: usize,
+    /// Serialises concurrent callers of `run` (the pool runs one region at a time).
+    region: Mutex<()>,
+}
+
+impl ThreadPool {
+    /// A pool of `n_threads` threads in all, the calling thread included; `0` is
+    /// taken as 1 (everything runs on the caller).
+    pub fn new(n_threads: usize) -> Self {
+        let n_threads = n_threads.max(1);
+        let shared = Arc::new(Shared {
+            epoch: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            pending: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            sleep: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let workers = (1..n_threads)
+            .map(|index| {
+                let shared = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("seed-worker-{index}"))
+                    .spawn(move || worker_loop(&shared, index))
+                    .expect("spawning a worker thread")
+            })
+            .collect();
+        ThreadPool { shared, workers, n_threads, region: Mutex::new(()) }
+    }
+
+    /// A pool with one thread per available CPU.
+    pub fn with_available_parallelism() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// Threads that take part in each region, the caller included.
+    pub fn n_threads(&self) -> usize {
+        self.n_threads
+    }
+
+    /// Calls `f(i)` once for every thread index `i` in `0..n_threads()`, in parallel,
+    /// and returns when all calls have returned. The caller runs `f(0)`.
+    ///
+    /// # Panics
+    /// Re-raises a panic from `f` on any thread, after every thread has finished.
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        if self.n_threads == 1 {
+            f(0);
+            return;
+        }
+        let _region = self.region.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = &*self.shared;
+        // Erase the closure's lifetime: workers use it only until `pending` reaches
+        // zero below, and we do not return before then.
+        let ptr: *const (dyn Fn(usize) + Sync + '_) = f;
+        #[allow(unsafe_code)]
+        // SAFETY: only the pointer's lifetime bound changes (same layout); see above.
+        let ptr: JobPtr = unsafe { std::mem::transmute(ptr) };
+        #[allow(unsafe_code)]
+        // SAFETY: no worker reads `job` now: the previous region ended with
+        // `pending == 0` and the next epoch has not been published yet.
+        unsafe {
+            *shared.job.get() = Some(ptr);
+        }
+        shared.panicked.store(false, Ordering::Relaxed);
+        shared.pending.store(self.n_threads - 1, Ordering::Relaxed);
+        {
+            let _guard = shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            shared.epoch.fetch_add(1, Ordering::Release);
+        }
+        shared.wake.notify_all();
+
+        let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0)));
+
+        let mut spins = 0u32;
+        while shared.pending.load(Ordering::Acquire) != 0 {
+            spins = spins.wrapping_add(1);
+            if spins % 1024 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        if let Err(payload) = mine {
+            std::panic::resume_unwind(payload);
+        }
+        if shared.panicked.load(Ordering::Relaxed) {
+            panic!("a thread-pool worker panicked in a parallel region");
+        }
+    }
+
+    /// Splits `0..n` into contiguous chunks, one per thread, and calls
+    /// `f(range)` for each non-empty chunk in parallel.
+    pub fn for_each_chunk(&self, n: usize, f: &(dyn Fn(std::ops::Range<usize>) + Sync)) {
+        let t = self.n_threads;
+        if t == 1 || n <= 1 {
+            if n > 0 {
+                f(0..n);
+            }
+            return;
+        }
+        self.run(&|i| {
+            let r = chunk(n, t, i);
+            if !r.is_empty() {
+                f(r);
+            }
+        });
+    }
+}
+
+/// The `i`-th of `parts` near-equal contiguous chunks of `0..n`.
+pub fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
+    let base = n / parts;
+    let extra = n % parts;
+    let start = i * base + i.min(extra);
+    let len = base + usize::from(i < extra);
+    start..start + len
+}
+
+fn worker_loop(shared: &Shared, index: usize) {
+    // The epoch starts at 0 and the first region publishes 1; a worker that starts
+    // late must still run that region, so it must not read the counter here.
+    let mut seen = 0u64;
+    loop {
+        // Spin for the next region, then park.
+        let started = Instant::now();
+        let mut spins = 0u32;
+        let epoch = loop {
+            let e = shared.epoch.load(Ordering::Acquire);
+            if e != seen || shared.shutdown.load(Ordering::Relaxed) {
+                break e;
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 256 == 0 && started.elapsed() > SPIN_FOR {
+                let mut guard = shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    let e = shared.epoch.load(Ordering::Acquire);
+                    if e != seen || shared.shutdown.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                drop(guard);
+            } else {
+                std::hint::spin_loop();
+            }
+        };
+        if shared.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        seen = epoch;
+        #[allow(unsafe_code)]
+        // SAFETY: the epoch bump (acquired above) published `job`, and the caller
+        // keeps the closure alive until we decrement `pending` below.
+        let job = unsafe { (*shared.job.get()).map(|p| &*p) };
+        if let Some(job) = job {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(index))).is_err() {
+                shared.panicked.store(true, Ordering::Relaxed);
+            }
+        }
+        shared.pending.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        {
+            let _guard = self.shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.shutdown.store(true, Ordering::Relaxed);
+        }
+        self.shared.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool").field("n_threads", &self.n_threads).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_runs_once_per_region() {
+        let pool = ThreadPool::new(3);
+        for _ in 0..1000 {
+            let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(&|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_range_exactly() {
+        for n in 0..50 {
+            for parts in 1..7 {
+                let mut next = 0;
+                for i in 0..parts {
+                    let r = chunk(n, parts, i);
+                    assert_eq!(r.start, next);
+                    next = r.end;
+                }
+                assert_eq!(next, n);
+            }
+        }
+    }
+
+    #[test]
+    fn for_each_chunk_sums_correctly_after_workers_park() {
+        let pool = ThreadPool::new(2);
+        let total = AtomicUsize::new(0);
+        pool.for_each_chunk(1000, &|r| {
+            total.fetch_add(r.sum::<usize>(), Ordering::Relaxed);
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 999 * 1000 / 2);
+        std::thread::sleep(Duration::from_millis(5)); // workers park
+        total.store(0, Ordering::Relaxed);
+        pool.for_each_chunk(10, &|r| {
+            total.fetch_add(r.len(), Ordering::Relaxed);
+        });
+        assert_eq!(total.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn a_worker_panic_reaches_the_caller() {
+        let pool = ThreadPool::new(2);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run(&|i| {
+                if i == 1 {
+                    panic!("boom");
+                }
+            })
+        }));
+        assert!(result.is_err());
+        // The pool still works afterwards.
+        let n = AtomicUsize::new(0);
+        pool.run(&|_| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(n.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,10 @@
+//! Seed's model layer: from a GGUF file to logits and text.
+//!
+//! - [`gguf`]: the GGUF reader (the file is hostile input);
+//! - [`tokenizer`]: byte-level BPE (gpt2) and SentencePiece-style (llama) vocabularies;
+//!
+//! Synchronous code only: no async runtime, no threads of its own beyond the
+//! kernels' pool.
+
+pub mod gguf;
+pub mod tokenizer;

@@ -1,0 +1,2 @@
+//! The `seed` command line.
+fn main() {}
