@@ -1,2 +1,5 @@
 //! The `seed` command's library half: the model catalogue, cache and fetching,
 //! shared by the binary and by the integration tests that need real models.
+
+pub mod catalogue;
+pub mod fetch;

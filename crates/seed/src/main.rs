@@ -1,2 +1,40 @@
-//! The `seed` command line.
-fn main() {}
+//! The `seed` command line: a thin layer over the library crates.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use seed::catalogue;
+
+mod cmd;
+
+/// Seed: a Rust-native LLM engine and chat assistant.
+#[derive(Parser, Debug)]
+#[command(name = "seed", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Download a catalogue model into the cache (default: the default model).
+    Pull {
+        /// Catalogue name (see `seed models`).
+        name: Option<String>,
+    },
+    /// List the catalogue and what is cached.
+    Models,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Pull { name } => {
+            let name = name.as_deref().unwrap_or(catalogue::DEFAULT_MODEL);
+            let path = catalogue::ensure_model(name)?;
+            println!("{name}: {}", path.display());
+            Ok(())
+        }
+        Command::Models => cmd::models::run(),
+    }
+}
