@@ -1,0 +1,256 @@
+//! Chat templates: turning a conversation into the prompt text a model was tuned on.
+//!
+//! The template is the Jinja source in the GGUF's `tokenizer.chat_template`,
+//! rendered with `minijinja` plus Python-style string methods (HF templates call
+//! `.strip()`, `.startswith()` …). A template comes from a stranger's file, so
+//! rendering is sandboxed: no file or network access exists in minijinja at all,
+//! a fuel budget bounds the work (a template looping ten billion times fails in
+//! milliseconds), and the output is capped in size.
+
+use std::io::{self, Write};
+
+use minijinja::{Environment, ErrorKind, Value};
+use serde::Serialize;
+
+/// One message of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The message text.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with `role` and `content`.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Message { role: role.into(), content: content.into() }
+    }
+}
+
+/// Why a template could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatTemplateError {
+    /// The template does not parse.
+    #[error("chat template does not parse: {0}")]
+    Syntax(String),
+    /// Rendering failed (including `raise_exception` in the template).
+    #[error("chat template failed to render: {0}")]
+    Render(String),
+    /// Rendering ran out of its instruction budget.
+    #[error("chat template exceeded its budget of {0} instructions")]
+    OutOfFuel(u64),
+    /// The rendered text grew past the size cap.
+    #[error("chat template output exceeded {0} bytes")]
+    OutputTooLarge(usize),
+}
+
+/// Default instruction budget for one render.
+pub const DEFAULT_FUEL: u64 = 5_000_000;
+/// Default cap on the rendered prompt's size.
+pub const DEFAULT_MAX_OUTPUT: usize = 8 << 20;
+
+/// A compiled chat template with the special-token texts it may refer to.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+    max_output: usize,
+    fuel: u64,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate").field("bos_token", &self.bos_token).field("eos_token", &self.eos_token).finish()
+    }
+}
+
+const NAME: &str = "chat";
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token`/`eos_token` are the texts the template sees
+    /// under those names.
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, ChatTemplateError> {
+        Self::with_limits(source, bos_token, eos_token, DEFAULT_FUEL, DEFAULT_MAX_OUTPUT)
+    }
+
+    /// [`ChatTemplate::new`] with an explicit fuel budget and output cap.
+    pub fn with_limits(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+        fuel: u64,
+        max_output: usize,
+    ) -> Result<Self, ChatTemplateError> {
+        let mut env = Environment::new();
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_fuel(Some(fuel));
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_template_owned(NAME, source.to_string())
+            .map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
+        Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into(), max_output, fuel })
+    }
+
+    /// Renders `messages`; with `add_generation_prompt` the text ends where the
+    /// assistant's answer should begin.
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ChatTemplateError> {
+        let tmpl = self.env.get_template(NAME).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
+        let ctx = minijinja::context! {
+            messages => Value::from_serialize(messages),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        let mut out = CappedWriter { buf: Vec::new(), cap: self.max_output, overflowed: false };
+        let result = tmpl.render_captured_to(ctx, &mut out);
+        if out.overflowed {
+            return Err(ChatTemplateError::OutputTooLarge(self.max_output));
+        }
+        match result {
+            Ok(_) => String::from_utf8(out.buf).map_err(|e| ChatTemplateError::Render(e.to_string())),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(ChatTemplateError::OutOfFuel(self.fuel)),
+            Err(e) => Err(ChatTemplateError::Render(describe(&e))),
+        }
+    }
+}
+
+/// An error with its position and the chain of causes, on one line.
+fn describe(e: &minijinja::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Collects output until `cap` bytes, then fails every write.
+struct CappedWriter {
+    buf: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl Write for CappedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.cap {
+            self.overflowed = true;
+            return Err(io::Error::other("output cap reached"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `raise_exception(msg)`, as HF templates use it to reject conversations.
+fn raise_exception(msg: String) -> Result<Value, minijinja::Error> {
+    Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+}
+
+/// `strftime_now(fmt)`: today's date (UTC) for the few directives templates use
+/// (`%Y %m %d %B %b`).
+fn strftime_now(fmt: String) -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    const MONTHS: [&str; 12] = [
+        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+        "November", "December",
+    ];
+    let month = MONTHS[(m - 1) as usize];
+    fmt.replace("%Y", &y.to_string())
+        .replace("%m", &format!("{m:02}"))
+        .replace("%d", &format!("{d:02}"))
+        .replace("%B", month)
+        .replace("%b", &month[..3])
+}
+
+/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are helpful<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn chatml_renders_with_default_system_and_generation_prompt() {
+        let t = ChatTemplate::new(CHATML, "<|im_start|>", "<|im_end|>").unwrap();
+        let out = t.render(&[Message::new("user", "Hi")], true).unwrap();
+        assert_eq!(
+            out,
+            "<|im_start|>system\nYou are helpful<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let out = t.render(&[Message::new("system", "S"), Message::new("user", "U")], false).unwrap();
+        assert_eq!(out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n");
+    }
+
+    #[test]
+    fn python_string_methods_and_special_tokens_work() {
+        let src = "{{ bos_token }}{% for m in messages %}{{ m.content.strip().upper() }}{% if m.role.startswith('us') %}!{% endif %}{% endfor %}{{ eos_token }}";
+        let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
+        assert_eq!(t.render(&[Message::new("user", "  hi ")], false).unwrap(), "<s>HI!</s>");
+    }
+
+    #[test]
+    fn raise_exception_becomes_a_render_error_with_its_message() {
+        let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
+        let err = t.render(&[], false).unwrap_err();
+        assert!(matches!(&err, ChatTemplateError::Render(m) if m.contains("roles must alternate")), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_are_reported_at_load() {
+        let err = ChatTemplate::new("{% for x in %}", "", "").unwrap_err();
+        assert!(matches!(err, ChatTemplateError::Syntax(_)), "{err}");
+    }
+
+    #[test]
+    fn endless_loops_run_out_of_fuel_quickly() {
+        let src = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        assert!(matches!(t.render(&[], false), Err(ChatTemplateError::OutOfFuel(_))));
+    }
+
+    #[test]
+    fn huge_output_is_capped() {
+        let src = "{% for a in range(1000) %}{{ 'x' * 100000 }}{% endfor %}";
+        let t = ChatTemplate::with_limits(src, "", "", DEFAULT_FUEL, 1 << 20).unwrap();
+        assert!(matches!(t.render(&[], false), Err(ChatTemplateError::OutputTooLarge(_))));
+    }
+
+    #[test]
+    fn unbounded_recursion_fails_cleanly() {
+        let src = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        assert!(t.render(&[], false).is_err());
+    }
+
+    #[test]
+    fn civil_dates_are_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_420), (2025, 11, 28));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert!(strftime_now("%d %b %Y".into()).len() == 11);
+    }
+}
