@@ -162,6 +162,56 @@ impl ThreadPool {
     }
 }
 
+impl ThreadPool {
+    /// Splits `data`, made of `unit`-sized items, into one contiguous run of items
+    /// per thread and calls `f(items, slice)` for each non-empty run in parallel,
+    /// where `slice` is `data[items.start * unit .. items.end * unit]`. This is how
+    /// callers outside this crate write disjoint parts of one buffer in parallel
+    /// without `unsafe`.
+    ///
+    /// # Panics
+    /// If `data.len()` is not a multiple of `unit`.
+    pub fn split_mut<T: Send>(
+        &self,
+        data: &mut [T],
+        unit: usize,
+        f: &(dyn Fn(std::ops::Range<usize>, &mut [T]) + Sync),
+    ) {
+        assert!(unit > 0 && data.len() % unit == 0, "split_mut: {} items of {unit}", data.len());
+        let n = data.len() / unit;
+        let t = self.n_threads;
+        if t == 1 || n <= 1 {
+            if n > 0 {
+                f(0..n, data);
+            }
+            return;
+        }
+        let base = SendPtr(data.as_mut_ptr());
+        self.run(&|i| {
+            let items = chunk(n, t, i);
+            if items.is_empty() {
+                return;
+            }
+            let base = &base;
+            #[allow(unsafe_code)]
+            // SAFETY: `chunk` gives each thread a disjoint range of items inside
+            // `0..n`, so the slices never overlap and stay inside `data`, which
+            // outlives the region (`run` returns only after every thread is done).
+            let slice = unsafe {
+                std::slice::from_raw_parts_mut(base.0.add(items.start * unit), items.len() * unit)
+            };
+            f(items, slice);
+        });
+    }
+}
+
+/// A raw pointer that may cross threads; see the SAFETY note in `split_mut`.
+struct SendPtr<T>(*mut T);
+// SAFETY: used only to hand disjoint sub-slices of a `&mut [T]` (T: Send) to the
+// pool's threads for the duration of one region.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
 /// The `i`-th of `parts` near-equal contiguous chunks of `0..n`.
 pub fn chunk(n: usize, parts: usize, i: usize) -> std::ops::Range<usize> {
     let base = n / parts;
@@ -280,6 +330,23 @@ mod tests {
             total.fetch_add(r.len(), Ordering::Relaxed);
         });
         assert_eq!(total.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn split_mut_hands_out_disjoint_slices_covering_everything() {
+        for threads in 1..4 {
+            let pool = ThreadPool::new(threads);
+            for n in [0usize, 1, 2, 5, 17] {
+                let mut data = vec![0usize; n * 3];
+                pool.split_mut(&mut data, 3, &|items, slice| {
+                    assert_eq!(slice.len(), items.len() * 3);
+                    for (k, v) in slice.iter_mut().enumerate() {
+                        *v += items.start * 3 + k + 1;
+                    }
+                });
+                assert_eq!(data, (1..=n * 3).collect::<Vec<_>>(), "threads {threads} n {n}");
+            }
+        }
     }
 
     #[test]
