@@ -1,0 +1,96 @@
+//! Activations quantized for the SIMD kernels of the 32-element formats.
+//!
+//! The values are exactly those of ggml's Q8_0 / Q8_1 blocks (same scales, same
+//! rounding), laid out for vector loads: each token's quants are one contiguous,
+//! 64-byte aligned run, and the per-block scales (already f32) and Q8_1 sums sit in
+//! arrays of their own. With `offset` the quants are stored as `q + 128` (`u8`), the
+//! form `vpdpbusd` takes as its unsigned operand.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::cpu::Isa;
+use crate::quant::q8::{q8_scale, round_i8};
+use crate::quant::QK;
+
+/// 64 bytes on a 64-byte boundary.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub(crate) struct Line([u8; 64]);
+
+/// Owned buffers of quantized activations (reused across calls).
+#[derive(Default)]
+pub(crate) struct Q8Buf {
+    /// `(n_tokens, qs_stride)` quant bytes.
+    qs: Vec<Line>,
+    /// `(n_tokens, d_stride)` block scales (f32 of the f16 ggml stores).
+    d: Vec<f32>,
+    /// `(n_tokens, d_stride)` Q8_1 sums `f16(d·Σq)` as f32; zeros when unused.
+    s: Vec<f32>,
+}
+
+/// A read-only view of quantized activations.
+#[derive(Clone, Copy)]
+pub(crate) struct Q8View<'a> {
+    pub qs: &'a [u8],
+    pub qs_stride: usize,
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub d_stride: usize,
+}
+
+impl Q8Buf {
+    /// Quantizes `x` (`(n_tokens, cols)`) and returns the view.
+    pub(crate) fn quantize(&mut self, isa: Isa, x: &[f32], n_tokens: usize, cols: usize, offset: bool) -> Q8View<'_> {
+        let nb = cols / QK;
+        let qs_stride = cols.div_ceil(64) * 64;
+        let d_stride = nb.div_ceil(16) * 16;
+        resize(&mut self.qs, n_tokens * qs_stride / 64, Line([0; 64]));
+        resize(&mut self.d, n_tokens * d_stride, 0.0);
+        resize(&mut self.s, n_tokens * d_stride, 0.0);
+        let qs: &mut [u8] = bytemuck::cast_slice_mut(&mut self.qs[..n_tokens * qs_stride / 64]);
+        for t in 0..n_tokens {
+            let xr = &x[t * cols..(t + 1) * cols];
+            let q = &mut qs[t * qs_stride..(t + 1) * qs_stride];
+            let d = &mut self.d[t * d_stride..(t + 1) * d_stride];
+            let s = &mut self.s[t * d_stride..(t + 1) * d_stride];
+            #[cfg(target_arch = "x86_64")]
+            if isa >= Isa::Avx512 {
+                // SAFETY: `isa` is at least AVX-512, which the caller checked this CPU has.
+                unsafe { crate::x86::quantize::q8_row_avx512(xr, q, d, s, offset) };
+                continue;
+            }
+            let _ = isa;
+            quantize_row_scalar(xr, q, d, s, offset);
+        }
+        Q8View { qs, qs_stride, d: &self.d, s: &self.s, d_stride }
+    }
+}
+
+/// Grows `v` to at least `n` items (never shrinks, so warm buffers stay allocated).
+fn resize<T: Clone>(v: &mut Vec<T>, n: usize, fill: T) {
+    if v.len() < n {
+        v.resize(n, fill);
+    }
+}
+
+/// Scalar quantizer of one token: the same numbers as `quantize_row_q8_0/1`.
+/// `q`, `d`, `s` are the token's padded slices; their padding is zeroed.
+pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mut [f32], offset: bool) {
+    let nb = x.len() / QK;
+    let flip = if offset { 0x80u8 } else { 0 };
+    for (b, block) in x.chunks_exact(QK).enumerate() {
+        let (scale, id) = q8_scale(block);
+        let mut sum = 0i32;
+        for (o, &v) in q[b * QK..(b + 1) * QK].iter_mut().zip(block) {
+            let qi = round_i8(v * id);
+            sum += i32::from(qi);
+            *o = (qi as u8) ^ flip;
+        }
+        d[b] = f16::from_f32(scale).to_f32();
+        s[b] = f16::from_f32(scale * sum as f32).to_f32();
+    }
+    q[nb * QK..].fill(flip);
+    d[nb..].fill(0.0);
+    s[nb..].fill(0.0);
+}

@@ -1,0 +1,294 @@
+//! `y = x·Wᵀ` for quantized weight matrices: the one entry point the model uses.
+//!
+//! A call quantizes all `n_tokens` activation rows once, to the weight type's dot
+//! type, then splits the weight rows over the pool's threads (in multiples of the
+//! kernels' row tile, so each thread reads only its own rows of `W`). Each kernel
+//! computes tiles of a few weight rows × a few tokens with accumulators in
+//! registers, so a weight block is loaded once per tile of tokens.
+
+use std::ops::Range;
+
+use half::{bf16, f16};
+
+use crate::act::{Q8Buf, Q8View};
+use crate::pool::{chunk, ThreadPool};
+use crate::quant::{self, align_of_type, BlockQ8K, BlockQ8_0, BlockQ8_1, DotType};
+use crate::{GgmlType, KernelError};
+
+pub use crate::cpu::{active_isa, detected_isa, Isa};
+pub use crate::quant::dequantize_row;
+
+/// A row-major weight matrix borrowed from a model file: `rows` rows of `cols`
+/// elements of type `ty`.
+#[derive(Clone, Copy, Debug)]
+pub struct QMatrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_size: usize,
+    data: &'a [u8],
+}
+
+impl<'a> QMatrix<'a> {
+    /// Row-major weight matrix: `rows` rows of `cols` elements of `ty`. Checks that `ty` is
+    /// supported, cols is a whole number of blocks, data.len() == rows * row_size, and data
+    /// is aligned for the block type.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, KernelError> {
+        if !ty.is_supported() {
+            return Err(KernelError::UnsupportedType(ty));
+        }
+        if cols % ty.block_size() != 0 {
+            return Err(KernelError::PartialBlock { ty, cols, block_size: ty.block_size() });
+        }
+        let row_size = ty.row_size(cols).ok_or(KernelError::TooLarge { ty, rows, cols })?;
+        let expected = row_size.checked_mul(rows).ok_or(KernelError::TooLarge { ty, rows, cols })?;
+        if data.len() != expected {
+            return Err(KernelError::WrongLength { ty, rows, cols, expected, actual: data.len() });
+        }
+        let align = align_of_type(ty);
+        if data.as_ptr() as usize % align != 0 {
+            return Err(KernelError::Misaligned { ty, align, addr: data.as_ptr() as usize });
+        }
+        Ok(QMatrix { ty, rows, cols, row_size, data })
+    }
+
+    /// The element type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Number of rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Elements per row (inputs).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes per row.
+    pub fn row_size(&self) -> usize {
+        self.row_size
+    }
+
+    /// The bytes of row `r`.
+    ///
+    /// # Panics
+    /// If `r >= rows()`.
+    pub fn row(&self, r: usize) -> &'a [u8] {
+        assert!(r < self.rows, "row {r} of a matrix with {} rows", self.rows);
+        &self.data[r * self.row_size..(r + 1) * self.row_size]
+    }
+
+    /// All the matrix's bytes.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+}
+
+/// Reusable buffers for the quantized activations of [`matmul`]; after the largest
+/// shape has been seen once, calls do not allocate.
+#[derive(Default)]
+pub struct MatmulScratch {
+    q8: Q8Buf,
+    b8_0: Vec<BlockQ8_0>,
+    b8_1: Vec<BlockQ8_1>,
+    b8k: Vec<BlockQ8K>,
+    h16: Vec<f16>,
+    bh16: Vec<bf16>,
+    f32s: Vec<f32>,
+}
+
+impl std::fmt::Debug for MatmulScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatmulScratch").finish_non_exhaustive()
+    }
+}
+
+/// Activations in the layout a kernel reads, `n_tokens` rows of them.
+pub(crate) enum Acts<'a> {
+    /// ggml Q8_0 blocks, `(n_tokens, nb)`.
+    Q8_0(&'a [BlockQ8_0]),
+    /// ggml Q8_1 blocks, `(n_tokens, nb)`.
+    Q8_1(&'a [BlockQ8_1]),
+    /// ggml Q8_K blocks, `(n_tokens, nb)`.
+    Q8K(&'a [BlockQ8K]),
+    /// f16 values, `(n_tokens, cols)`.
+    F16(&'a [f16]),
+    /// bf16 values, `(n_tokens, cols)`.
+    BF16(&'a [bf16]),
+    /// f32 values (rounded to the weight type if it is F16/BF16), `(n_tokens, cols)`.
+    F32(&'a [f32]),
+    /// The SIMD layout of Q8_0/Q8_1 values (see `act`).
+    Q8(Q8View<'a>),
+}
+
+/// Where a kernel writes: `y` of shape `(n_tokens, ld)`. Threads write disjoint rows
+/// (columns of `y`) through this shared handle.
+pub(crate) struct Out {
+    ptr: *mut f32,
+    ld: usize,
+    pub(crate) n_tokens: usize,
+}
+
+// SAFETY: `Out` is only used inside one `pool.run` region, while the `&mut [f32]` it
+// was made from is borrowed, and each thread writes only its own rows `r`.
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Writes `y[t][r] = v`.
+    ///
+    /// # Safety
+    /// `t < n_tokens`, `r < ld`, and no other thread writes row `r` in this region.
+    #[inline(always)]
+    pub(crate) unsafe fn set(&self, t: usize, r: usize, v: f32) {
+        debug_assert!(t < self.n_tokens && r < self.ld);
+        // SAFETY: in bounds of the `(n_tokens, ld)` buffer per the caller's contract.
+        unsafe { *self.ptr.add(t * self.ld + r) = v };
+    }
+}
+
+/// A kernel: computes `y[t][r]` for every token and every `r` in `rows`.
+///
+/// # Safety
+/// The CPU must support the kernel's instruction set, `acts` must be the layout the
+/// kernel was selected with, and `rows` must be this thread's alone.
+pub(crate) type GemmFn = unsafe fn(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out);
+
+/// How the activations are prepared for a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Prep {
+    /// ggml's block layout of the dot type (scalar kernels).
+    Blocks,
+    /// The SIMD Q8 layout; `offset` stores `q + 128`.
+    Q8 { offset: bool },
+    /// Q8_K blocks.
+    Q8K,
+    /// f32 rounded to the weight type.
+    Float,
+}
+
+/// y = x · Wᵀ: x is (n_tokens, w.cols()) row-major f32, y is (n_tokens, w.rows()) row-major.
+/// Quantizes x once (all tokens) to the weight's dot type, then splits work over the pool's threads.
+pub fn matmul(w: &QMatrix, x: &[f32], n_tokens: usize, y: &mut [f32], scratch: &mut MatmulScratch, pool: &ThreadPool) {
+    matmul_with_isa(active_isa(), w, x, n_tokens, y, scratch, pool);
+}
+
+/// [`matmul`] with an explicit instruction-set level, for tests and benchmarks.
+///
+/// # Panics
+/// If the shapes disagree or this CPU lacks `isa` ([`Isa::is_available`]).
+pub fn matmul_with_isa(
+    isa: Isa,
+    w: &QMatrix,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+    pool: &ThreadPool,
+) {
+    assert_eq!(x.len(), n_tokens * w.cols(), "matmul: x has {} values, want {n_tokens}x{}", x.len(), w.cols());
+    assert_eq!(y.len(), n_tokens * w.rows(), "matmul: y has {} values, want {n_tokens}x{}", y.len(), w.rows());
+    assert!(isa.is_available(), "matmul: this CPU cannot run {isa} kernels");
+    if n_tokens == 0 || w.rows() == 0 {
+        return;
+    }
+    let (prep, kernel, row_tile) = select(w.ty(), isa);
+    let acts = prepare(scratch, prep, isa, w, x, n_tokens);
+    let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens };
+    let units = w.rows().div_ceil(row_tile);
+    let n_threads = pool.n_threads().min(units);
+    let work = |i: usize| {
+        if i >= n_threads {
+            return;
+        }
+        let u = chunk(units, n_threads, i);
+        let rows = u.start * row_tile..(u.end * row_tile).min(w.rows());
+        // SAFETY: `select` returned a kernel for `isa`, which this CPU has (asserted
+        // above); `acts` was prepared with that kernel's `prep`; `chunk` gives each
+        // thread disjoint rows.
+        unsafe { kernel(w, &acts, rows, &out) };
+    };
+    if n_threads == 1 {
+        work(0);
+    } else {
+        pool.run(&work);
+    }
+}
+
+/// Quantizes `x` as `prep` says, into `scratch`.
+fn prepare<'s>(
+    scratch: &'s mut MatmulScratch,
+    prep: Prep,
+    isa: Isa,
+    w: &QMatrix,
+    x: &'s [f32],
+    n_tokens: usize,
+) -> Acts<'s> {
+    let cols = w.cols();
+    let dot = DotType::of(w.ty()).expect("QMatrix holds a supported type");
+    match (prep, dot) {
+        (Prep::Q8 { offset }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, offset)),
+        (Prep::Q8K, _) | (Prep::Blocks, DotType::Q8K) => {
+            let b = fill(&mut scratch.b8k, n_tokens * cols / crate::QK_K);
+            quant::q8_k::quantize_row_q8_k(x, b);
+            Acts::Q8K(b)
+        }
+        (Prep::Blocks, DotType::Q8_0) => {
+            let b = fill(&mut scratch.b8_0, n_tokens * cols / quant::QK);
+            quant::q8::quantize_row_q8_0(x, b);
+            Acts::Q8_0(b)
+        }
+        (Prep::Blocks, DotType::Q8_1) => {
+            let b = fill(&mut scratch.b8_1, n_tokens * cols / quant::QK);
+            quant::q8::quantize_row_q8_1(x, b);
+            Acts::Q8_1(b)
+        }
+        (Prep::Blocks, DotType::F16) => {
+            let b = fill(&mut scratch.h16, x.len());
+            quant::float::quantize_row_f16(x, b);
+            Acts::F16(b)
+        }
+        (Prep::Blocks, DotType::BF16) => {
+            let b = fill(&mut scratch.bh16, x.len());
+            quant::float::quantize_row_bf16(x, b);
+            Acts::BF16(b)
+        }
+        (Prep::Blocks | Prep::Float, DotType::F32) => Acts::F32(x),
+        (Prep::Float, DotType::F16) => {
+            let b = fill(&mut scratch.f32s, x.len());
+            for (o, &v) in b.iter_mut().zip(x) {
+                *o = f16::from_f32(v).to_f32();
+            }
+            Acts::F32(b)
+        }
+        (Prep::Float, DotType::BF16) => {
+            let b = fill(&mut scratch.f32s, x.len());
+            for (o, &v) in b.iter_mut().zip(x) {
+                *o = bf16::from_f32(v).to_f32();
+            }
+            Acts::F32(b)
+        }
+        (Prep::Float, _) => unreachable!("float preparation for a quantized type"),
+    }
+}
+
+/// The first `n` items of `v`, grown if needed (never shrunk).
+fn fill<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
+/// The kernel for weights of type `ty` at level `isa`: how to prepare the
+/// activations, the kernel, and its row tile (threads split rows in multiples of it).
+fn select(ty: GgmlType, isa: Isa) -> (Prep, GemmFn, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(k) = crate::x86::select(ty, isa) {
+        return k;
+    }
+    let _ = isa;
+    (Prep::Blocks, crate::scalar::gemm_fn(ty), 1)
+}

@@ -1,0 +1,59 @@
+//! Q4_0: 32 weights as 4-bit values around 8 and one f16 scale, `x = d·(q − 8)`.
+//! Byte `j` of `qs` holds element `j` (low nibble) and element `j + 16` (high nibble).
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use super::{signed_max, BlockQ8_0, QK};
+
+/// A Q4_0 block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct BlockQ4_0 {
+    /// Scale.
+    pub d: f16,
+    /// Nibbles: element `j` low, element `j + 16` high.
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(size_of::<BlockQ4_0>() == 18);
+
+/// Dequantizes Q4_0 blocks into `y` (`y.len()` = 32 × blocks).
+pub fn dequantize_row(x: &[BlockQ4_0], y: &mut [f32]) {
+    assert_eq!(y.len(), x.len() * QK);
+    for (b, out) in x.iter().zip(y.chunks_exact_mut(QK)) {
+        let d = b.d.to_f32();
+        for (j, &q) in b.qs.iter().enumerate() {
+            out[j] = (i32::from(q & 0x0F) - 8) as f32 * d;
+            out[j + QK / 2] = (i32::from(q >> 4) - 8) as f32 * d;
+        }
+    }
+}
+
+/// Quantizes `x` into Q4_0 blocks (the value of largest magnitude maps to −8).
+pub fn quantize_row(x: &[f32], y: &mut [BlockQ4_0]) {
+    assert_eq!(x.len(), y.len() * QK);
+    for (block, out) in x.chunks_exact(QK).zip(y.iter_mut()) {
+        let d = f16::from_f32(signed_max(block) / -8.0);
+        let id = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
+        let q = |v: f32| ((v * id).round() + 8.0).clamp(0.0, 15.0) as u8;
+        out.d = d;
+        for j in 0..QK / 2 {
+            out.qs[j] = q(block[j]) | (q(block[j + QK / 2]) << 4);
+        }
+    }
+}
+
+/// Scalar reference dot product of Q4_0 weights with Q8_0 activations.
+pub fn vec_dot(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (bx, by) in x.iter().zip(y) {
+        let mut sumi = 0i32;
+        for (j, &q) in bx.qs.iter().enumerate() {
+            sumi += (i32::from(q & 0x0F) - 8) * i32::from(by.qs[j]);
+            sumi += (i32::from(q >> 4) - 8) * i32::from(by.qs[j + QK / 2]);
+        }
+        sumf += sumi as f32 * bx.d.to_f32() * by.d.to_f32();
+    }
+    sumf
+}

@@ -1,0 +1,85 @@
+//! Q4_1: 32 weights as 4-bit values with an f16 scale and minimum, `x = d·q + m`.
+//! Byte `j` of `qs` holds element `j` (low nibble) and element `j + 16` (high nibble).
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use super::{BlockQ8_1, QK};
+
+/// A Q4_1 block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub struct BlockQ4_1 {
+    /// Scale.
+    pub d: f16,
+    /// Minimum (the value of quant 0).
+    pub m: f16,
+    /// Nibbles: element `j` low, element `j + 16` high.
+    pub qs: [u8; QK / 2],
+}
+const _: () = assert!(size_of::<BlockQ4_1>() == 20);
+
+/// Dequantizes Q4_1 blocks into `y` (`y.len()` = 32 × blocks).
+pub fn dequantize_row(x: &[BlockQ4_1], y: &mut [f32]) {
+    assert_eq!(y.len(), x.len() * QK);
+    for (b, out) in x.iter().zip(y.chunks_exact_mut(QK)) {
+        let (d, m) = (b.d.to_f32(), b.m.to_f32());
+        for (j, &q) in b.qs.iter().enumerate() {
+            out[j] = f32::from(q & 0x0F) * d + m;
+            out[j + QK / 2] = f32::from(q >> 4) * d + m;
+        }
+    }
+}
+
+/// Quantizes `x` into Q4_1 blocks (minimum to maximum in 15 steps).
+pub fn quantize_row(x: &[f32], y: &mut [BlockQ4_1]) {
+    assert_eq!(x.len(), y.len() * QK);
+    for (block, out) in x.chunks_exact(QK).zip(y.iter_mut()) {
+        let min = block.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let d = f16::from_f32((max - min) / 15.0);
+        let m = f16::from_f32(min);
+        let id = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
+        let q = |v: f32| ((v - m.to_f32()) * id).round().clamp(0.0, 15.0) as u8;
+        out.d = d;
+        out.m = m;
+        for j in 0..QK / 2 {
+            out.qs[j] = q(block[j]) | (q(block[j + QK / 2]) << 4);
+        }
+    }
+}
+
+/// Scalar reference dot product of Q4_1 weights with Q8_1 activations:
+/// `Σ d_x·d_y·Σ q_x q_y + m_x·s_y` over blocks.
+pub fn vec_dot(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (bx, by) in x.iter().zip(y) {
+        let mut sumi = 0i32;
+        for (j, &q) in bx.qs.iter().enumerate() {
+            sumi += i32::from(q & 0x0F) * i32::from(by.qs[j]);
+            sumi += i32::from(q >> 4) * i32::from(by.qs[j + QK / 2]);
+        }
+        sumf += (bx.d.to_f32() * by.d.to_f32()) * sumi as f32 + bx.m.to_f32() * by.s.to_f32();
+    }
+    sumf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_1_block_by_hand() {
+        let mut b = BlockQ4_1 { d: f16::from_f32(0.5), m: f16::from_f32(-2.0), qs: [0; 16] };
+        b.qs[0] = 0x3F; // element 0 = 15, element 16 = 3
+        b.qs[15] = 0xA1; // element 15 = 1, element 31 = 10
+        let mut y = [0.0f32; 32];
+        dequantize_row(&[b], &mut y);
+        assert_eq!(y[0], 15.0 * 0.5 - 2.0);
+        assert_eq!(y[16], 3.0 * 0.5 - 2.0);
+        assert_eq!(y[15], 0.5 - 2.0);
+        assert_eq!(y[31], 10.0 * 0.5 - 2.0);
+        assert_eq!(y[1], -2.0);
+    }
+}

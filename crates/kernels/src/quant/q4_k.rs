@@ -1,0 +1,168 @@
+//! Q4_K: super-blocks of 256 weights in 8 sub-blocks of 32, `x = d·sc_j·q − dmin·m_j`
+//! with 4-bit quants and a 6-bit scale `sc_j` and minimum `m_j` per sub-block.
+//!
+//! The 16 six-bit values live in 12 bytes: bytes 0..4 hold `sc_0..3` in their low 6
+//! bits, bytes 4..8 `m_0..3`; bytes 8..12 hold the low nibbles of `sc_4..7` (low) and
+//! `m_4..7` (high), whose top 2 bits sit in the top bits of bytes 0..4 (scales) and
+//! 4..8 (minimums). Each 32 bytes of `qs` hold sub-block `2i` in the low nibbles and
+//! sub-block `2i + 1` in the high nibbles.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::QK_K;
+
+use super::BlockQ8K;
+
+/// A Q4_K super-block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ4K {
+    /// Scale of the sub-block scales.
+    pub d: f16,
+    /// Scale of the sub-block minimums.
+    pub dmin: f16,
+    /// Packed 6-bit scales and minimums (see the module docs).
+    pub scales: [u8; 12],
+    /// Nibbles.
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(size_of::<BlockQ4K>() == 144);
+
+impl Default for BlockQ4K {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+/// Unpacks the 8 scales and 8 minimums of a super-block.
+#[inline]
+pub fn unpack_scales(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let word = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+    let (a, b, c) = (word(0), word(4), word(8));
+    let sc_lo = a & 0x3F3F_3F3F;
+    let m_lo = b & 0x3F3F_3F3F;
+    let sc_hi = (c & 0x0F0F_0F0F) | (((a >> 6) & 0x0303_0303) << 4);
+    let m_hi = ((c >> 4) & 0x0F0F_0F0F) | (((b >> 6) & 0x0303_0303) << 4);
+    let join = |lo: u32, hi: u32| {
+        let mut out = [0u8; 8];
+        out[..4].copy_from_slice(&lo.to_le_bytes());
+        out[4..].copy_from_slice(&hi.to_le_bytes());
+        out
+    };
+    (join(sc_lo, sc_hi), join(m_lo, m_hi))
+}
+
+/// Packs 8 scales and 8 minimums (each `< 64`) into the 12-byte layout.
+pub fn pack_scales(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    for j in 0..4 {
+        s[j] = (sc[j] & 63) | ((sc[j + 4] >> 4) << 6);
+        s[j + 4] = (m[j] & 63) | ((m[j + 4] >> 4) << 6);
+        s[j + 8] = (sc[j + 4] & 0x0F) | ((m[j + 4] & 0x0F) << 4);
+    }
+    s
+}
+
+/// Dequantizes Q4_K super-blocks into `y` (`y.len()` = 256 × blocks).
+pub fn dequantize_row(x: &[BlockQ4K], y: &mut [f32]) {
+    assert_eq!(y.len(), x.len() * QK_K);
+    for (b, out) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
+        let (d, dmin) = (b.d.to_f32(), b.dmin.to_f32());
+        let (sc, m) = unpack_scales(&b.scales);
+        for (i, (q, out)) in b.qs.chunks_exact(32).zip(out.chunks_exact_mut(64)).enumerate() {
+            let (d1, m1) = (d * f32::from(sc[2 * i]), dmin * f32::from(m[2 * i]));
+            let (d2, m2) = (d * f32::from(sc[2 * i + 1]), dmin * f32::from(m[2 * i + 1]));
+            for l in 0..32 {
+                out[l] = d1 * f32::from(q[l] & 0x0F) - m1;
+                out[l + 32] = d2 * f32::from(q[l] >> 4) - m2;
+            }
+        }
+    }
+}
+
+/// Quantizes `x` into Q4_K super-blocks: each sub-block spans its minimum (or 0)
+/// to its maximum in 15 steps; the steps and minimums are quantized to 6 bits.
+pub fn quantize_row(x: &[f32], y: &mut [BlockQ4K]) {
+    assert_eq!(x.len(), y.len() * QK_K);
+    for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+        let mut step = [0.0f32; 8];
+        let mut low = [0.0f32; 8];
+        for (j, sub) in block.chunks_exact(32).enumerate() {
+            let min = sub.iter().copied().fold(0.0f32, f32::min);
+            let max = sub.iter().copied().fold(min, f32::max);
+            step[j] = (max - min) / 15.0;
+            low[j] = -min;
+        }
+        let d = f16::from_f32(step.iter().copied().fold(0.0, f32::max) / 63.0);
+        let dmin = f16::from_f32(low.iter().copied().fold(0.0, f32::max) / 63.0);
+        let six = |v: f32, s: f16| if s.to_f32() > 0.0 { (v / s.to_f32()).round().clamp(0.0, 63.0) as u8 } else { 0 };
+        let sc: [u8; 8] = std::array::from_fn(|j| six(step[j], d));
+        let m: [u8; 8] = std::array::from_fn(|j| six(low[j], dmin));
+        let mut q = [0u8; QK_K];
+        for (j, sub) in block.chunks_exact(32).enumerate() {
+            let s = d.to_f32() * f32::from(sc[j]);
+            let off = dmin.to_f32() * f32::from(m[j]);
+            for (qi, &v) in q[32 * j..32 * j + 32].iter_mut().zip(sub) {
+                *qi = if s > 0.0 { ((v + off) / s).round().clamp(0.0, 15.0) as u8 } else { 0 };
+            }
+        }
+        out.d = d;
+        out.dmin = dmin;
+        out.scales = pack_scales(&sc, &m);
+        for i in 0..4 {
+            for l in 0..32 {
+                out.qs[32 * i + l] = q[64 * i + l] | (q[64 * i + 32 + l] << 4);
+            }
+        }
+    }
+}
+
+/// Scalar reference dot product of Q4_K weights with Q8_K activations.
+pub fn vec_dot(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (bx, by) in x.iter().zip(y) {
+        let (sc, m) = unpack_scales(&bx.scales);
+        let mut sumi = 0i32;
+        for i in 0..4 {
+            let q = &bx.qs[32 * i..32 * i + 32];
+            let a = &by.qs[64 * i..64 * i + 64];
+            let lo: i32 = (0..32).map(|l| i32::from(q[l] & 0x0F) * i32::from(a[l])).sum();
+            let hi: i32 = (0..32).map(|l| i32::from(q[l] >> 4) * i32::from(a[l + 32])).sum();
+            sumi += i32::from(sc[2 * i]) * lo + i32::from(sc[2 * i + 1]) * hi;
+        }
+        let summs: i32 =
+            (0..8).map(|j| i32::from(m[j]) * (i32::from(by.bsums[2 * j]) + i32::from(by.bsums[2 * j + 1]))).sum();
+        let d = bx.d.to_f32() * by.d;
+        let dmin = bx.dmin.to_f32() * by.d;
+        sumf += d * sumi as f32 - dmin * summs as f32;
+    }
+    sumf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_pack_and_unpack() {
+        let sc = [0, 63, 17, 32, 63, 1, 48, 15];
+        let m = [5, 0, 63, 31, 16, 62, 0, 33];
+        assert_eq!(unpack_scales(&pack_scales(&sc, &m)), (sc, m));
+    }
+
+    #[test]
+    fn unpack_matches_the_per_index_definition() {
+        let s: [u8; 12] = std::array::from_fn(|i| (i as u8).wrapping_mul(97).wrapping_add(13));
+        let (sc, m) = unpack_scales(&s);
+        for j in 0..8 {
+            let (d, mm) = if j < 4 {
+                (s[j] & 63, s[j + 4] & 63)
+            } else {
+                ((s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+            };
+            assert_eq!((sc[j], m[j]), (d, mm), "j = {j}");
+        }
+    }
+}

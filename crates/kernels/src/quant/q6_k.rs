@@ -1,0 +1,126 @@
+//! Q6_K: super-blocks of 256 weights, `x = d·sc_g·(q − 32)` with 6-bit quants and a
+//! signed 8-bit scale per group of 16.
+//!
+//! Each half of 128 elements uses 64 bytes of `ql` and 32 of `qh`. For `l < 32`:
+//! element `l` is `ql[l]` low nibble with `qh[l]` bits 0–1 on top, element `l + 32`
+//! is `ql[l + 32]` low nibble with bits 2–3, element `l + 64` is `ql[l]` high nibble
+//! with bits 4–5, element `l + 96` is `ql[l + 32]` high nibble with bits 6–7.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::QK_K;
+
+use super::{signed_max, BlockQ8K};
+
+/// A Q6_K super-block.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ6K {
+    /// Low 4 bits of the quants.
+    pub ql: [u8; QK_K / 2],
+    /// High 2 bits of the quants.
+    pub qh: [u8; QK_K / 4],
+    /// Scale of each group of 16.
+    pub scales: [i8; QK_K / 16],
+    /// Scale of the scales.
+    pub d: f16,
+}
+const _: () = assert!(size_of::<BlockQ6K>() == 210);
+
+impl Default for BlockQ6K {
+    fn default() -> Self {
+        Self::zeroed()
+    }
+}
+
+/// The 256 quants of `b`, each in `0..64` (not yet offset by −32).
+#[inline]
+pub fn unpack_quants(b: &BlockQ6K) -> [u8; QK_K] {
+    let mut q = [0u8; QK_K];
+    for half in 0..2 {
+        let ql = &b.ql[64 * half..64 * half + 64];
+        let qh = &b.qh[32 * half..32 * half + 32];
+        let out = &mut q[128 * half..128 * half + 128];
+        for l in 0..32 {
+            out[l] = (ql[l] & 0x0F) | ((qh[l] & 3) << 4);
+            out[l + 32] = (ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4);
+            out[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            out[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    q
+}
+
+/// Dequantizes Q6_K super-blocks into `y` (`y.len()` = 256 × blocks).
+pub fn dequantize_row(x: &[BlockQ6K], y: &mut [f32]) {
+    assert_eq!(y.len(), x.len() * QK_K);
+    for (b, out) in x.iter().zip(y.chunks_exact_mut(QK_K)) {
+        let d = b.d.to_f32();
+        for (i, q) in unpack_quants(b).iter().enumerate() {
+            out[i] = d * f32::from(b.scales[i / 16]) * f32::from(*q as i8 - 32);
+        }
+    }
+}
+
+/// Quantizes `x` into Q6_K super-blocks: each group of 16 maps its element of
+/// largest magnitude to −32; the group scales are quantized to 8 bits.
+pub fn quantize_row(x: &[f32], y: &mut [BlockQ6K]) {
+    assert_eq!(x.len(), y.len() * QK_K);
+    for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
+        let step: [f32; 16] = std::array::from_fn(|g| signed_max(&block[16 * g..16 * g + 16]) / -32.0);
+        let d = f16::from_f32(step.iter().fold(0.0f32, |m, s| m.max(s.abs())) / 127.0);
+        let id = if d.to_f32() > 0.0 { 1.0 / d.to_f32() } else { 0.0 };
+        let sc: [i8; 16] = std::array::from_fn(|g| (step[g] * id).round().clamp(-128.0, 127.0) as i8);
+        let mut q = [0u8; QK_K];
+        for (i, (qi, &v)) in q.iter_mut().zip(block).enumerate() {
+            let s = d.to_f32() * f32::from(sc[i / 16]);
+            let l = if s != 0.0 { (v / s).round().clamp(-32.0, 31.0) as i32 } else { 0 };
+            *qi = (l + 32) as u8;
+        }
+        out.d = d;
+        out.scales = sc;
+        for half in 0..2 {
+            let q = &q[128 * half..128 * half + 128];
+            for l in 0..32 {
+                out.ql[64 * half + l] = (q[l] & 0x0F) | ((q[l + 64] & 0x0F) << 4);
+                out.ql[64 * half + l + 32] = (q[l + 32] & 0x0F) | ((q[l + 96] & 0x0F) << 4);
+                out.qh[32 * half + l] =
+                    (q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) | ((q[l + 96] >> 4) << 6);
+            }
+        }
+    }
+}
+
+/// Scalar reference dot product of Q6_K weights with Q8_K activations.
+pub fn vec_dot(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut sumf = 0.0f32;
+    for (bx, by) in x.iter().zip(y) {
+        let q = unpack_quants(bx);
+        let mut sumi = 0i32;
+        for g in 0..16 {
+            let s: i32 = (16 * g..16 * g + 16).map(|i| (i32::from(q[i]) - 32) * i32::from(by.qs[i])).sum();
+            sumi += i32::from(bx.scales[g]) * s;
+        }
+        sumf += bx.d.to_f32() * by.d * sumi as f32;
+    }
+    sumf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quants_round_trip_through_the_bit_layout() {
+        let x: Vec<f32> = (0..QK_K).map(|i| ((i * 37 % 64) as f32 - 32.0) * 0.25).collect();
+        let mut b = [BlockQ6K::default()];
+        quantize_row(&x, &mut b);
+        let mut y = vec![0.0f32; QK_K];
+        dequantize_row(&b, &mut y);
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() <= 0.126, "{a} vs {b}"); // half a step of 0.25
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `matmul` at every instruction-set level against the scalar kernels and against a
+//! naive f64 product of dequantized rows, on random data with awkward sizes.
+
+mod common;
+
+use common::*;
+use kernels::matmul::{matmul, matmul_with_isa, MatmulScratch, QMatrix};
+use kernels::{GgmlType, Isa, ThreadPool};
+
+/// Block counts per row to try for `ty` (odd ones on purpose).
+fn block_counts(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_K | GgmlType::Q6_K => &[1, 3, 5],
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[1, 7, 16, 17, 33, 100],
+        _ => &[1, 3, 7, 16, 17, 33],
+    }
+}
+
+#[test]
+fn every_isa_matches_the_scalar_kernels() {
+    let pool = ThreadPool::new(1);
+    let mut scratch = MatmulScratch::default();
+    let mut rng = rng(1);
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| *i > Isa::Scalar && i.is_available()).collect();
+    if isas.is_empty() {
+        println!("note: no SIMD level on this CPU; only the scalar kernels are tested");
+    }
+    for ty in TYPES {
+        for &nb in block_counts(ty) {
+            let cols = nb * ty.block_size();
+            for rows in [1usize, 5, 13] {
+                let data = random_weights(&mut rng, ty, rows, cols);
+                let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
+                let deq = dequantize(ty, data.bytes(), rows, cols);
+                for n in [1usize, 2, 3, 5, 17] {
+                    let x = random_acts(&mut rng, n * cols);
+                    let mut want = vec![0.0f32; n * rows];
+                    matmul_with_isa(Isa::Scalar, &w, &x, n, &mut want, &mut scratch, &pool);
+                    let (_, bound) = reference(ty, &deq, rows, cols, &x, n);
+                    for &isa in &isas {
+                        let mut got = vec![f32::NAN; n * rows];
+                        matmul_with_isa(isa, &w, &x, n, &mut got, &mut scratch, &pool);
+                        for (k, (g, e)) in got.iter().zip(&want).enumerate() {
+                            // Same integers, only the order of f32 sums differs: far below the
+                            // activation-quantization bound.
+                            let tol = bound[k] * 1e-3 + 1e-5 * e.abs() + 1e-6;
+                            assert!(
+                                (g - e).abs() <= tol,
+                                "{ty} {isa}: rows {rows} cols {cols} n {n} entry {k}: {g} vs scalar {e} (tol {tol})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scalar_kernels_are_within_the_activation_quantization_error() {
+    let pool = ThreadPool::new(1);
+    let mut scratch = MatmulScratch::default();
+    let mut rng = rng(2);
+    for ty in TYPES {
+        for &nb in block_counts(ty) {
+            let cols = nb * ty.block_size();
+            let rows = 7;
+            let data = random_weights(&mut rng, ty, rows, cols);
+            let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
+            let deq = dequantize(ty, data.bytes(), rows, cols);
+            let n = 3;
+            let x = random_acts(&mut rng, n * cols);
+            let (want, bound) = reference(ty, &deq, rows, cols, &x, n);
+            let mut got = vec![0.0f32; n * rows];
+            matmul_with_isa(Isa::Scalar, &w, &x, n, &mut got, &mut scratch, &pool);
+            for (k, ((g, e), b)) in got.iter().zip(&want).zip(&bound).enumerate() {
+                assert!((g - e).abs() <= *b, "{ty} cols {cols} entry {k}: {g} vs f64 {e} (bound {b})");
+            }
+        }
+    }
+}
+
+#[test]
+fn thread_count_does_not_change_the_result() {
+    let mut rng = rng(3);
+    let pools: Vec<ThreadPool> = (1..=3).map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::default();
+    for ty in TYPES {
+        let cols = 3 * ty.block_size().max(32);
+        for (rows, n) in [(1usize, 1usize), (9, 1), (30, 1), (13, 6), (67, 17)] {
+            let data = random_weights(&mut rng, ty, rows, cols);
+            let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
+            let x = random_acts(&mut rng, n * cols);
+            let deq = dequantize(ty, data.bytes(), rows, cols);
+            let (want, bound) = reference(ty, &deq, rows, cols, &x, n);
+            let mut first: Option<Vec<f32>> = None;
+            for pool in &pools {
+                let mut y = vec![f32::NAN; n * rows];
+                matmul(&w, &x, n, &mut y, &mut scratch, pool);
+                for (k, ((g, e), b)) in y.iter().zip(&want).zip(&bound).enumerate() {
+                    assert!((g - e).abs() <= *b, "{ty} {} threads entry {k}: {g} vs {e}", pool.n_threads());
+                }
+                match &first {
+                    None => first = Some(y),
+                    Some(f) => assert_eq!(f, &y, "{ty}: {} threads changed the bits", pool.n_threads()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn scratch_is_reused_across_shapes() {
+    // A large call, then a small one with the same scratch: stale data must not leak.
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::default();
+    let mut rng = rng(4);
+    let ty = GgmlType::Q4_1;
+    for (rows, cols, n) in [(40usize, 320usize, 9usize), (5, 64, 1), (8, 96, 2)] {
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
+        let x = random_acts(&mut rng, n * cols);
+        let (want, bound) = reference(ty, &dequantize(ty, data.bytes(), rows, cols), rows, cols, &x, n);
+        let mut y = vec![0.0f32; n * rows];
+        matmul(&w, &x, n, &mut y, &mut scratch, &pool);
+        for ((g, e), b) in y.iter().zip(&want).zip(&bound) {
+            assert!((g - e).abs() <= *b);
+        }
+    }
+}
