@@ -2,6 +2,8 @@
 //! `SEED_TEST_SMOLLM2` (SmolLM2-135M-Instruct Q4_1) and `SEED_TEST_GEMMA3`
 //! (Gemma 3 270M Q4_K_M). Without the variable the test says it was skipped.
 
+#![allow(clippy::unwrap_used)] // in tests an unwrap is an assertion
+
 use std::path::PathBuf;
 
 use kernels::GgmlType;

@@ -24,7 +24,10 @@ pub enum GgufError {
         source: io::Error,
     },
     /// The first four bytes are not `GGUF`.
-    #[error("magic at offset 0 is {found:02x?}, expected \"GGUF\" [47, 47, 55, 46]: not a GGUF file")]
+    #[error(
+        "magic at offset 0 is {found:02x?} (\"{}\"), expected \"GGUF\" [47, 47, 55, 46]: not a GGUF file",
+        found.escape_ascii()
+    )]
     BadMagic {
         /// The four bytes found.
         found: [u8; 4],

@@ -8,11 +8,11 @@
 //! byte offset, never a panic. Once open, [`GgufFile::tensor_data`] is a plain
 //! slice: every tensor's bytes were checked to lie inside the file.
 //!
-//! - [`error`]: [`GgufError`];
-//! - [`value`]: metadata [`Value`]s and [`Array`]s;
-//! - `reader`: the byte cursor with checked reads;
-//! - `parse`: header, kvs and tensor infos;
-//! - [`writer`]: [`GgufBuilder`], to write valid and deliberately broken files.
+//! - [`error`] holds [`GgufError`];
+//! - [`value`] holds metadata [`Value`]s and [`Array`]s;
+//! - `reader` is the byte cursor with checked reads;
+//! - `parse` reads the header, the kvs and the tensor infos;
+//! - [`writer`] holds [`GgufBuilder`], to write valid and deliberately broken files.
 
 pub mod error;
 mod parse;

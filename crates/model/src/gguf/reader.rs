@@ -107,7 +107,7 @@ impl<'a> Cursor<'a> {
         field: Field,
         decode: fn([u8; N]) -> T,
     ) -> Result<Vec<T>, GgufError> {
-        let total = (n as u64).checked_mul(N as u64).unwrap_or(u64::MAX);
+        let total = (n as u64).saturating_mul(N as u64);
         let bytes = self.take(total, field)?;
         let mut out = Vec::with_capacity(n);
         for chunk in bytes.chunks_exact(N) {
@@ -136,6 +136,7 @@ pub(crate) fn check_count(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests an unwrap is an assertion
 mod tests {
     use super::*;
 

@@ -265,6 +265,7 @@ fn write_array(f: &mut fmt::Formatter<'_>, a: &Array, full: bool) -> fmt::Result
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests an unwrap is an assertion
 mod tests {
     use super::*;
 
