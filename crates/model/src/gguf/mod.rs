@@ -265,3 +265,29 @@ fn integer(key: &str, v: &Value, expected: &'static str) -> Result<i128, GgufErr
 fn out_of_range(key: &str, v: &Value, n: i128, expected: &'static str) -> GgufError {
     GgufError::WrongType { key: key.into(), expected, found: format!("{} {n} (out of range)", v.type_name()) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gguf_file_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<GgufFile>();
+        shared::<GgufError>();
+    }
+
+    #[test]
+    fn tensor_info_shape_helpers() {
+        let t = TensorInfo { name: "w".into(), ty: GgmlType::Q4_0, dims: vec![64, 3, 2], offset: 0, size: 216 };
+        assert_eq!((t.row_len(), t.n_rows(), t.n_elements()), (64, 6, 384));
+    }
+
+    #[test]
+    fn tensor_data_of_a_foreign_info_is_empty_not_a_panic() {
+        let f = GgufFile::from_bytes(GgufBuilder::new().build()).expect("empty file is valid");
+        let t = TensorInfo { name: "w".into(), ty: GgmlType::F32, dims: vec![4], offset: usize::MAX, size: 16 };
+        assert!(f.tensor_data(&t).is_empty());
+        assert_eq!(f.tensors().len(), 0);
+    }
+}

@@ -27,6 +27,14 @@ pub const MAX_ARRAY_DEPTH: usize = 8;
 const MIN_KV_BYTES: u64 = 8 + 1 + 4 + 1;
 /// Smallest tensor info: name length and one byte, n_dims, one dim, type, offset.
 const MIN_TENSOR_INFO_BYTES: u64 = 8 + 1 + 4 + 8 + 4 + 8;
+/// Most items reserved up front for a list of kvs, tensors, strings or arrays.
+///
+/// A count is only known to fit the bytes left in the file; each element in
+/// memory is larger than its smallest encoding (a `String` is 24 bytes, its
+/// encoding at least 8), and nested arrays would each reserve that much at once.
+/// Reserving at most this many and growing as elements are actually read keeps
+/// memory proportional to the bytes consumed.
+const PREALLOC_MAX: usize = 4096;
 /// Offset of the tensor count in the header.
 const TENSOR_COUNT_OFFSET: usize = 8;
 
@@ -62,9 +70,9 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, GgufError> {
     check_count(n_tensors as u64, MIN_TENSOR_INFO_BYTES, cur.remaining(), TENSOR_COUNT_OFFSET, &|| {
         "tensor count".into()
     })?;
-    let mut tensors = Vec::with_capacity(n_tensors);
-    let mut tensor_index = HashMap::with_capacity(n_tensors);
-    let mut pending = Vec::with_capacity(n_tensors);
+    let mut tensors = Vec::with_capacity(prealloc(n_tensors));
+    let mut tensor_index = HashMap::with_capacity(prealloc(n_tensors));
+    let mut pending = Vec::with_capacity(prealloc(n_tensors));
     for i in 0..n_tensors {
         let (info, rel) = read_tensor_info(&mut cur, i, alignment, &tensor_index)?;
         tensor_index.insert(info.name.clone(), i);
@@ -100,9 +108,9 @@ type Kvs = (Vec<(String, Value)>, HashMap<String, usize>, Vec<usize>);
 
 /// Reads `n` kvs; keys must be non-empty and unique.
 fn read_kvs(cur: &mut Cursor, n: usize) -> Result<Kvs, GgufError> {
-    let mut kvs = Vec::with_capacity(n);
-    let mut index = HashMap::with_capacity(n);
-    let mut value_offsets = Vec::with_capacity(n);
+    let mut kvs = Vec::with_capacity(prealloc(n));
+    let mut index = HashMap::with_capacity(prealloc(n));
+    let mut value_offsets = Vec::with_capacity(prealloc(n));
     for i in 0..n {
         let key_field = || format!("kv[{i}] key");
         let key_offset = cur.pos();
@@ -174,21 +182,21 @@ fn read_array(cur: &mut Cursor, field: Field, depth: usize) -> Result<Array, Ggu
         ValueType::F32 => Array::F32(cur.le_vec(n, field, f32::from_le_bytes)?),
         ValueType::F64 => Array::F64(cur.le_vec(n, field, f64::from_le_bytes)?),
         ValueType::Bool => {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(prealloc(n));
             for j in 0..n {
                 out.push(cur.bool(&|| format!("{}[{j}]", field()))?);
             }
             Array::Bool(out)
         }
         ValueType::String => {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(prealloc(n));
             for j in 0..n {
                 out.push(cur.string(&|| format!("{}[{j}]", field()))?);
             }
             Array::String(out)
         }
         ValueType::Array => {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(prealloc(n));
             for j in 0..n {
                 out.push(read_array(cur, &|| format!("{}[{j}]", field()), depth + 1)?);
             }
@@ -290,8 +298,68 @@ fn read_tensor_info(
     Ok((TensorInfo { name, ty, dims, offset: 0, size }, (rel, offset_offset)))
 }
 
+/// Capacity to reserve for `n` items (see [`PREALLOC_MAX`]).
+fn prealloc(n: usize) -> usize {
+    n.min(PREALLOC_MAX)
+}
+
 /// `pos` rounded up to a multiple of `alignment` (at least 1); saturates.
 pub(crate) fn align_up(pos: usize, alignment: usize) -> usize {
     let a = alignment.max(1);
     pos.div_ceil(a).saturating_mul(a)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests an unwrap is an assertion
+mod tests {
+    use super::*;
+    use crate::gguf::writer::{write_string, write_u32, write_u64, write_value};
+
+    #[test]
+    fn smallest_encodings_match_the_minimum_sizes() {
+        // If a minimum were larger than a real encoding, valid files would be rejected.
+        let mut kv = Vec::new();
+        write_string(&mut kv, b"k");
+        write_value(&mut kv, &Value::U8(0));
+        assert_eq!(kv.len() as u64, MIN_KV_BYTES);
+        let mut info = Vec::new();
+        write_string(&mut info, b"t");
+        write_u32(&mut info, 1);
+        write_u64(&mut info, 1);
+        write_u32(&mut info, 0);
+        write_u64(&mut info, 0);
+        assert_eq!(info.len() as u64, MIN_TENSOR_INFO_BYTES);
+        for (value, ty) in [
+            (Value::Bool(true), ValueType::Bool),
+            (Value::I16(0), ValueType::I16),
+            (Value::F32(0.0), ValueType::F32),
+            (Value::String(String::new()), ValueType::String),
+            (Value::Array(Array::U8(Vec::new())), ValueType::Array),
+        ] {
+            let mut buf = Vec::new();
+            write_value(&mut buf, &value);
+            assert_eq!(buf.len() as u64 - 4, ty.min_size(), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn counts_exactly_at_the_limit_are_accepted() {
+        // 2 kvs of the smallest size and nothing else: the kv count check is tight.
+        let mut b = crate::gguf::GgufBuilder::new();
+        b.add_kv("a", Value::U8(1)).add_kv("b", Value::U8(2));
+        let mut bytes = b.build();
+        bytes.truncate(24 + 2 * MIN_KV_BYTES as usize);
+        let p = parse(&bytes).unwrap();
+        assert_eq!(p.kvs.len(), 2);
+        assert_eq!(p.data_start, 64);
+    }
+
+    #[test]
+    fn align_up_rounds_to_multiples() {
+        assert_eq!(align_up(0, 32), 0);
+        assert_eq!(align_up(1, 32), 32);
+        assert_eq!(align_up(64, 32), 64);
+        assert_eq!(align_up(5, 0), 5);
+        assert_eq!(align_up(usize::MAX, 32), usize::MAX);
+    }
 }
