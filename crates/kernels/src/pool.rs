@@ -129,7 +129,7 @@ impl ThreadPool {
         let mut spins = 0u32;
         while shared.pending.load(Ordering::Acquire) != 0 {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -177,7 +177,7 @@ impl ThreadPool {
         unit: usize,
         f: &(dyn Fn(std::ops::Range<usize>, &mut [T]) + Sync),
     ) {
-        assert!(unit > 0 && data.len() % unit == 0, "split_mut: {} items of {unit}", data.len());
+        assert!(unit > 0 && data.len().is_multiple_of(unit), "split_mut: {} items of {unit}", data.len());
         let n = data.len() / unit;
         let t = self.n_threads;
         if t == 1 || n <= 1 {
@@ -197,9 +197,7 @@ impl ThreadPool {
             // SAFETY: `chunk` gives each thread a disjoint range of items inside
             // `0..n`, so the slices never overlap and stay inside `data`, which
             // outlives the region (`run` returns only after every thread is done).
-            let slice = unsafe {
-                std::slice::from_raw_parts_mut(base.0.add(items.start * unit), items.len() * unit)
-            };
+            let slice = unsafe { std::slice::from_raw_parts_mut(base.0.add(items.start * unit), items.len() * unit) };
             f(items, slice);
         });
     }
@@ -235,7 +233,7 @@ fn worker_loop(shared: &Shared, index: usize) {
                 break e;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 == 0 && started.elapsed() > SPIN_FOR {
+            if spins.is_multiple_of(256) && started.elapsed() > SPIN_FOR {
                 let mut guard = shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
                     let e = shared.epoch.load(Ordering::Acquire);
