@@ -4,7 +4,9 @@
 //! rounding), laid out for vector loads: each token's quants are one contiguous,
 //! 64-byte aligned run, and the per-block scales (already f32) and Q8_1 sums sit in
 //! arrays of their own. With `offset` the quants are stored as `q + 128` (`u8`), the
-//! form `vpdpbusd` takes as its unsigned operand.
+//! form `vpdpbusd` takes as its unsigned operand. With `quad`, each run of four
+//! blocks (128 bytes) holds the first 16 quants of each of the four blocks, then
+//! their last 16: the order in which the nibble formats' kernels unpack weights.
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -41,9 +43,17 @@ pub(crate) struct Q8View<'a> {
 
 impl Q8Buf {
     /// Quantizes `x` (`(n_tokens, cols)`) and returns the view.
-    pub(crate) fn quantize(&mut self, isa: Isa, x: &[f32], n_tokens: usize, cols: usize, offset: bool) -> Q8View<'_> {
+    pub(crate) fn quantize(
+        &mut self,
+        isa: Isa,
+        x: &[f32],
+        n_tokens: usize,
+        cols: usize,
+        offset: bool,
+        quad: bool,
+    ) -> Q8View<'_> {
         let nb = cols / QK;
-        let qs_stride = cols.div_ceil(64) * 64;
+        let qs_stride = cols.div_ceil(128) * 128;
         let d_stride = nb.div_ceil(16) * 16;
         resize(&mut self.qs, n_tokens * qs_stride / 64, Line([0; 64]));
         resize(&mut self.d, n_tokens * d_stride, 0.0);
@@ -57,11 +67,11 @@ impl Q8Buf {
             #[cfg(target_arch = "x86_64")]
             if isa >= Isa::Avx512 {
                 // SAFETY: `isa` is at least AVX-512, which the caller checked this CPU has.
-                unsafe { crate::x86::quantize::q8_row_avx512(xr, q, d, s, offset) };
+                unsafe { crate::x86::quantize::q8_row_avx512(xr, q, d, s, offset, quad) };
                 continue;
             }
             let _ = isa;
-            quantize_row_scalar(xr, q, d, s, offset);
+            quantize_row_scalar(xr, q, d, s, offset, quad);
         }
         Q8View { qs, qs_stride, d: &self.d, s: &self.s, d_stride }
     }
@@ -74,23 +84,35 @@ fn resize<T: Clone>(v: &mut Vec<T>, n: usize, fill: T) {
     }
 }
 
+/// Where the first and the last 16 quants of block `b` go in a token's run.
+#[inline]
+pub(crate) fn halves(b: usize, quad: bool) -> (usize, usize) {
+    if quad {
+        let at = (b / 4) * 128 + (b % 4) * 16;
+        (at, at + 64)
+    } else {
+        (b * QK, b * QK + 16)
+    }
+}
+
 /// Scalar quantizer of one token: the same numbers as `quantize_row_q8_0/1`.
 /// `q`, `d`, `s` are the token's padded slices; their padding is zeroed.
-pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mut [f32], offset: bool) {
+pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mut [f32], offset: bool, quad: bool) {
     let nb = x.len() / QK;
     let flip = if offset { 0x80u8 } else { 0 };
+    q.fill(flip);
     for (b, block) in x.chunks_exact(QK).enumerate() {
         let (scale, id) = q8_scale(block);
         let mut sum = 0i32;
-        for (o, &v) in q[b * QK..(b + 1) * QK].iter_mut().zip(block) {
+        let (first, second) = halves(b, quad);
+        for (j, &v) in block.iter().enumerate() {
             let qi = round_i8(v * id);
             sum += i32::from(qi);
-            *o = (qi as u8) ^ flip;
+            q[if j < 16 { first + j } else { second + j - 16 }] = (qi as u8) ^ flip;
         }
         d[b] = f16::from_f32(scale).to_f32();
         s[b] = f16::from_f32(scale * sum as f32).to_f32();
     }
-    q[nb * QK..].fill(flip);
     d[nb..].fill(0.0);
     s[nb..].fill(0.0);
 }

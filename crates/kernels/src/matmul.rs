@@ -161,8 +161,14 @@ pub(crate) type GemmFn = unsafe fn(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range
 pub(crate) enum Prep {
     /// ggml's block layout of the dot type (scalar kernels).
     Blocks,
-    /// The SIMD Q8 layout; `offset` stores `q + 128`.
-    Q8 { offset: bool },
+    /// The SIMD Q8 layout; `offset` stores `q + 128`, `quad` interleaves the halves
+    /// of each four blocks (see `act`).
+    Q8 {
+        /// Store `q + 128`.
+        offset: bool,
+        /// Interleave the halves of each four blocks.
+        quad: bool,
+    },
     /// Q8_K blocks.
     Q8K,
     /// f32 rounded to the weight type.
@@ -229,7 +235,7 @@ fn prepare<'s>(
     let cols = w.cols();
     let dot = DotType::of(w.ty()).expect("QMatrix holds a supported type");
     match (prep, dot) {
-        (Prep::Q8 { offset }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, offset)),
+        (Prep::Q8 { offset, quad }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, offset, quad)),
         (Prep::Q8K, _) | (Prep::Blocks, DotType::Q8K) => {
             let b = fill(&mut scratch.b8k, n_tokens * cols / crate::QK_K);
             quant::q8_k::quantize_row_q8_k(x, b);

@@ -1,9 +1,10 @@
-//! AVX-512 kernels of the 32-element formats (Q4_0, Q4_1, Q5_0, Q8_0).
+//! AVX-512 kernel of Q8_0 weights (the nibble formats are in `avx512_nib`), and
+//! helpers both use.
 //!
 //! One 512-bit vector holds two blocks. Per pair of blocks and tile entry (row `i`,
 //! token `c`) the work is one 8-bit dot product into 16 i32 lanes (8 per block),
 //! one conversion and one FMA with the product of the two blocks' scales. The
-//! scales of 16 blocks are gathered once per row (and loaded once per token) and
+//! scales of 16 blocks are loaded once per row and once per token, and
 //! spread to each pair with a permute.
 //!
 //! Activations are signed for Q4_1 (its nibbles are the unsigned operand) and
@@ -32,53 +33,6 @@ trait Legacy {
     unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i;
 }
 
-/// Nibbles of the 16 bytes at `p` (and at `q` if `TWO`): element order of two blocks.
-#[inline(always)]
-unsafe fn nibbles<const TWO: bool>(p: *const u8, q: *const u8) -> __m512i {
-    let lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.cast()));
-    let hi = if TWO { _mm256_broadcastsi128_si256(_mm_loadu_si128(q.cast())) } else { _mm256_setzero_si256() };
-    let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-    let shifted = _mm512_srlv_epi64(both, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4));
-    _mm512_and_si512(shifted, _mm512_set1_epi8(0x0F))
-}
-
-struct Q4_0;
-impl Legacy for Q4_0 {
-    const BYTES: usize = 18;
-    const UNSIGNED: bool = false;
-    #[inline(always)]
-    unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i {
-        let n = nibbles::<TWO>(p.add(2), p.add(Self::BYTES + 2));
-        let off = if TWO { _mm512_set1_epi8(8) } else { _mm512_maskz_set1_epi8(u32::MAX as u64, 8) };
-        _mm512_sub_epi8(n, off)
-    }
-}
-
-struct Q4_1;
-impl Legacy for Q4_1 {
-    const BYTES: usize = 20;
-    const UNSIGNED: bool = true;
-    #[inline(always)]
-    unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i {
-        nibbles::<TWO>(p.add(4), p.add(Self::BYTES + 4))
-    }
-}
-
-struct Q5_0;
-impl Legacy for Q5_0 {
-    const BYTES: usize = 22;
-    const UNSIGNED: bool = false;
-    #[inline(always)]
-    unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i {
-        let n = nibbles::<TWO>(p.add(6), p.add(Self::BYTES + 6));
-        let h0 = u64::from(p.add(2).cast::<u32>().read_unaligned());
-        let h1 =
-            if TWO { u64::from(p.add(Self::BYTES + 2).cast::<u32>().read_unaligned()) } else { u64::from(u32::MAX) };
-        // (nibble | bit·16) − 16: subtract 16 where the fifth bit is clear.
-        _mm512_mask_sub_epi8(n, !(h0 | (h1 << 32)), n, _mm512_set1_epi8(16))
-    }
-}
-
 struct Q8_0;
 impl Legacy for Q8_0 {
     const BYTES: usize = 34;
@@ -93,12 +47,42 @@ impl Legacy for Q8_0 {
 
 /// `acc + Σ a·b` over each 4 bytes (`a` unsigned, `b` signed).
 #[inline(always)]
-unsafe fn dot<const VNNI: bool>(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+pub(crate) unsafe fn dot<const VNNI: bool>(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     if VNNI {
         _mm512_dpbusd_epi32(acc, a, b)
     } else {
         _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(a, b), _mm512_set1_epi16(1)))
     }
+}
+
+/// The little-endian u32 at the start of each of `1 <= n <= 16` blocks of `bytes`
+/// bytes from `p` (zeros past `n`).
+#[inline(always)]
+pub(crate) unsafe fn block_words(p: *const u8, bytes: usize, n: usize) -> __m512i {
+    // Lanes past `n` reread block `n - 1` (never past the row) and are then zeroed:
+    // no stack round trip, which would stall on store forwarding.
+    let last = n - 1;
+    let at = |k: usize| p.add(k.min(last) * bytes).cast::<i32>().read_unaligned();
+    let v = _mm512_setr_epi32(
+        at(0),
+        at(1),
+        at(2),
+        at(3),
+        at(4),
+        at(5),
+        at(6),
+        at(7),
+        at(8),
+        at(9),
+        at(10),
+        at(11),
+        at(12),
+        at(13),
+        at(14),
+        at(15),
+    );
+    let keep: __mmask16 = if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 };
+    _mm512_maskz_mov_epi32(keep, v)
 }
 
 /// One tile: rows `r0..r0+R` × tokens `t0..t0+C`.
@@ -112,19 +96,15 @@ unsafe fn tile<F: Legacy, const VNNI: bool, const R: usize, const C: usize>(
 ) {
     let nb = w.cols() / 32;
     let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
-    let offs = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(F::BYTES as i32),
-    );
     let mut acc = [[_mm512_setzero_ps(); C]; R];
     let mut g = 0;
     while g < nb {
         let n = (nb - g).min(16);
-        let kmask: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
         let mut dw = [_mm512_setzero_ps(); R];
         for i in 0..R {
-            let base = rows[i].add(g * F::BYTES).cast::<i32>();
-            let raw = _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), kmask, offs, base);
+            // The first 4 bytes of each of the group's blocks (d, and m for Q4_1). Plain
+            // loads, not a gather: a gather that misses the cache serializes its misses.
+            let raw = block_words(rows[i].add(g * F::BYTES), F::BYTES, n);
             dw[i] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
             if F::UNSIGNED {
                 let m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(raw)));
@@ -205,40 +185,7 @@ macro_rules! entry {
     };
 }
 
-entry!(q4_0_plain, Q4_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
-entry!(q4_1_plain, Q4_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
-entry!(q5_0_plain, Q5_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
-entry!(q4_0_vnni, Q4_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
-entry!(q4_1_vnni, Q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
-entry!(q5_0_vnni, Q5_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 entry!(q8_0_vnni, Q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
-
-/// The Q4_0 kernel, with or without VNNI.
-pub(crate) unsafe fn gemm_q4_0<const VNNI: bool>(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    if VNNI {
-        q4_0_vnni(w, acts, rows, out)
-    } else {
-        q4_0_plain(w, acts, rows, out)
-    }
-}
-
-/// The Q4_1 kernel, with or without VNNI.
-pub(crate) unsafe fn gemm_q4_1<const VNNI: bool>(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    if VNNI {
-        q4_1_vnni(w, acts, rows, out)
-    } else {
-        q4_1_plain(w, acts, rows, out)
-    }
-}
-
-/// The Q5_0 kernel, with or without VNNI.
-pub(crate) unsafe fn gemm_q5_0<const VNNI: bool>(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    if VNNI {
-        q5_0_vnni(w, acts, rows, out)
-    } else {
-        q5_0_plain(w, acts, rows, out)
-    }
-}
 
 /// The Q8_0 kernel (VNNI only: without it, `vpmaddubsw` would saturate on `(q + 128)·w`;
 /// the AVX2 kernel serves AVX-512 CPUs without VNNI).

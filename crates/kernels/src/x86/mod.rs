@@ -10,6 +10,7 @@ mod avx2;
 mod avx2_k;
 mod avx512;
 mod avx512_k;
+mod avx512_nib;
 mod float;
 
 use crate::cpu::Isa;
@@ -20,8 +21,10 @@ use crate::GgmlType;
 /// `None` for the scalar level.
 pub(crate) fn select(ty: GgmlType, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
     use GgmlType::*;
-    let signed = Prep::Q8 { offset: false };
-    let offset = Prep::Q8 { offset: true };
+    let signed = Prep::Q8 { offset: false, quad: false };
+    let offset = Prep::Q8 { offset: true, quad: false };
+    let quad_signed = Prep::Q8 { offset: false, quad: true };
+    let quad_offset = Prep::Q8 { offset: true, quad: true };
     Some(match (isa, ty) {
         (Isa::Scalar, _) => return None,
         (Isa::Avx2, Q4_0) => (signed, avx2::gemm_q4_0, avx2::ROWS),
@@ -31,12 +34,12 @@ pub(crate) fn select(ty: GgmlType, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
         (Isa::Avx2, Q4_K) => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
         (Isa::Avx2, Q6_K) => (Prep::Q8K, avx2_k::gemm_q6_k, avx2_k::ROWS),
         (Isa::Avx2, F32 | F16 | BF16) => (Prep::Float, float::avx2_gemm(ty), float::ROWS),
-        (Isa::Avx512, Q4_0) => (offset, avx512::gemm_q4_0::<false>, avx512::ROWS),
-        (Isa::Avx512, Q4_1) => (signed, avx512::gemm_q4_1::<false>, avx512::ROWS),
-        (Isa::Avx512, Q5_0) => (offset, avx512::gemm_q5_0::<false>, avx512::ROWS),
-        (Isa::Avx512Vnni, Q4_0) => (offset, avx512::gemm_q4_0::<true>, avx512::ROWS),
-        (Isa::Avx512Vnni, Q4_1) => (signed, avx512::gemm_q4_1::<true>, avx512::ROWS),
-        (Isa::Avx512Vnni, Q5_0) => (offset, avx512::gemm_q5_0::<true>, avx512::ROWS),
+        (Isa::Avx512, Q4_0) => (quad_offset, avx512_nib::gemm_q4_0::<false>, avx512::ROWS),
+        (Isa::Avx512, Q4_1) => (quad_signed, avx512_nib::gemm_q4_1::<false>, avx512::ROWS),
+        (Isa::Avx512, Q5_0) => (quad_offset, avx512_nib::gemm_q5_0::<false>, avx512::ROWS),
+        (Isa::Avx512Vnni, Q4_0) => (quad_offset, avx512_nib::gemm_q4_0::<true>, avx512::ROWS),
+        (Isa::Avx512Vnni, Q4_1) => (quad_signed, avx512_nib::gemm_q4_1::<true>, avx512::ROWS),
+        (Isa::Avx512Vnni, Q5_0) => (quad_offset, avx512_nib::gemm_q5_0::<true>, avx512::ROWS),
         (Isa::Avx512Vnni, Q8_0) => (offset, avx512::gemm_q8_0, avx512::ROWS),
         (Isa::Avx512, Q4_K) => (Prep::Q8K, avx512_k::gemm_q4_k::<false>, avx512_k::ROWS),
         (Isa::Avx512, Q6_K) => (Prep::Q8K, avx512_k::gemm_q6_k::<false>, avx512_k::ROWS),

@@ -4,6 +4,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
+use crate::act::halves;
 use crate::quant::QK;
 
 /// AVX-512 version of `act::quantize_row_scalar`.
@@ -12,10 +13,12 @@ use crate::quant::QK;
 /// The CPU must support AVX-512 F/BW/VL. Slices as in `quantize_row_scalar`:
 /// `q.len() >= x.len()`, `d.len() == s.len() >= x.len() / 32`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(crate) unsafe fn q8_row_avx512(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mut [f32], offset: bool) {
+pub(crate) unsafe fn q8_row_avx512(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mut [f32], offset: bool, quad: bool) {
     let nb = x.len() / QK;
-    assert!(q.len() >= nb * QK && d.len() >= nb && s.len() == d.len());
-    let flip = _mm256_set1_epi8(if offset { 0x80u8 as i8 } else { 0 });
+    assert!(q.len() >= nb.div_ceil(4) * 128 && d.len() >= nb && s.len() == d.len());
+    let pad = if offset { 0x80u8 } else { 0 };
+    q.fill(pad);
+    let flip = _mm_set1_epi8(pad as i8);
     for b in 0..nb {
         // SAFETY: `b < nb`, so the 32 floats at `32·b` are inside `x`.
         let (v0, v1) =
@@ -27,13 +30,15 @@ pub(crate) unsafe fn q8_row_avx512(x: &[f32], q: &mut [u8], d: &mut [f32], s: &m
         let i0 = _mm512_cvt_roundps_epi32::<RNE>(_mm512_mul_ps(v0, id));
         let i1 = _mm512_cvt_roundps_epi32::<RNE>(_mm512_mul_ps(v1, id));
         let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-        let bytes = _mm256_set_m128i(_mm512_cvtsepi32_epi8(i1), _mm512_cvtsepi32_epi8(i0));
-        // SAFETY: `32·b + 32 <= q.len()` (asserted above).
-        unsafe { _mm256_storeu_si256(q.as_mut_ptr().add(QK * b).cast(), _mm256_xor_si256(bytes, flip)) };
+        let (first, second) = halves(b, quad);
+        // SAFETY: both halves end within the first `ceil(nb / 4)·128` bytes (asserted above).
+        unsafe {
+            _mm_storeu_si128(q.as_mut_ptr().add(first).cast(), _mm_xor_si128(_mm512_cvtsepi32_epi8(i0), flip));
+            _mm_storeu_si128(q.as_mut_ptr().add(second).cast(), _mm_xor_si128(_mm512_cvtsepi32_epi8(i1), flip));
+        }
         d[b] = f16::from_f32(scale).to_f32();
         s[b] = f16::from_f32(scale * sum as f32).to_f32();
     }
-    q[nb * QK..].fill(if offset { 0x80 } else { 0 });
     d[nb..].fill(0.0);
     s[nb..].fill(0.0);
 }
