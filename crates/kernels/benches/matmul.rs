@@ -4,7 +4,9 @@
 //!
 //! Shapes are those of the models we run: SmolLM2's FFN (1536×576) for the
 //! 32-element and float formats, Gemma 3's FFN-down (640×2048) for the K-quants,
-//! and SmolLM2's output matrix (49152×576, Q8_0, bigger than the caches) for decode.
+//! and, for decode from memory, SmolLM2's output matrix (49152×576, Q8_0) and a
+//! Q4_1 matrix bigger than the caches (131072×576, 47 MB).
+#![allow(missing_docs)] // `criterion_group!` generates an undocumented public function.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -71,6 +73,7 @@ fn bench(c: &mut Criterion) {
             cases.push((ty, rows, cols, 64));
         }
         cases.push((GgmlType::Q8_0, 49152, 576, 1));
+        cases.push((GgmlType::Q4_1, 131072, 576, 1));
         for (ty, rows, cols, n) in cases {
             let words = weights(ty, rows, cols);
             let len = ty.row_size(cols).expect("whole blocks") * rows;

@@ -116,3 +116,49 @@ pub(crate) fn quantize_row_scalar(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mu
     d[nb..].fill(0.0);
     s[nb..].fill(0.0);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::q8::{quantize_row_q8_0, quantize_row_q8_1};
+    use crate::quant::{BlockQ8_0, BlockQ8_1};
+
+    /// The SIMD layout holds exactly ggml's Q8_0/Q8_1 numbers, at every level and layout.
+    #[test]
+    fn simd_layout_holds_ggml_q8_values() {
+        let cols = 7 * QK;
+        let n = 3;
+        let x: Vec<f32> =
+            (0..n * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.01 * (1 + i % 5) as f32).collect();
+        let mut b0 = vec![BlockQ8_0::default(); n * 7];
+        let mut b1 = vec![BlockQ8_1::default(); n * 7];
+        quantize_row_q8_0(&x, &mut b0);
+        quantize_row_q8_1(&x, &mut b1);
+        let mut buf = Q8Buf::default();
+        for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
+            for offset in [false, true] {
+                for quad in [false, true] {
+                    let v = buf.quantize(isa, &x, n, cols, offset, quad);
+                    for t in 0..n {
+                        for b in 0..7 {
+                            let (first, second) = halves(b, quad);
+                            let row = &v.qs[t * v.qs_stride..];
+                            for j in 0..QK {
+                                let at = if j < 16 { first + j } else { second + j - 16 };
+                                let q = (row[at] ^ if offset { 0x80 } else { 0 }) as i8;
+                                assert_eq!(
+                                    q,
+                                    b0[t * 7 + b].qs[j],
+                                    "{isa} offset {offset} quad {quad} t {t} b {b} j {j}"
+                                );
+                            }
+                            assert_eq!(v.d[t * v.d_stride + b], b0[t * 7 + b].d.to_f32());
+                            assert_eq!(v.s[t * v.d_stride + b], b1[t * 7 + b].s.to_f32());
+                        }
+                        assert!(v.d[t * v.d_stride + 7..(t + 1) * v.d_stride].iter().all(|&d| d == 0.0));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -37,7 +37,7 @@ impl<'a> QMatrix<'a> {
         if !ty.is_supported() {
             return Err(KernelError::UnsupportedType(ty));
         }
-        if cols % ty.block_size() != 0 {
+        if !cols.is_multiple_of(ty.block_size()) {
             return Err(KernelError::PartialBlock { ty, cols, block_size: ty.block_size() });
         }
         let row_size = ty.row_size(cols).ok_or(KernelError::TooLarge { ty, rows, cols })?;
@@ -46,7 +46,7 @@ impl<'a> QMatrix<'a> {
             return Err(KernelError::WrongLength { ty, rows, cols, expected, actual: data.len() });
         }
         let align = align_of_type(ty);
-        if data.as_ptr() as usize % align != 0 {
+        if !(data.as_ptr() as usize).is_multiple_of(align) {
             return Err(KernelError::Misaligned { ty, align, addr: data.as_ptr() as usize });
         }
         Ok(QMatrix { ty, rows, cols, row_size, data })

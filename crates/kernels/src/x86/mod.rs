@@ -4,6 +4,9 @@
 //! `#[inline(always)]` and only reached from such a function, and the entry points
 //! are only handed out by [`select`] for a level the CPU has.
 
+// Tile loops index several arrays (rows, tokens, accumulators) by the same `i`/`c`.
+#![allow(clippy::needless_range_loop)]
+
 pub(crate) mod quantize;
 
 mod avx2;
