@@ -238,6 +238,12 @@ fn prepare<'s>(
         (Prep::Q8 { offset, quad }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, offset, quad)),
         (Prep::Q8K, _) | (Prep::Blocks, DotType::Q8K) => {
             let b = fill(&mut scratch.b8k, n_tokens * cols / crate::QK_K);
+            #[cfg(target_arch = "x86_64")]
+            if isa >= Isa::Avx512 {
+                // SAFETY: `isa` is at least AVX-512, which `matmul_with_isa` checked this CPU has.
+                unsafe { crate::x86::quantize::q8k_row_avx512(x, b) };
+                return Acts::Q8K(b);
+            }
             quant::q8_k::quantize_row_q8_k(x, b);
             Acts::Q8K(b)
         }
