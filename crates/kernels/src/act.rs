@@ -12,6 +12,7 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::cpu::Isa;
+use crate::pool::ThreadPool;
 use crate::quant::q8::{q8_scale, round_i8};
 use crate::quant::QK;
 
@@ -20,18 +21,19 @@ use crate::quant::QK;
 #[derive(Clone, Copy, Pod, Zeroable)]
 pub(crate) struct Line([u8; 64]);
 
-/// Owned buffers of quantized activations (reused across calls).
+/// Owned buffer of quantized activations (reused across calls): one record per
+/// token, `(n_tokens, record)` with a record of `qs_stride` quant bytes, then
+/// `d_stride` block scales (f32 of the f16 ggml stores), then `d_stride` Q8_1 sums
+/// `f16(d·Σq)` as f32. One record per token lets the pool's threads quantize
+/// tokens in parallel without `unsafe`.
 #[derive(Default)]
 pub(crate) struct Q8Buf {
-    /// `(n_tokens, qs_stride)` quant bytes.
-    qs: Vec<Line>,
-    /// `(n_tokens, d_stride)` block scales (f32 of the f16 ggml stores).
-    d: Vec<f32>,
-    /// `(n_tokens, d_stride)` Q8_1 sums `f16(d·Σq)` as f32; zeros when unused.
-    s: Vec<f32>,
+    lines: Vec<Line>,
 }
 
-/// A read-only view of quantized activations.
+/// A read-only view of quantized activations. `qs[t·qs_stride + i]` is quant `i`
+/// of token `t`, `d[t·d_stride + b]` and `s[t·d_stride + b]` the scale and sum of
+/// its block `b` (zeros past the last block, up to a multiple of 16).
 #[derive(Clone, Copy)]
 pub(crate) struct Q8View<'a> {
     pub qs: &'a [u8],
@@ -42,7 +44,9 @@ pub(crate) struct Q8View<'a> {
 }
 
 impl Q8Buf {
-    /// Quantizes `x` (`(n_tokens, cols)`) and returns the view.
+    /// Quantizes `x` (`(n_tokens, cols)`) and returns the view; many tokens are
+    /// split over the pool's threads.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn quantize(
         &mut self,
         isa: Isa,
@@ -51,29 +55,48 @@ impl Q8Buf {
         cols: usize,
         offset: bool,
         quad: bool,
+        pool: &ThreadPool,
     ) -> Q8View<'_> {
         let nb = cols / QK;
-        let qs_stride = cols.div_ceil(128) * 128;
-        let d_stride = nb.div_ceil(16) * 16;
-        resize(&mut self.qs, n_tokens * qs_stride / 64, Line([0; 64]));
-        resize(&mut self.d, n_tokens * d_stride, 0.0);
-        resize(&mut self.s, n_tokens * d_stride, 0.0);
-        let qs: &mut [u8] = bytemuck::cast_slice_mut(&mut self.qs[..n_tokens * qs_stride / 64]);
-        for t in 0..n_tokens {
+        let qs_bytes = cols.div_ceil(128) * 128;
+        let d_len = nb.div_ceil(16) * 16;
+        let record = qs_bytes + 8 * d_len;
+        resize(&mut self.lines, n_tokens * record / 64, Line([0; 64]));
+        let lines = &mut self.lines[..n_tokens * record / 64];
+        let one = |t: usize, rec: &mut [Line]| {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(rec);
+            let (q, rest) = bytes.split_at_mut(qs_bytes);
+            let (d, s) = bytemuck::cast_slice_mut::<u8, f32>(rest).split_at_mut(d_len);
             let xr = &x[t * cols..(t + 1) * cols];
-            let q = &mut qs[t * qs_stride..(t + 1) * qs_stride];
-            let d = &mut self.d[t * d_stride..(t + 1) * d_stride];
-            let s = &mut self.s[t * d_stride..(t + 1) * d_stride];
             #[cfg(target_arch = "x86_64")]
             if isa >= Isa::Avx512 {
                 // SAFETY: `isa` is at least AVX-512, which the caller checked this CPU has.
                 unsafe { crate::x86::quantize::q8_row_avx512(xr, q, d, s, offset, quad) };
-                continue;
+                return;
             }
             let _ = isa;
             quantize_row_scalar(xr, q, d, s, offset, quad);
+        };
+        if n_tokens >= 8 && pool.n_threads() > 1 {
+            pool.split_mut(lines, record / 64, &|tokens, recs| {
+                for (k, rec) in recs.chunks_exact_mut(record / 64).enumerate() {
+                    one(tokens.start + k, rec);
+                }
+            });
+        } else {
+            for (t, rec) in lines.chunks_exact_mut(record / 64).enumerate() {
+                one(t, rec);
+            }
         }
-        Q8View { qs, qs_stride, d: &self.d, s: &self.s, d_stride }
+        let lines = &self.lines[..n_tokens * record / 64];
+        let floats: &[f32] = bytemuck::cast_slice(lines);
+        Q8View {
+            qs: bytemuck::cast_slice(lines),
+            qs_stride: record,
+            d: &floats[qs_bytes / 4..],
+            s: &floats[qs_bytes / 4 + d_len..],
+            d_stride: record / 4,
+        }
     }
 }
 
@@ -135,10 +158,11 @@ mod tests {
         quantize_row_q8_0(&x, &mut b0);
         quantize_row_q8_1(&x, &mut b1);
         let mut buf = Q8Buf::default();
+        let pool = ThreadPool::new(2);
         for isa in Isa::ALL.into_iter().filter(|i| i.is_available()) {
             for offset in [false, true] {
                 for quad in [false, true] {
-                    let v = buf.quantize(isa, &x, n, cols, offset, quad);
+                    let v = buf.quantize(isa, &x, n, cols, offset, quad, &pool);
                     for t in 0..n {
                         for b in 0..7 {
                             let (first, second) = halves(b, quad);
@@ -155,7 +179,8 @@ mod tests {
                             assert_eq!(v.d[t * v.d_stride + b], b0[t * 7 + b].d.to_f32());
                             assert_eq!(v.s[t * v.d_stride + b], b1[t * 7 + b].s.to_f32());
                         }
-                        assert!(v.d[t * v.d_stride + 7..(t + 1) * v.d_stride].iter().all(|&d| d == 0.0));
+                        assert!(v.d[t * v.d_stride + 7..t * v.d_stride + 16].iter().all(|&d| d == 0.0));
+                        assert!(v.s[t * v.d_stride + 7..t * v.d_stride + 16].iter().all(|&s| s == 0.0));
                     }
                 }
             }

@@ -201,7 +201,7 @@ pub fn matmul_with_isa(
         return;
     }
     let (prep, kernel, row_tile) = select(w.ty(), isa);
-    let acts = prepare(scratch, prep, isa, w, x, n_tokens);
+    let acts = prepare(scratch, prep, isa, w, x, n_tokens, pool);
     let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens };
     let units = w.rows().div_ceil(row_tile);
     let n_threads = pool.n_threads().min(units);
@@ -231,20 +231,30 @@ fn prepare<'s>(
     w: &QMatrix,
     x: &'s [f32],
     n_tokens: usize,
+    pool: &ThreadPool,
 ) -> Acts<'s> {
     let cols = w.cols();
     let dot = DotType::of(w.ty()).expect("QMatrix holds a supported type");
     match (prep, dot) {
-        (Prep::Q8 { offset, quad }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, offset, quad)),
+        (Prep::Q8 { offset, quad }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, offset, quad, pool)),
         (Prep::Q8K, _) | (Prep::Blocks, DotType::Q8K) => {
-            let b = fill(&mut scratch.b8k, n_tokens * cols / crate::QK_K);
-            #[cfg(target_arch = "x86_64")]
-            if isa >= Isa::Avx512 {
-                // SAFETY: `isa` is at least AVX-512, which `matmul_with_isa` checked this CPU has.
-                unsafe { crate::x86::quantize::q8k_row_avx512(x, b) };
-                return Acts::Q8K(b);
+            let nb = cols / crate::QK_K;
+            let b = fill(&mut scratch.b8k, n_tokens * nb);
+            let quantize = |tokens: Range<usize>, blocks: &mut [BlockQ8K]| {
+                let xs = &x[tokens.start * cols..tokens.end * cols];
+                #[cfg(target_arch = "x86_64")]
+                if isa >= Isa::Avx512 {
+                    // SAFETY: `isa` is at least AVX-512, which `matmul_with_isa` checked this CPU has.
+                    unsafe { crate::x86::quantize::q8k_row_avx512(xs, blocks) };
+                    return;
+                }
+                quant::q8_k::quantize_row_q8_k(xs, blocks);
+            };
+            if n_tokens >= 8 {
+                pool.split_mut(b, nb, &quantize);
+            } else {
+                quantize(0..n_tokens, b);
             }
-            quant::q8_k::quantize_row_q8_k(x, b);
             Acts::Q8K(b)
         }
         (Prep::Blocks, DotType::Q8_0) => {
