@@ -13,6 +13,7 @@
 #![allow(unsafe_code)] // SIMD intrinsics and the pool's job pointer; each block says why it is sound.
 
 mod act;
+pub mod attention;
 pub mod cpu;
 mod error;
 pub mod matmul;

@@ -98,10 +98,46 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// `x * sigmoid(x)`.
+/// `x * sigmoid(x)`, with libm's `expf` (ggml's scalar `ggml_silu_f32`).
 #[inline]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
+}
+
+/// `e^x` computed exactly as ggml's AVX-512 `ggml_v_expf` computes each lane
+/// (a range reduction and a degree-5 polynomial, at most ~1.5 ulp from `expf`).
+/// ggml uses it for SiLU and softmax; reproducing its bits keeps our activations
+/// identical to llama.cpp's before they are quantized.
+#[inline]
+pub fn ggml_expf(x: f32) -> f32 {
+    const R: f32 = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), R); // log2(e)
+    let n = z - R;
+    let b = (-n).mul_add(f32::from_bits(0x35bf_be8e), (-n).mul_add(f32::from_bits(0x3f31_7200), x));
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let p1 = f32::from_bits(0x3c07_2010).mul_add(b, f32::from_bits(0x3d2b_9f17));
+    let p2 = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
+    let p3 = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0);
+    let j = p1.mul_add(u, p2).mul_add(u, p3);
+    // scalef(j, n) = j · 2^n, rounded once.
+    (f64::from(j) * 2f64.powi(n as i32)) as f32
+}
+
+/// Sum of 16 lanes in the order of `_mm512_reduce_add_ps` (as GCC expands it).
+#[inline]
+pub fn reduce16(v: &[f32]) -> f32 {
+    let mut t = [0.0f32; 8];
+    for i in 0..8 {
+        t[i] = v[8 + i] + v[i];
+    }
+    let mut u = [0.0f32; 4];
+    for i in 0..4 {
+        u[i] = t[4 + i] + t[i];
+    }
+    (u[0] + u[2]) + (u[1] + u[3])
 }
 
 /// GELU with the tanh approximation (as Gemma's `gelu_pytorch_tanh`).
@@ -112,9 +148,14 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
 }
 
-/// SwiGLU in place: `gate = silu(gate) * up`. Shapes `(n,)`.
+/// SwiGLU in place: `gate = silu(gate) * up`, shapes `(n,)`, with ggml's
+/// arithmetic: groups of 16 use [`ggml_expf`], the tail libm's `expf`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
+    let full = gate.len() / 16 * 16;
+    for (g, &u) in gate[..full].iter_mut().zip(&up[..full]) {
+        *g = (*g / (1.0 + ggml_expf(0.0 - *g))) * u;
+    }
+    for (g, &u) in gate[full..].iter_mut().zip(&up[full..]) {
         *g = silu(*g) * u;
     }
 }
@@ -233,6 +274,25 @@ mod tests {
         assert!((silu(2.0) - 2.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
         assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
         assert!(gelu_tanh(-10.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ggml_expf_is_close_to_libm_and_saturates() {
+        for i in -1700..1700 {
+            let x = i as f32 * 0.05;
+            let (a, b) = (ggml_expf(x), x.exp());
+            assert!((a - b).abs() <= b * 4e-7 + f32::MIN_POSITIVE, "x={x}: {a} vs {b}");
+        }
+        assert_eq!(ggml_expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(ggml_expf(-200.0), 0.0);
+        assert_eq!(ggml_expf(200.0), f32::INFINITY);
+        assert_eq!(ggml_expf(0.0), 1.0);
+    }
+
+    #[test]
+    fn reduce16_adds_all_lanes() {
+        let v: Vec<f32> = (1..=16).map(|i| i as f32).collect();
+        assert_eq!(reduce16(&v), 136.0);
     }
 
     #[test]

@@ -1,0 +1,219 @@
+//! Attention of one query row over f16 keys and values, with ggml's arithmetic.
+//!
+//! A small model's outputs hinge on the exact rounding of every value that is later
+//! quantized to 8 bits, so Seed reproduces the order of operations of llama.cpp's
+//! two CPU flash-attention kernels, not just their mathematics:
+//! - [`attend_row_online`] follows the one-row kernel (decode steps and short
+//!   prompts): the query rounded to f16, an online softmax with `expf`, and the
+//!   value accumulator kept in f16 and rounded after every step;
+//! - [`attend_row_tiled`] follows the tiled kernel (prompt runs of 64 rows or more):
+//!   an f32 query, 64-position tiles, a vectorised `exp` whose sums are kept in
+//!   f64, and an f32 accumulator.
+//!
+//! Both take the keys and values of positions `0..n` through `key(j)` and
+//! `value(j)`, so the caller can page them.
+
+use half::f16;
+
+use crate::ops::{ggml_expf, reduce16};
+
+/// Rows of one tile in the tiled kernel.
+pub const TILE: usize = 64;
+
+/// Dot product of an f16-rounded query with an f16 key, summed the way ggml's
+/// AVX-512 `ggml_vec_dot_f16` does: four 16-lane accumulators over steps of 64,
+/// pairwise reduction, then the leftover elements in f64.
+pub fn dot_f16(q16: &[f32], k: &[f16]) -> f32 {
+    let n = q16.len().min(k.len());
+    let np = n & !63;
+    let mut sum = [[0.0f32; 16]; 4];
+    let mut i = 0;
+    while i < np {
+        for (j, acc) in sum.iter_mut().enumerate() {
+            for (l, a) in acc.iter_mut().enumerate() {
+                let idx = i + 16 * j + l;
+                *a = q16[idx].mul_add(k[idx].to_f32(), *a);
+            }
+        }
+        i += 64;
+    }
+    let mut s = [0.0f32; 16];
+    for l in 0..16 {
+        let s02 = sum[0][l] + sum[2][l];
+        let s13 = sum[1][l] + sum[3][l];
+        s[l] = s02 + s13;
+    }
+    let mut total = f64::from(reduce16(&s));
+    for idx in np..n {
+        total += f64::from(q16[idx] * k[idx].to_f32());
+    }
+    total as f32
+}
+
+/// One query row with ggml's one-row kernel. `q` shape `(head_dim,)`, `out` shape
+/// `(head_dim_v,)`; positions `0..n` are read through `key` and `value`.
+pub fn attend_row_online<'a>(
+    q: &[f32],
+    n: usize,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    q16: &mut [f32],
+    acc16: &mut [f16],
+    out: &mut [f32],
+) {
+    for (d, &s) in q16.iter_mut().zip(q) {
+        *d = f16::from_f32(s).to_f32();
+    }
+    acc16.fill(f16::ZERO);
+    let mut m = f32::NEG_INFINITY;
+    let mut sum = 0.0f32;
+    for j in 0..n {
+        let s = dot_f16(q16, key(j)) * scale;
+        let (ms, vs);
+        if s > m {
+            ms = (m - s).exp();
+            vs = 1.0;
+            m = s;
+            for a in acc16.iter_mut() {
+                *a = f16::from_f32(a.to_f32() * ms);
+            }
+        } else {
+            ms = 1.0;
+            vs = (s - m).exp();
+        }
+        for (a, &v) in acc16.iter_mut().zip(value(j)) {
+            *a = f16::from_f32(v.to_f32().mul_add(vs, a.to_f32()));
+        }
+        sum = sum.mul_add(ms, vs);
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for (o, a) in out.iter_mut().zip(acc16.iter()) {
+        *o = a.to_f32() * inv;
+    }
+}
+
+/// One query row with ggml's tiled kernel; arguments as [`attend_row_online`],
+/// with `scores` a scratch of [`TILE`] values.
+pub fn attend_row_tiled<'a>(
+    q: &[f32],
+    n: usize,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    scores: &mut [f32; TILE],
+    out: &mut [f32],
+) {
+    out.fill(0.0);
+    let mut m = f32::NEG_INFINITY;
+    let mut sum = 0.0f32;
+    let mut start = 0;
+    while start < n {
+        let len = TILE.min(n - start);
+        // Scores: an FMA chain over the head dimension, then the scale.
+        for (t, sc) in scores.iter_mut().enumerate() {
+            *sc = if t < len {
+                let k = key(start + t);
+                let mut acc = 0.0f32;
+                for (&a, &b) in q.iter().zip(k) {
+                    acc = a.mul_add(b.to_f32(), acc);
+                }
+                acc * scale
+            } else {
+                f32::NEG_INFINITY
+            };
+        }
+        let tile_max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let m_new = m.max(tile_max);
+        if m_new > m {
+            let ms = (m - m_new).exp();
+            for o in out.iter_mut() {
+                *o *= ms;
+            }
+            sum *= ms;
+        }
+        m = m_new;
+        // exp(s - max) with ggml's vector exp, summed per 16 lanes in f64.
+        let mut tile_sum = 0.0f64;
+        for group in scores.chunks_exact_mut(16) {
+            for s in group.iter_mut() {
+                *s = ggml_expf(*s - m_new);
+            }
+            tile_sum += f64::from(reduce16(group));
+        }
+        sum = (f64::from(sum) + tile_sum) as f32;
+        // Values: an FMA chain over the tile's positions.
+        for (t, &p) in scores.iter().enumerate().take(len) {
+            for (o, &v) in out.iter_mut().zip(value(start + t)) {
+                *o = p.mul_add(v.to_f32(), *o);
+            }
+        }
+        start += TILE;
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(q: &[f32], keys: &[Vec<f16>], values: &[Vec<f16>], scale: f32) -> Vec<f32> {
+        let mut s: Vec<f64> = keys
+            .iter()
+            .map(|k| {
+                q.iter().zip(k).map(|(a, b)| f64::from(*a) * f64::from(b.to_f32())).sum::<f64>() * f64::from(scale)
+            })
+            .collect();
+        let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = s
+            .iter_mut()
+            .map(|x| {
+                *x = (*x - max).exp();
+                *x
+            })
+            .sum();
+        let mut o = vec![0.0f64; values[0].len()];
+        for (p, v) in s.iter().zip(values) {
+            for (x, y) in o.iter_mut().zip(v) {
+                *x += p / total * f64::from(y.to_f32());
+            }
+        }
+        o.into_iter().map(|x| x as f32).collect()
+    }
+
+    #[test]
+    fn both_kernels_approximate_exact_attention() {
+        for (n, hd) in [(1usize, 64usize), (5, 64), (70, 64), (130, 256), (3, 72)] {
+            let keys: Vec<Vec<f16>> = (0..n)
+                .map(|j| (0..hd).map(|d| f16::from_f32(((j * 31 + d * 7) % 17) as f32 * 0.1 - 0.8)).collect())
+                .collect();
+            let values: Vec<Vec<f16>> = (0..n)
+                .map(|j| (0..hd).map(|d| f16::from_f32(((j * 13 + d * 5) % 11) as f32 * 0.2 - 1.0)).collect())
+                .collect();
+            let q: Vec<f32> = (0..hd).map(|d| (d as f32 * 0.37).sin()).collect();
+            let want = naive(&q, &keys, &values, 0.125);
+            let mut out = vec![0.0; hd];
+            let (mut q16, mut acc) = (vec![0.0; hd], vec![f16::ZERO; hd]);
+            attend_row_online(&q, n, 0.125, |j| &keys[j], |j| &values[j], &mut q16, &mut acc, &mut out);
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 2e-2, "online n={n}: {a} vs {b}");
+            }
+            let mut scores = [0.0; TILE];
+            attend_row_tiled(&q, n, 0.125, |j| &keys[j], |j| &values[j], &mut scores, &mut out);
+            for (a, b) in out.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "tiled n={n}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot_f16_sums_steps_and_leftovers() {
+        let q: Vec<f32> = (0..70).map(|i| i as f32 * 0.5).collect();
+        let k: Vec<f16> = (0..70).map(|i| f16::from_f32((i % 3) as f32)).collect();
+        let want: f32 = q.iter().zip(&k).map(|(a, b)| a * b.to_f32()).sum();
+        assert!((dot_f16(&q, &k) - want).abs() < 1e-3);
+    }
+}

@@ -1,0 +1,191 @@
+//! Causal multi-head attention over the paged KV cache, shared by every
+//! architecture (grouped-query heads, optional sliding window).
+//!
+//! Work is split over the pool by (token, head) pairs; each pair reads its
+//! sequence's keys block by block through the block table, so tokens of different
+//! sequences in one batch attend only to their own past. The arithmetic of each
+//! row is `kernels::attention`'s: the one-row kernel for decode steps and short
+//! prompt runs, the tiled kernel for runs of [`TILED_MIN_RUN`] tokens or more (the
+//! choice llama.cpp makes, taken per sequence so that a sequence's numbers do not
+//! depend on what else is in the batch).
+
+use std::cell::RefCell;
+
+use half::f16;
+use kernels::attention::{attend_row_online, attend_row_tiled, TILE};
+use kernels::ThreadPool;
+
+use crate::kv_cache::KvCache;
+
+/// The attention shape of one layer.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Width of a query/key head.
+    pub head_dim: usize,
+    /// Width of a value head.
+    pub head_dim_v: usize,
+    /// Multiplier of q·k (usually `1/sqrt(head_dim)`).
+    pub scale: f32,
+    /// Attend only to the last `window` positions (sliding-window layers).
+    pub window: Option<usize>,
+}
+
+/// Prompt runs at least this long use the tiled kernel.
+pub const TILED_MIN_RUN: usize = TILE;
+
+/// Where one row of the batch sits: which sequence (index into the block tables)
+/// and at which position, and which kernel computes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowPos {
+    /// Index of the row's sequence in the batch.
+    pub seq: usize,
+    /// The row's position in its sequence.
+    pub pos: usize,
+    /// Whether the row belongs to a run of at least [`TILED_MIN_RUN`] tokens.
+    pub tiled: bool,
+}
+
+/// Per-thread scratch of the row kernels.
+struct Scratch {
+    q16: Vec<f32>,
+    acc16: Vec<f16>,
+    scores: [f32; TILE],
+}
+
+thread_local! {
+    /// Reused across calls: no allocation once warm.
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch { q16: Vec::new(), acc16: Vec::new(), scores: [0.0; TILE] })
+    };
+}
+
+/// `out[t, h] = softmax(scale · q[t, h] · K[seq(t), ..=pos(t)]) · V[seq(t), ..=pos(t)]`.
+///
+/// Shapes: `q (n_rows, n_head, head_dim)`, `out (n_rows, n_head, head_dim_v)`;
+/// `rows[t]` gives row `t`'s sequence and position; `tables[s]` is sequence `s`'s
+/// block table, which must already hold the keys and values of positions
+/// `..=pos` for every row (the caller stores them first).
+#[allow(clippy::too_many_arguments)]
+pub fn attend(
+    shape: &AttnShape,
+    layer: usize,
+    q: &[f32],
+    out: &mut [f32],
+    rows: &[RowPos],
+    tables: &[&[u32]],
+    kv: &KvCache,
+    pool: &ThreadPool,
+) {
+    let (hd, hdv) = (shape.head_dim, shape.head_dim_v);
+    let group = shape.n_head / shape.n_head_kv;
+    let bs = kv.block_size();
+    debug_assert_eq!(q.len(), rows.len() * shape.n_head * hd);
+    debug_assert_eq!(out.len(), rows.len() * shape.n_head * hdv);
+
+    pool.split_mut(out, hdv, &|items, out| {
+        SCRATCH.with(|cell| {
+            let scratch = &mut *cell.borrow_mut();
+            scratch.q16.resize(hd, 0.0);
+            scratch.acc16.resize(hdv, f16::ZERO);
+            for (item, o) in items.zip(out.chunks_exact_mut(hdv)) {
+                let (t, h) = (item / shape.n_head, item % shape.n_head);
+                let RowPos { seq, pos, tiled } = rows[t];
+                let table = tables[seq];
+                let kvh = h / group;
+                let qh = &q[(t * shape.n_head + h) * hd..][..hd];
+                let start = shape.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let n = pos + 1 - start;
+                let key = |j: usize| {
+                    let j = start + j;
+                    &kv.k_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hd..][..hd]
+                };
+                let value = |j: usize| {
+                    let j = start + j;
+                    &kv.v_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hdv..][..hdv]
+                };
+                if tiled && hdv % 16 == 0 {
+                    attend_row_tiled(qh, n, shape.scale, key, value, &mut scratch.scores, o);
+                } else {
+                    attend_row_online(qh, n, shape.scale, key, value, &mut scratch.q16, &mut scratch.acc16, o);
+                }
+            }
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hparams::HParams;
+
+    fn hp() -> HParams {
+        HParams {
+            arch: "test".into(),
+            n_embd: 8,
+            n_layer: 1,
+            n_head: 2,
+            n_head_kv: 1,
+            head_dim: 4,
+            head_dim_v: 4,
+            n_ff: 8,
+            n_ctx_train: 32,
+            n_vocab: 4,
+            n_rot: 4,
+            rope_freq_base: 1e4,
+            rope_freq_scale: 1.0,
+            rms_eps: 1e-5,
+        }
+    }
+
+    /// Naive attention over explicit key/value lists (f16-rounded like the cache).
+    fn naive(q: &[f32], keys: &[Vec<f32>], values: &[Vec<f32>], scale: f32) -> Vec<f32> {
+        let r = |x: f32| half::f16::from_f32(x).to_f32();
+        let mut s: Vec<f32> =
+            keys.iter().map(|k| q.iter().zip(k).map(|(a, b)| a * r(*b)).sum::<f32>() * scale).collect();
+        kernels::ops::softmax(&mut s);
+        let mut o = vec![0.0; values[0].len()];
+        for (p, v) in s.iter().zip(values) {
+            for (x, y) in o.iter_mut().zip(v) {
+                *x += p * r(*y);
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn matches_naive_attention_across_scattered_blocks_and_windows() {
+        let hp = hp();
+        let mut kv = KvCache::new(&hp, 2, 8).unwrap();
+        // Sequence 0 uses blocks 5, 1, 6 (positions 0..6); values are position-dependent.
+        let table: Vec<u32> = vec![5, 1, 6];
+        let key = |p: usize| (0..4).map(|d| ((p * 7 + d * 3) % 5) as f32 * 0.3 - 0.5).collect::<Vec<f32>>();
+        let val = |p: usize| (0..4).map(|d| (p * 4 + d) as f32 * 0.1).collect::<Vec<f32>>();
+        for p in 0..6 {
+            kv.store(0, table[p / 2] as usize, p % 2, &key(p), &val(p));
+        }
+        let pool = ThreadPool::new(2);
+        for window in [None, Some(3)] {
+            let shape = AttnShape { n_head: 2, n_head_kv: 1, head_dim: 4, head_dim_v: 4, scale: 0.5, window };
+            let rows = [RowPos { seq: 0, pos: 5, tiled: false }, RowPos { seq: 0, pos: 2, tiled: true }];
+            let q: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin()).collect();
+            let mut out = vec![0.0; 16];
+            attend(&shape, 0, &q, &mut out, &rows, &[&table], &kv, &pool);
+            for (t, row) in rows.iter().enumerate() {
+                let start = window.map_or(0, |w| (row.pos + 1).saturating_sub(w));
+                let keys: Vec<_> = (start..=row.pos).map(key).collect();
+                let vals: Vec<_> = (start..=row.pos).map(val).collect();
+                for h in 0..2 {
+                    let want = naive(&q[(t * 2 + h) * 4..][..4], &keys, &vals, 0.5);
+                    let got = &out[(t * 2 + h) * 4..][..4];
+                    for (a, b) in got.iter().zip(&want) {
+                        assert!((a - b).abs() < 2e-3, "window {window:?} row {t} head {h}: {got:?} vs {want:?}");
+                    }
+                }
+            }
+        }
+    }
+}

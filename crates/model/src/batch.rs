@@ -1,0 +1,147 @@
+//! What a forward pass takes and where it works: a batch of token runs from
+//! different sequences, and the reusable buffers of the pass.
+//!
+//! Each [`SeqBatch`] is a run of new tokens of one sequence, starting at position
+//! `pos`, with the block table that holds (and will hold) that sequence's keys and
+//! values. Prompt chunks and single decode tokens of many sequences go through one
+//! forward together, so each weight matrix is read once per step.
+
+use kernels::matmul::MatmulScratch;
+
+use crate::attention::{RowPos, TILED_MIN_RUN};
+use crate::error::ModelError;
+use crate::kv_cache::KvCache;
+
+/// Which rows of a run need logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// None (a prompt chunk that is not the last).
+    None,
+    /// Only the run's last token (decoding, end of a prompt).
+    Last,
+    /// Every token (scoring: perplexity, teacher forcing).
+    All,
+}
+
+/// New tokens of one sequence.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqBatch<'a> {
+    /// The tokens to feed, at positions `pos..pos + tokens.len()`.
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`; positions before it are already in the cache.
+    pub pos: usize,
+    /// The sequence's blocks, covering at least `pos + tokens.len()` positions.
+    pub block_table: &'a [u32],
+    /// Which rows need logits.
+    pub logits: Logits,
+}
+
+/// Buffers reused across forward passes; they grow to the largest batch seen and
+/// are not allocated again after that.
+#[derive(Default)]
+pub struct Workspace {
+    /// Residual stream `(n_rows, n_embd)`.
+    pub(crate) x: Vec<f32>,
+    /// Normalised input of a sub-block `(n_rows, n_embd)`.
+    pub(crate) xn: Vec<f32>,
+    /// Queries `(n_rows, n_head * head_dim)`.
+    pub(crate) q: Vec<f32>,
+    /// Keys `(n_rows, n_head_kv * head_dim)`.
+    pub(crate) k: Vec<f32>,
+    /// Values `(n_rows, n_head_kv * head_dim_v)`.
+    pub(crate) v: Vec<f32>,
+    /// Attention output `(n_rows, n_head * head_dim_v)`.
+    pub(crate) att: Vec<f32>,
+    /// Output of a sub-block before the residual add `(n_rows, n_embd)`.
+    pub(crate) tmp: Vec<f32>,
+    /// Feed-forward gate `(n_rows, n_ff)`.
+    pub(crate) gate: Vec<f32>,
+    /// Feed-forward up projection `(n_rows, n_ff)`.
+    pub(crate) up: Vec<f32>,
+    /// RoPE cosines and sines per row `(n_rows, n_rot / 2)`.
+    pub(crate) rope_cos: Vec<f32>,
+    pub(crate) rope_sin: Vec<f32>,
+    /// Final hidden states of the rows that need logits `(n_out, n_embd)`.
+    pub(crate) hidden_out: Vec<f32>,
+    /// Logits `(n_out, n_vocab)`.
+    pub(crate) logits: Vec<f32>,
+    /// Token of each row.
+    pub(crate) tokens: Vec<u32>,
+    /// Sequence and position of each row.
+    pub(crate) rows: Vec<RowPos>,
+    /// Rows that need logits, in batch order.
+    pub(crate) out_rows: Vec<usize>,
+    /// Quantized activations for the matrix products.
+    pub(crate) scratch: MatmulScratch,
+    n_vocab: usize,
+}
+
+/// `v[..n]`, growing `v` first if it is shorter.
+pub(crate) fn buf(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
+
+impl Workspace {
+    /// Lays out the rows of `batch` and checks it against the vocabulary and the
+    /// cache: token ids in range, block tables long enough and in range.
+    /// Returns the number of rows.
+    pub(crate) fn plan(&mut self, batch: &[SeqBatch], n_vocab: usize, kv: &KvCache) -> Result<usize, ModelError> {
+        self.tokens.clear();
+        self.rows.clear();
+        self.out_rows.clear();
+        self.n_vocab = n_vocab;
+        let bs = kv.block_size();
+        for (s, run) in batch.iter().enumerate() {
+            if run.tokens.is_empty() {
+                return Err(ModelError::Request(format!("sequence {s} of the batch has no tokens")));
+            }
+            let end = run.pos + run.tokens.len();
+            if run.block_table.len() * bs < end {
+                return Err(ModelError::Request(format!(
+                    "sequence {s} needs {end} positions but its {} blocks hold {}",
+                    run.block_table.len(),
+                    run.block_table.len() * bs
+                )));
+            }
+            if let Some(b) = run.block_table.iter().find(|&&b| b as usize >= kv.n_blocks()) {
+                return Err(ModelError::Request(format!("block {b} is outside the cache of {} blocks", kv.n_blocks())));
+            }
+            let tiled = run.tokens.len() >= TILED_MIN_RUN;
+            for (i, &tok) in run.tokens.iter().enumerate() {
+                if tok as usize >= n_vocab {
+                    return Err(ModelError::Request(format!("token id {tok} is outside the vocabulary of {n_vocab}")));
+                }
+                let wanted = match run.logits {
+                    Logits::None => false,
+                    Logits::Last => i + 1 == run.tokens.len(),
+                    Logits::All => true,
+                };
+                if wanted {
+                    self.out_rows.push(self.rows.len());
+                }
+                self.tokens.push(tok);
+                self.rows.push(RowPos { seq: s, pos: run.pos + i, tiled });
+            }
+        }
+        Ok(self.rows.len())
+    }
+
+    /// Logits of the last forward pass: `(n_out, n_vocab)`, one row per token that
+    /// asked for logits, in batch order.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits[..self.out_rows.len() * self.n_vocab]
+    }
+
+    /// Logits of the `i`-th output row of the last forward pass.
+    pub fn logits_row(&self, i: usize) -> &[f32] {
+        &self.logits[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+
+    /// Number of output rows of the last forward pass.
+    pub fn n_out(&self) -> usize {
+        self.out_rows.len()
+    }
+}

@@ -1,0 +1,163 @@
+//! Weights as the forward passes use them: matrices that stay quantized in the
+//! memory-mapped file, and small f32 vectors (norms, biases) copied out at load.
+//!
+//! Every tensor is checked against the shape the hyper-parameters predict before
+//! it is used, so a file whose metadata and tensors disagree fails at load with a
+//! message naming the tensor, not with an out-of-bounds read in a kernel.
+
+use std::sync::Arc;
+
+use kernels::matmul::{dequantize_row, QMatrix};
+use kernels::GgmlType;
+
+use crate::error::ModelError;
+use crate::gguf::{GgufFile, TensorInfo};
+
+/// A weight matrix `(rows, cols)` = `(n_out, n_in)`, row-major in ggml's layout:
+/// the GGUF tensor with `dims = [cols, rows]`.
+pub struct Matrix {
+    name: String,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    bytes: Bytes,
+}
+
+/// Where a matrix's bytes live.
+enum Bytes {
+    /// In the mapped file: the tensor at this index of `GgufFile::tensors()`.
+    Mapped(Arc<GgufFile>, usize),
+    /// Copied out because the file's alignment did not suit the kernels
+    /// (`u64` storage keeps every block type aligned). Holds `len` bytes.
+    Owned(Vec<u64>, usize),
+}
+
+impl Matrix {
+    /// Loads the tensor `name` and checks that it is `(rows, cols)`.
+    pub fn load(file: &Arc<GgufFile>, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+        let (index, info) = find(file, name)?;
+        check_shape(info, &[cols, rows])?;
+        let data = file.tensor_data(info);
+        // Validate once here; `qmatrix()` rebuilds the view from checked parts.
+        let bytes = match QMatrix::new(info.ty, rows, cols, data) {
+            Ok(_) => Bytes::Mapped(Arc::clone(file), index),
+            Err(kernels::KernelError::Misaligned { .. }) => {
+                let mut owned = vec![0u64; data.len().div_ceil(8)];
+                bytemuck::cast_slice_mut::<u64, u8>(&mut owned)[..data.len()].copy_from_slice(data);
+                let m = Matrix { name: name.into(), ty: info.ty, rows, cols, bytes: Bytes::Owned(owned, data.len()) };
+                QMatrix::new(info.ty, rows, cols, m.data())
+                    .map_err(|source| ModelError::Kernel { name: name.into(), source })?;
+                return Ok(m);
+            }
+            Err(source) => {
+                return Err(match source {
+                    kernels::KernelError::UnsupportedType(ty) => {
+                        ModelError::UnsupportedType { name: name.into(), ty, role: "for a weight matrix" }
+                    }
+                    source => ModelError::Kernel { name: name.into(), source },
+                })
+            }
+        };
+        Ok(Matrix { name: name.into(), ty: info.ty, rows, cols, bytes })
+    }
+
+    /// Like [`Matrix::load`], or `None` when the file has no tensor `name`.
+    pub fn load_optional(
+        file: &Arc<GgufFile>,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Option<Matrix>, ModelError> {
+        if file.tensor(name).is_none() {
+            return Ok(None);
+        }
+        Matrix::load(file, name, rows, cols).map(Some)
+    }
+
+    fn data(&self) -> &[u8] {
+        match &self.bytes {
+            Bytes::Mapped(file, index) => file.tensor_data(&file.tensors()[*index]),
+            Bytes::Owned(words, len) => &bytemuck::cast_slice(words)[..*len],
+        }
+    }
+
+    /// The kernels' view of this matrix.
+    pub fn qmatrix(&self) -> QMatrix<'_> {
+        QMatrix::new(self.ty, self.rows, self.cols, self.data()).expect("matrix validated at load")
+    }
+
+    /// Dequantizes row `r` into `out` (shape `(cols,)`): the embedding lookup.
+    pub fn dequantize_row_into(&self, r: usize, out: &mut [f32]) {
+        let m = self.qmatrix();
+        dequantize_row(self.ty, m.row(r), out).expect("matrix validated at load");
+    }
+
+    /// The tensor's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Element type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Output width.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Bytes of weights (what one full pass reads).
+    pub fn size_bytes(&self) -> usize {
+        self.data().len()
+    }
+}
+
+/// Loads the 1-D tensor `name` of length `n` as f32 (norm weights, biases).
+pub fn load_vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
+    let (_, info) = find(file, name)?;
+    check_shape(info, &[n])?;
+    if !matches!(info.ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) {
+        return Err(ModelError::UnsupportedType {
+            name: name.into(),
+            ty: info.ty,
+            role: "for a vector (F32, F16 or BF16 only)",
+        });
+    }
+    let mut out = vec![0.0; n];
+    dequantize_row(info.ty, file.tensor_data(info), &mut out)
+        .map_err(|source| ModelError::Kernel { name: name.into(), source })?;
+    Ok(out)
+}
+
+/// Like [`load_vector`], or `None` when the file has no tensor `name`.
+pub fn load_vector_optional(file: &GgufFile, name: &str, n: usize) -> Result<Option<Vec<f32>>, ModelError> {
+    if file.tensor(name).is_none() {
+        return Ok(None);
+    }
+    load_vector(file, name, n).map(Some)
+}
+
+fn find<'f>(file: &'f GgufFile, name: &str) -> Result<(usize, &'f TensorInfo), ModelError> {
+    file.tensors()
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.name == name)
+        .ok_or_else(|| ModelError::MissingTensor(name.to_string()))
+}
+
+fn check_shape(info: &TensorInfo, expected: &[usize]) -> Result<(), ModelError> {
+    if info.dims != expected {
+        return Err(ModelError::TensorShape {
+            name: info.name.clone(),
+            expected: expected.to_vec(),
+            found: info.dims.clone(),
+        });
+    }
+    Ok(())
+}
