@@ -5,7 +5,8 @@
 //! Shapes are those of the models we run: SmolLM2's FFN (1536×576) for the
 //! 32-element and float formats, Gemma 3's FFN-down (640×2048) for the K-quants,
 //! and, for decode from memory, SmolLM2's output matrix (49152×576, Q8_0) and a
-//! Q4_1 matrix bigger than the caches (131072×576, 47 MB).
+//! Q4_1 matrix bigger than the caches (131072×576, 47 MB); and a 512-token prompt
+//! through SmolLM2's FFN up (1536×576) and down (576×1536).
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented public function.
 
 use std::hint::black_box;
@@ -74,6 +75,8 @@ fn bench(c: &mut Criterion) {
         }
         cases.push((GgmlType::Q8_0, 49152, 576, 1));
         cases.push((GgmlType::Q4_1, 131072, 576, 1));
+        cases.push((GgmlType::Q4_1, 1536, 576, 512));
+        cases.push((GgmlType::Q4_1, 576, 1536, 512));
         for (ty, rows, cols, n) in cases {
             let words = weights(ty, rows, cols);
             let len = ty.row_size(cols).expect("whole blocks") * rows;

@@ -128,3 +128,15 @@ fn scratch_is_reused_across_shapes() {
         }
     }
 }
+
+#[test]
+fn empty_shapes_are_fine() {
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::default();
+    let w = QMatrix::new(GgmlType::Q4_1, 3, 0, &[]).expect("zero-width matrix");
+    let mut y = vec![f32::NAN; 6];
+    matmul(&w, &[], 2, &mut y, &mut scratch, &pool);
+    assert_eq!(y, vec![0.0; 6]);
+    let w = QMatrix::new(GgmlType::Q8_0, 0, 32, &[]).expect("zero-row matrix");
+    matmul(&w, &[0.5; 64], 2, &mut [], &mut scratch, &pool);
+}
