@@ -2,15 +2,16 @@
 //! helpers both use.
 //!
 //! One 512-bit vector holds two blocks. Per pair of blocks and tile entry (row `i`,
-//! token `c`) the work is one 8-bit dot product into 16 i32 lanes (8 per block),
-//! one conversion and one FMA with the product of the two blocks' scales. The
-//! scales of 16 blocks are loaded once per row and once per token, and
-//! spread to each pair with a permute.
+//! token `c`) the work is one `vpdpbusd` into 16 i32 lanes (8 per block), one
+//! conversion and one FMA with the product of the two blocks' scales. The scales
+//! of 16 blocks are read once per row (and once per token) and spread to each pair
+//! with a permute. Reading them runs ahead of the quants by up to 16 blocks, which
+//! keeps more of a big matrix's cache misses in flight: this kernel streams the
+//! output matrix, the largest one, in every decode step.
 //!
-//! Activations are signed for Q4_1 (its nibbles are the unsigned operand) and
-//! stored as `q + 128` for the signed weight formats, whose quants are the signed
-//! operand; the extra `128·Σw` is removed by starting each dot product at
-//! `−128·Σw`, computed once per row and pair.
+//! The activations are stored as `q + 128` (the unsigned operand); the extra
+//! `128·Σw` is removed by starting each dot product at `−128·Σw`, computed once
+//! per row and pair.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -22,27 +23,16 @@ use crate::x86::drive_tiles;
 /// Row tile (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 4;
 
-/// A 32-element weight format as the AVX-512 kernels see it.
-trait Legacy {
-    /// Bytes per block.
-    const BYTES: usize;
-    /// Quants are unsigned and there is a minimum `m` next to `d` (Q4_1).
-    const UNSIGNED: bool;
-    /// The 32 quants of the block at `p` in bytes 0..32 and, if `TWO`, those of the
-    /// next block in bytes 32..64 (zeros otherwise); signed unless `UNSIGNED`.
-    unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i;
-}
+/// Bytes per Q8_0 block.
+const BYTES: usize = 34;
 
-struct Q8_0;
-impl Legacy for Q8_0 {
-    const BYTES: usize = 34;
-    const UNSIGNED: bool = false;
-    #[inline(always)]
-    unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i {
-        let lo = _mm256_loadu_si256(p.add(2).cast());
-        let hi = if TWO { _mm256_loadu_si256(p.add(Self::BYTES + 2).cast()) } else { _mm256_setzero_si256() };
-        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
-    }
+/// The 32 quants of the block at `p` in bytes 0..32 and, if `TWO`, those of the
+/// next block in bytes 32..64 (zeros otherwise).
+#[inline(always)]
+unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i {
+    let lo = _mm256_loadu_si256(p.add(2).cast());
+    let hi = if TWO { _mm256_loadu_si256(p.add(BYTES + 2).cast()) } else { _mm256_setzero_si256() };
+    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
 }
 
 /// `acc + Σ a·b` over each 4 bytes (`a` unsigned, `b` signed).
@@ -87,13 +77,7 @@ pub(crate) unsafe fn block_words(p: *const u8, bytes: usize, n: usize) -> __m512
 
 /// One tile: rows `r0..r0+R` × tokens `t0..t0+C`.
 #[inline(always)]
-unsafe fn tile<F: Legacy, const VNNI: bool, const R: usize, const C: usize>(
-    w: &QMatrix<'_>,
-    a: &Q8View<'_>,
-    out: &Out,
-    r0: usize,
-    t0: usize,
-) {
+unsafe fn tile<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &Q8View<'_>, out: &Out, r0: usize, t0: usize) {
     let nb = w.cols() / 32;
     let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
     let mut acc = [[_mm512_setzero_ps(); C]; R];
@@ -102,26 +86,19 @@ unsafe fn tile<F: Legacy, const VNNI: bool, const R: usize, const C: usize>(
         let n = (nb - g).min(16);
         let mut dw = [_mm512_setzero_ps(); R];
         for i in 0..R {
-            // The first 4 bytes of each of the group's blocks (d, and m for Q4_1). Plain
+            // The first 4 bytes of each of the group's blocks (`d` and 2 quants). Plain
             // loads, not a gather: a gather that misses the cache serializes its misses.
-            let raw = block_words(rows[i].add(g * F::BYTES), F::BYTES, n);
+            let raw = block_words(rows[i].add(g * BYTES), BYTES, n);
             dw[i] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
-            if F::UNSIGNED {
-                let m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(raw)));
-                for c in 0..C {
-                    let s = _mm512_loadu_ps(a.s.as_ptr().add((t0 + c) * a.d_stride + g));
-                    acc[i][c] = _mm512_fmadd_ps(m, s, acc[i][c]);
-                }
-            }
         }
         let da: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(a.d.as_ptr().add((t0 + c) * a.d_stride + g)));
         let mut k = 0;
         while k + 2 <= n {
-            pair::<F, VNNI, R, C, true>(&rows, a, t0, g, k, &dw, &da, &mut acc);
+            pair::<R, C, true>(&rows, a, t0, g, k, &dw, &da, &mut acc);
             k += 2;
         }
         if k < n {
-            pair::<F, VNNI, R, C, false>(&rows, a, t0, g, k, &dw, &da, &mut acc);
+            pair::<R, C, false>(&rows, a, t0, g, k, &dw, &da, &mut acc);
         }
         g += 16;
     }
@@ -135,7 +112,7 @@ unsafe fn tile<F: Legacy, const VNNI: bool, const R: usize, const C: usize>(
 /// Blocks `g + k` and (if `TWO`) `g + k + 1` of one tile.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn pair<F: Legacy, const VNNI: bool, const R: usize, const C: usize, const TWO: bool>(
+unsafe fn pair<const R: usize, const C: usize, const TWO: bool>(
     rows: &[*const u8; R],
     a: &Q8View<'_>,
     t0: usize,
@@ -155,40 +132,27 @@ unsafe fn pair<F: Legacy, const VNNI: bool, const R: usize, const C: usize, cons
     let mut init = [zero; R];
     let mut dwp = [_mm512_setzero_ps(); R];
     for i in 0..R {
-        wq[i] = F::quants::<TWO>(rows[i].add(blk * F::BYTES));
-        if !F::UNSIGNED {
-            init[i] = _mm512_sub_epi32(zero, dot::<VNNI>(zero, _mm512_set1_epi8(0x80u8 as i8), wq[i]));
-        }
+        wq[i] = quants::<TWO>(rows[i].add(blk * BYTES));
+        init[i] = _mm512_sub_epi32(zero, dot::<true>(zero, _mm512_set1_epi8(0x80u8 as i8), wq[i]));
         dwp[i] = _mm512_permutexvar_ps(idx, dw[i]);
     }
     for c in 0..C {
         let y = _mm512_loadu_si512(a.qs.as_ptr().add((t0 + c) * a.qs_stride + blk * 32).cast());
         let dap = _mm512_permutexvar_ps(idx, da[c]);
         for i in 0..R {
-            let p = if F::UNSIGNED { dot::<VNNI>(zero, wq[i], y) } else { dot::<VNNI>(init[i], y, wq[i]) };
+            let p = dot::<true>(init[i], y, wq[i]);
             acc[i][c] = _mm512_fmadd_ps(_mm512_mul_ps(dwp[i], dap), _mm512_cvtepi32_ps(p), acc[i][c]);
         }
     }
 }
 
-macro_rules! entry {
-    ($name:ident, $fmt:ty, $features:literal, $vnni:tt) => {
-        /// AVX-512 kernel (see the module docs).
-        ///
-        /// # Safety
-        /// See [`crate::matmul::GemmFn`].
-        #[target_feature(enable = $features)]
-        unsafe fn $name(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-            let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
-            drive_tiles!(rows, out.n_tokens, 4, 4, tile [$fmt, $vnni] (w, a, out));
-        }
-    };
-}
-
-entry!(q8_0_vnni, Q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
-
-/// The Q8_0 kernel (VNNI only: without it, `vpmaddubsw` would saturate on `(q + 128)·w`;
-/// the AVX2 kernel serves AVX-512 CPUs without VNNI).
+/// The Q8_0 kernel (VNNI only: without it, `vpmaddubsw` would saturate on
+/// `(q + 128)·w`, so the AVX2 kernel serves AVX-512 CPUs without VNNI).
+///
+/// # Safety
+/// See [`crate::matmul::GemmFn`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 pub(crate) unsafe fn gemm_q8_0(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    q8_0_vnni(w, acts, rows, out)
+    let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
+    drive_tiles!(rows, out.n_tokens, 4, 4, tile[](w, a, out));
 }
