@@ -52,6 +52,7 @@ pub fn dot_f16(q16: &[f32], k: &[f16]) -> f32 {
 
 /// One query row with ggml's one-row kernel. `q` shape `(head_dim,)`, `out` shape
 /// `(head_dim_v,)`; positions `0..n` are read through `key` and `value`.
+#[allow(clippy::too_many_arguments)]
 pub fn attend_row_online<'a>(
     q: &[f32],
     n: usize,

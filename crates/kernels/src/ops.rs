@@ -59,6 +59,8 @@ pub fn rope_cos_sin(pos: usize, n_rot: usize, freq_base: f32, freq_scale: f32, c
 
 /// Rotates every head of `x` (shape `(n_head, head_dim)`) in place by the angles
 /// in `cos`/`sin` (shape `(n_rot / 2,)`); dimensions past `n_rot` are left alone.
+/// Each rotated value is one fused multiply-add, as ggml's vectorised rotation
+/// computes it (`x0·cos − x1·sin` with the second product rounded first).
 pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
     let half = cos.len();
     for head in x.chunks_exact_mut(head_dim) {
@@ -66,15 +68,15 @@ pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: Rop
             RopeStyle::Interleaved => {
                 for i in 0..half {
                     let (a, b) = (head[2 * i], head[2 * i + 1]);
-                    head[2 * i] = a * cos[i] - b * sin[i];
-                    head[2 * i + 1] = a * sin[i] + b * cos[i];
+                    head[2 * i] = a.mul_add(cos[i], -(b * sin[i]));
+                    head[2 * i + 1] = a.mul_add(sin[i], b * cos[i]);
                 }
             }
             RopeStyle::Neox => {
                 for i in 0..half {
                     let (a, b) = (head[i], head[i + half]);
-                    head[i] = a * cos[i] - b * sin[i];
-                    head[i + half] = a * sin[i] + b * cos[i];
+                    head[i] = a.mul_add(cos[i], -(b * sin[i]));
+                    head[i + half] = b.mul_add(cos[i], a * sin[i]);
                 }
             }
         }
@@ -248,7 +250,7 @@ mod tests {
         // pos 1, one pair per head with theta = 1 rad.
         let (mut c, mut s) = (vec![0.0; 1], vec![0.0; 1]);
         rope_cos_sin(1, 2, 10000.0, 1.0, &mut c, &mut s);
-        let mut x = vec![1.0, 0.0, 5.0];
+        let mut x = [1.0, 0.0, 5.0];
         rope(&mut x[..2], 2, &c, &s, RopeStyle::Interleaved);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
         let (mut c, mut s) = (vec![0.0; 2], vec![0.0; 2]);
