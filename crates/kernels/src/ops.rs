@@ -4,7 +4,10 @@
 //! These are cheap next to the matrix products (a few thousand flops per token
 //! per layer), so they are written as plain loops the compiler vectorises. Where
 //! ggml's arithmetic order affects results (RMSNorm's f64 sum, RoPE's running
-//! theta), it is followed, to keep our numbers close to llama.cpp's.
+//! theta, its vector `exp`, its f16 GELU table), it is followed, to keep our
+//! numbers identical to llama.cpp's.
+
+use half::f16;
 
 /// `out = x / rms(x) * weight`, with the mean square summed in f64 as ggml does.
 /// Shapes: `x`, `weight`, `out` all `(n,)`.
@@ -162,11 +165,39 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// GeGLU in place: `gate = gelu_tanh(gate) * up`. Shapes `(n,)`.
+/// GeGLU in place: `gate = gelu(gate) * up`, shapes `(n,)`, as ggml computes it:
+/// the gate is rounded to f16 and looked up in a table of f16 GELU values
+/// (inputs at or beyond ±10 pass through or vanish).
 pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    let table = gelu_f16_table();
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = gelu_tanh(*g) * u;
+        *g = if *g <= -10.0 {
+            0.0
+        } else if *g >= 10.0 {
+            *g * u
+        } else {
+            f16::from_bits(table[usize::from(f16::from_f32(*g).to_bits())]).to_f32() * u
+        };
     }
+}
+
+/// GELU (tanh form) of every f16 value, rounded to f16: ggml's `ggml_table_gelu_f16`.
+fn gelu_f16_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| {
+                let x = f16::from_bits(bits).to_f32();
+                // 0.5·x·(1 + tanh(√(2/π)·x·(1 + a·x²))), with the fused multiply-add the
+                // C compiler forms for `1 + a·x·x`.
+                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                const COEF_A: f32 = 0.044_715;
+                let inner = (COEF_A * x).mul_add(x, 1.0);
+                let y = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * inner).tanh());
+                f16::from_f32(y).to_bits()
+            })
+            .collect()
+    })
 }
 
 /// `acc += x`, element-wise.

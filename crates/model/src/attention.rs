@@ -138,6 +138,7 @@ mod tests {
             rope_freq_base: 1e4,
             rope_freq_scale: 1.0,
             rms_eps: 1e-5,
+            sliding_window: None,
         }
     }
 

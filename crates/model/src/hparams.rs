@@ -36,6 +36,8 @@ pub struct HParams {
     pub rope_freq_scale: f32,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
+    /// Window of the sliding-window attention layers, if the model has them.
+    pub sliding_window: Option<usize>,
 }
 
 /// Largest value accepted for any width or count (guards buffer sizing against
@@ -91,6 +93,7 @@ impl HParams {
                 _ => 1.0,
             },
             rms_eps: opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+            sliding_window: opt("attention.sliding_window")?.filter(|&w| w > 0),
             arch,
         };
         hp.check()?;

@@ -209,6 +209,7 @@ mod tests {
             rope_freq_base: 10000.0,
             rope_freq_scale: 1.0,
             rms_eps: 1e-5,
+            sliding_window: None,
         }
     }
 

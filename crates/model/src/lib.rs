@@ -2,7 +2,7 @@
 //!
 //! - [`gguf`]: the GGUF reader (the file is hostile input);
 //! - [`hparams`], [`weights`]: hyper-parameters and weights, checked against each other;
-//! - [`llama`]: one file per architecture, each with `forward(batch, kv) -> logits`;
+//! - [`llama`], [`gemma3`]: one file per architecture, each with `forward(batch, kv) -> logits`;
 //! - [`attention`], [`kv_cache`], [`batch`]: what the architectures share: paged KV
 //!   cache, causal attention over it, and the multi-sequence batch;
 //! - [`tokenizer`]: byte-level BPE (gpt2) and SentencePiece-style (llama) vocabularies;
@@ -21,6 +21,7 @@ pub mod attention;
 pub mod batch;
 pub mod chat;
 pub mod error;
+pub mod gemma3;
 pub mod gguf;
 pub mod hparams;
 pub mod kv_cache;
@@ -38,12 +39,14 @@ pub use kv_cache::{BlockAllocator, KvCache};
 use gguf::GgufFile;
 
 /// Architectures with a forward pass, by their `general.architecture` name.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
 
 /// A model's forward pass, chosen by architecture.
 pub enum Model {
     /// `llama`.
     Llama(llama::Llama),
+    /// `gemma3`.
+    Gemma3(gemma3::Gemma3),
 }
 
 impl Model {
@@ -52,6 +55,7 @@ impl Model {
         let hp = HParams::from_gguf(file)?;
         match hp.arch.as_str() {
             "llama" => Ok(Model::Llama(llama::Llama::load(file, hp)?)),
+            "gemma3" => Ok(Model::Gemma3(gemma3::Gemma3::load(file, hp)?)),
             other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -60,6 +64,7 @@ impl Model {
     pub fn hparams(&self) -> &HParams {
         match self {
             Model::Llama(m) => m.hparams(),
+            Model::Gemma3(m) => m.hparams(),
         }
     }
 
@@ -67,6 +72,7 @@ impl Model {
     pub fn weight_bytes(&self) -> usize {
         match self {
             Model::Llama(m) => m.weight_bytes(),
+            Model::Gemma3(m) => m.weight_bytes(),
         }
     }
 
@@ -80,6 +86,7 @@ impl Model {
     ) -> Result<(), ModelError> {
         match self {
             Model::Llama(m) => m.forward(batch, kv, ws, pool),
+            Model::Gemma3(m) => m.forward(batch, kv, ws, pool),
         }
     }
 }
