@@ -88,8 +88,7 @@ impl ChatTemplate {
         env.set_fuel(Some(fuel));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
-        env.add_template_owned(NAME, source.to_string())
-            .map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
+        env.add_template_owned(NAME, source.to_string()).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
         Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into(), max_output, fuel })
     }
 
@@ -158,13 +157,22 @@ fn raise_exception(msg: String) -> Result<Value, minijinja::Error> {
 /// `strftime_now(fmt)`: today's date (UTC) for the few directives templates use
 /// (`%Y %m %d %B %b`).
 fn strftime_now(fmt: String) -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 86_400) as i64;
+    let days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
     let (y, m, d) = civil_from_days(days);
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-        "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let month = MONTHS[(m - 1) as usize];
     fmt.replace("%Y", &y.to_string())

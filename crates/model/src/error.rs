@@ -4,6 +4,7 @@ use kernels::GgmlType;
 
 use crate::chat::ChatTemplateError;
 use crate::gguf::GgufError;
+use crate::tokenizer::TokenizerError;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum ModelError {
         /// The kernels' reason.
         source: kernels::KernelError,
     },
+    /// The vocabulary could not be loaded.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
     /// The chat template could not be compiled.
     #[error(transparent)]
     ChatTemplate(#[from] ChatTemplateError),

@@ -119,13 +119,13 @@ impl HParams {
                 return Err(ModelError::metadata(k(name), format!("value {v} is outside 1..={max}")));
             }
         }
-        if self.n_head % self.n_head_kv != 0 {
+        if !self.n_head.is_multiple_of(self.n_head_kv) {
             return Err(ModelError::metadata(
                 k("attention.head_count_kv"),
                 format!("{} query heads are not a multiple of {} key/value heads", self.n_head, self.n_head_kv),
             ));
         }
-        if self.n_rot > self.head_dim || self.n_rot % 2 != 0 {
+        if self.n_rot > self.head_dim || !self.n_rot.is_multiple_of(2) {
             return Err(ModelError::metadata(
                 k("rope.dimension_count"),
                 format!("{} must be even and at most the head width {}", self.n_rot, self.head_dim),

@@ -13,6 +13,7 @@
 //! Synchronous code only: no async runtime, no threads of its own beyond the
 //! kernels' pool.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use kernels::ThreadPool;
@@ -36,7 +37,9 @@ pub use error::ModelError;
 pub use hparams::HParams;
 pub use kv_cache::{BlockAllocator, KvCache};
 
+use chat::ChatTemplate;
 use gguf::GgufFile;
+use tokenizer::Tokenizer;
 
 /// Architectures with a forward pass, by their `general.architecture` name.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
@@ -88,5 +91,52 @@ impl Model {
             Model::Llama(m) => m.forward(batch, kv, ws, pool),
             Model::Gemma3(m) => m.forward(batch, kv, ws, pool),
         }
+    }
+}
+
+/// Everything loaded from one GGUF file: weights, vocabulary, chat template.
+pub struct LoadedModel {
+    /// The mapped file.
+    pub file: Arc<GgufFile>,
+    /// The forward pass.
+    pub model: Model,
+    /// The vocabulary.
+    pub tokenizer: Tokenizer,
+    /// The chat template, if the file has one (base models often do not).
+    pub chat_template: Option<ChatTemplate>,
+}
+
+impl LoadedModel {
+    /// Opens and loads `path`.
+    pub fn open(path: &Path) -> Result<LoadedModel, ModelError> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let model = Model::load(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        if tokenizer.n_vocab() != model.hparams().n_vocab {
+            return Err(ModelError::metadata(
+                "tokenizer.ggml.tokens",
+                format!("{} tokens, but the embedding has {} rows", tokenizer.n_vocab(), model.hparams().n_vocab),
+            ));
+        }
+        let chat_template = match file.get("tokenizer.chat_template") {
+            None => None,
+            Some(_) => {
+                let source = file.get_str("tokenizer.chat_template")?;
+                let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or("").to_string();
+                Some(ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))?)
+            }
+        };
+        Ok(LoadedModel { file, model, tokenizer, chat_template })
+    }
+
+    /// Tokenizes a rendered chat prompt: special tokens parsed, and BOS added only
+    /// when the vocabulary asks for it and the template did not already write it.
+    pub fn tokenize_chat_prompt(&self, text: &str) -> Vec<u32> {
+        let starts_with_bos = self
+            .tokenizer
+            .bos()
+            .and_then(|b| self.tokenizer.token_text(b))
+            .is_some_and(|b| !b.is_empty() && text.starts_with(b));
+        self.tokenizer.encode(text, !starts_with_bos, true)
     }
 }

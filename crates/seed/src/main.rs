@@ -24,6 +24,10 @@ enum Command {
     },
     /// List the catalogue and what is cached.
     Models,
+    /// Chat with a model (one answer with PROMPT, else an interactive chat).
+    Run(cmd::run::RunArgs),
+    /// Complete one prompt; --json for machine-readable output with token ids.
+    Generate(cmd::generate::GenerateArgs),
 }
 
 fn main() -> Result<()> {
@@ -36,5 +40,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Models => cmd::models::run(),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Generate(args) => cmd::generate::run(args),
     }
 }

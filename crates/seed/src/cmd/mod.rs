@@ -1,3 +1,6 @@
 //! One module per subcommand.
 
+pub mod common;
+pub mod generate;
 pub mod models;
+pub mod run;
