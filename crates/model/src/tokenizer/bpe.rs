@@ -13,16 +13,17 @@
 //! rank and the merged piece.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
+use super::hash::FastMap;
 use super::unicode::byte_to_char;
 use super::vocab::Vocab;
 use super::TokenizerError;
 
 /// The merge rules, compiled to piece ids.
 pub(crate) struct Bpe {
-    /// (left piece, right piece) → (rank, merged piece).
-    rules: HashMap<(u32, u32), (u32, u32)>,
+    /// [`pair`]`(left piece, right piece)` → (rank, merged piece).
+    rules: FastMap<u64, (u32, u32)>,
     /// (n_pieces) the token each piece is, if any.
     piece_token: Vec<Option<u32>>,
     /// The piece of each byte's character, if a rule names it.
@@ -37,7 +38,7 @@ pub(crate) struct Bpe {
 /// Interns piece strings.
 #[derive(Default)]
 struct Pieces {
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
     texts: Vec<String>,
 }
 
@@ -57,7 +58,7 @@ impl Bpe {
     /// Compiles `merges` (`"left right"`, rank = index; the first of duplicate rules wins).
     pub fn new(merges: &[String], vocab: &Vocab) -> Result<Bpe, TokenizerError> {
         let mut pieces = Pieces::default();
-        let mut rules = HashMap::with_capacity(merges.len());
+        let mut rules = FastMap::with_capacity_and_hasher(merges.len(), Default::default());
         for (rank, line) in merges.iter().enumerate() {
             // The separator is the first space after the first byte, as in llama.cpp.
             let split = line.bytes().skip(1).position(|b| b == b' ').map(|i| i + 1);
@@ -68,7 +69,7 @@ impl Bpe {
             let l = pieces.intern(left);
             let r = pieces.intern(right);
             let merged = pieces.intern(&[left, right].concat());
-            rules.entry((l, r)).or_insert((rank, merged));
+            rules.entry(pair(l, r)).or_insert((rank, merged));
         }
         let piece_token = pieces.texts.iter().map(|t| vocab.id(t)).collect();
         let mut byte_piece = [None; 256];
@@ -100,26 +101,28 @@ impl Bpe {
         for i in 1..symbols.len() {
             self.push_pair(symbols, heap, i - 1, i);
         }
-        while let Some(Reverse(cand)) = heap.pop() {
-            let (l, r) = (&symbols[cand.left], &symbols[cand.right]);
-            // Skip pairs that a merge since they were queued has changed.
-            if l.len == 0 || r.len == 0 || l.piece != Some(cand.left_piece) || r.piece != Some(cand.right_piece) {
+        while let Some(Reverse(key)) = heap.pop() {
+            let (rank, left) = ((key >> 64) as u32, key as u64 as usize);
+            // The pair queued at `left` is still there only if the rule for `left` and its
+            // current right neighbour has the queued rank (a rank names one pair of pieces).
+            let Some(&l) = symbols.get(left).filter(|l| l.len > 0) else { continue };
+            let Some(right) = l.next else { continue };
+            let r = symbols[right];
+            let Some(&(rule_rank, merged)) = self.rule(l.piece, r.piece) else { continue };
+            if rule_rank != rank {
                 continue;
             }
-            let next = r.next;
-            let merged_len = l.len + r.len;
-            symbols[cand.right].len = 0;
-            let left = &mut symbols[cand.left];
-            left.len = merged_len;
-            left.piece = Some(cand.merged);
-            left.next = next;
-            let prev = left.prev;
-            if let Some(n) = next {
-                symbols[n].prev = Some(cand.left);
-                self.push_pair(symbols, heap, cand.left, n);
+            symbols[right].len = 0;
+            let new = &mut symbols[left];
+            new.len += r.len;
+            new.piece = Some(merged);
+            new.next = r.next;
+            if let Some(n) = r.next {
+                symbols[n].prev = Some(left);
+                self.push_pair(symbols, heap, left, n);
             }
-            if let Some(p) = prev {
-                self.push_pair(symbols, heap, p, cand.left);
+            if let Some(p) = l.prev {
+                self.push_pair(symbols, heap, p, left);
             }
         }
         for s in symbols.iter().filter(|s| s.len > 0) {
@@ -137,21 +140,30 @@ impl Bpe {
         }
     }
 
-    fn push_pair(&self, symbols: &[Symbol], heap: &mut BinaryHeap<Reverse<Candidate>>, left: usize, right: usize) {
-        let (Some(lp), Some(rp)) = (symbols[left].piece, symbols[right].piece) else {
-            return;
-        };
-        if let Some(&(rank, merged)) = self.rules.get(&(lp, rp)) {
-            heap.push(Reverse(Candidate { rank, left, right, left_piece: lp, right_piece: rp, merged }));
+    fn rule(&self, left: Option<u32>, right: Option<u32>) -> Option<&(u32, u32)> {
+        self.rules.get(&pair(left?, right?))
+    }
+
+    /// Queues the pair at `left` if a rule merges it, keyed so that the heap yields the
+    /// lowest rank first and, among equal ranks, the leftmost pair.
+    fn push_pair(&self, symbols: &[Symbol], heap: &mut BinaryHeap<Reverse<u128>>, left: usize, right: usize) {
+        if let Some(&(rank, _)) = self.rule(symbols[left].piece, symbols[right].piece) {
+            heap.push(Reverse(u128::from(rank) << 64 | left as u128));
         }
     }
+}
+
+/// The rules' key for a pair of pieces.
+fn pair(left: u32, right: u32) -> u64 {
+    u64::from(left) << 32 | u64::from(right)
 }
 
 /// Buffers reused across the words of one call.
 #[derive(Default)]
 pub(crate) struct Scratch {
     symbols: Vec<Symbol>,
-    heap: BinaryHeap<Reverse<Candidate>>,
+    /// Queued pairs: `rank << 64 | left`.
+    heap: BinaryHeap<Reverse<u128>>,
 }
 
 /// A run of bytes of the word; merged-away symbols have `len == 0`.
@@ -163,16 +175,4 @@ struct Symbol {
     next: Option<usize>,
     /// The piece this symbol spells, if any rule names it.
     piece: Option<u32>,
-}
-
-/// A pair of neighbours that a rule merges. Ordered by rank, then by position, so the
-/// heap (a max-heap of `Reverse`) yields the lowest rank, leftmost pair first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Candidate {
-    rank: u32,
-    left: usize,
-    right: usize,
-    left_piece: u32,
-    right_piece: u32,
-    merged: u32,
 }

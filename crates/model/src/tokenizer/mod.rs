@@ -22,6 +22,7 @@
 mod bpe;
 mod decode;
 mod error;
+mod hash;
 mod load;
 pub mod pretokenize;
 mod special;

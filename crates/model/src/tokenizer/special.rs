@@ -17,7 +17,8 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, Input, MatchKind};
+use memchr::memmem::Finder;
 
 use super::vocab::{Attr, Vocab};
 use super::TokenizerError;
@@ -45,6 +46,8 @@ pub(crate) struct SpecialTokens {
     tokens: Vec<Special>,
     /// `None` when the vocabulary has no special tokens.
     matcher: Option<AhoCorasick>,
+    /// Byte length of the longest special token.
+    max_len: usize,
 }
 
 impl SpecialTokens {
@@ -70,7 +73,8 @@ impl SpecialTokens {
                 .map_err(|e| TokenizerError::SpecialTokens { n: tokens.len(), reason: e.to_string() })?;
             Some(built)
         };
-        Ok(SpecialTokens { tokens, matcher })
+        let max_len = tokens.first().map_or(0, |t| t.text.len());
+        Ok(SpecialTokens { tokens, matcher, max_len })
     }
 
     /// Cuts the special tokens out of `text`; fragments come in text order.
@@ -78,70 +82,147 @@ impl SpecialTokens {
         if text.is_empty() {
             return Vec::new();
         }
-        let Some(matcher) = &self.matcher else {
-            return vec![Fragment::Text(0..text.len())];
-        };
         let bytes = text.as_bytes();
-        // Which tokens occur, and where their first and last occurrence start.
-        let mut spans: Vec<Option<(usize, usize)>> = Vec::new();
-        // Overlapping search cannot fail for a `MatchKind::Standard` automaton.
-        let Ok(matches) = matcher.try_find_overlapping_iter(bytes) else {
-            return vec![Fragment::Text(0..text.len())];
-        };
-        for m in matches {
-            let p = m.pattern().as_usize();
-            if !parse_special && !self.tokens.get(p).is_some_and(|t| t.always) {
-                continue;
-            }
-            if spans.len() <= p {
-                spans.resize(p + 1, None);
-            }
-            let span = spans[p].get_or_insert((m.start(), m.start()));
-            span.0 = span.0.min(m.start());
-            span.1 = span.1.max(m.start());
-        }
-        // Uncut fragments, start → end.
-        let mut uncut = BTreeMap::from([(0, bytes.len())]);
-        let mut cuts: Vec<(usize, u32)> = Vec::new();
-        let mut in_span = Vec::new();
-        for (p, span) in spans.iter().enumerate() {
-            let (Some((first, last)), Some(token)) = (*span, self.tokens.get(p)) else { continue };
-            let needle = token.text.as_bytes();
-            let finder = memchr::memmem::Finder::new(needle);
-            let span_end = last + needle.len();
-            // Fragments that overlap [first, span_end): the one holding `first`, and any after it.
-            in_span.clear();
-            let before = uncut.range(..=first).next_back().map(|(&s, &e)| (s, e));
-            in_span.extend(before.filter(|&(_, e)| e > first));
-            in_span.extend(uncut.range(first + 1..span_end).map(|(&s, &e)| (s, e)));
-            for &(start, end) in &in_span {
-                let (lo, hi) = (start.max(first), end.min(span_end));
-                let mut at = lo;
-                let mut pieces_start = start;
-                let mut cut_any = false;
-                while at + needle.len() <= hi {
-                    let Some(found) = finder.find(&bytes[at..hi]) else { break };
-                    let hit = at + found;
-                    if !cut_any {
-                        uncut.remove(&start);
-                        cut_any = true;
-                    }
-                    if pieces_start < hit {
-                        uncut.insert(pieces_start, hit);
-                    }
-                    cuts.push((hit, token.id));
-                    at = hit + needle.len();
-                    pieces_start = at;
+        let mut cutter = Cutter { uncut: BTreeMap::from([(0, bytes.len())]), cuts: Vec::new() };
+        for (p, seen) in self.occurrences(bytes, parse_special) {
+            let Some(token) = self.tokens.get(p) else { continue };
+            let len = token.text.len();
+            if seen.complete {
+                for &at in &seen.starts {
+                    cutter.cut(at, len, token.id);
                 }
-                if cut_any && pieces_start < end {
-                    uncut.insert(pieces_start, end);
-                }
+            } else {
+                let finder = memchr::memmem::Finder::new(token.text.as_bytes());
+                cutter.scan(bytes, &finder, seen.first..seen.last + len, token.id);
             }
         }
-        cuts.sort_unstable();
-        let mut out = Vec::with_capacity(uncut.len() + cuts.len());
-        let mut texts = uncut.into_iter().peekable();
-        for (at, id) in cuts {
+        cutter.into_fragments()
+    }
+
+    /// Which special tokens occur in `bytes` (pattern index, ascending = priority order),
+    /// with their first and last start and, for tokens seen a few times, every start.
+    ///
+    /// Inside a run of one byte longer than `RUN_SKIP` times the longest special token,
+    /// only the run's two ends are searched: what occurs in its middle is that byte
+    /// repeated, which also occurs at its ends. Tokens made of such a byte are then
+    /// marked incomplete.
+    fn occurrences(&self, bytes: &[u8], parse_special: bool) -> BTreeMap<usize, Seen> {
+        let mut seen: BTreeMap<usize, Seen> = BTreeMap::new();
+        let Some(matcher) = &self.matcher else { return seen };
+        let edge = self.max_len.max(1);
+        let mut skipped = [false; 256];
+        let mut segments = Vec::new();
+        let (mut seg_start, mut i) = (0, 0);
+        while i < bytes.len() {
+            let c = bytes[i];
+            let run_end = i + bytes[i..].iter().take_while(|&&b| b == c).count();
+            if run_end - i > RUN_SKIP * edge {
+                segments.push(seg_start..i + edge);
+                seg_start = run_end - edge;
+                skipped[usize::from(c)] = true;
+            }
+            i = run_end;
+        }
+        segments.push(seg_start..bytes.len());
+        for segment in segments {
+            // Overlapping search cannot fail for a `MatchKind::Standard` automaton.
+            let Ok(matches) = matcher.try_find_overlapping_iter(Input::new(bytes).span(segment)) else { continue };
+            for m in matches {
+                let p = m.pattern().as_usize();
+                if !parse_special && !self.tokens.get(p).is_some_and(|t| t.always) {
+                    continue;
+                }
+                let at = m.start();
+                let entry = seen.entry(p).or_insert(Seen { first: at, last: at, starts: Vec::new(), complete: true });
+                entry.last = at;
+                if entry.complete && entry.starts.len() < EXACT_STARTS {
+                    entry.starts.push(at);
+                } else {
+                    entry.complete = false;
+                    entry.starts = Vec::new();
+                }
+            }
+        }
+        for (p, entry) in seen.iter_mut() {
+            let text = self.tokens.get(*p).map_or(&[][..], |t| t.text.as_bytes());
+            if text.first().is_some_and(|&c| skipped[usize::from(c)] && text.iter().all(|&b| b == c)) {
+                entry.complete = false;
+            }
+        }
+        seen
+    }
+}
+
+/// A run of one byte longer than this many times the longest special token is not
+/// searched in its middle.
+const RUN_SKIP: usize = 4;
+
+/// Up to this many starts of a token are kept; a token seen more often is searched
+/// for again, within its span, when it is cut.
+const EXACT_STARTS: usize = 16;
+
+/// Where one special token occurs.
+struct Seen {
+    /// First start.
+    first: usize,
+    /// Last start.
+    last: usize,
+    /// Every start, ascending, when `complete`.
+    starts: Vec<usize>,
+    /// `starts` holds every occurrence.
+    complete: bool,
+}
+
+/// The state of the partition: the uncut text and the cuts made.
+struct Cutter {
+    /// Uncut fragments, start → end.
+    uncut: BTreeMap<usize, usize>,
+    /// (start, token) of each cut.
+    cuts: Vec<(usize, u32)>,
+}
+
+impl Cutter {
+    /// Cuts `token` at `at..at + len` if those bytes are all still uncut.
+    fn cut(&mut self, at: usize, len: usize, token: u32) {
+        let Some((&start, &end)) = self.uncut.range(..=at).next_back() else { return };
+        if at + len > end {
+            return;
+        }
+        self.uncut.remove(&start);
+        if start < at {
+            self.uncut.insert(start, at);
+        }
+        if at + len < end {
+            self.uncut.insert(at + len, end);
+        }
+        self.cuts.push((at, token));
+    }
+
+    /// Cuts every occurrence of `finder`'s needle that starts in `span`, leftmost first
+    /// within each uncut fragment, as llama.cpp does.
+    fn scan(&mut self, bytes: &[u8], finder: &Finder<'_>, span: Range<usize>, token: u32) {
+        let len = finder.needle().len();
+        // The fragment holding span.start, and every fragment starting inside the span.
+        let mut fragments: Vec<(usize, usize)> = Vec::new();
+        let holder = self.uncut.range(..=span.start).next_back().map(|(&s, &e)| (s, e));
+        fragments.extend(holder.filter(|&(_, e)| e > span.start));
+        fragments.extend(self.uncut.range(span.start + 1..span.end).map(|(&s, &e)| (s, e)));
+        for (start, end) in fragments {
+            let (mut at, hi) = (start.max(span.start), end.min(span.end));
+            while at + len <= hi {
+                let Some(found) = bytes.get(at..hi).and_then(|h| finder.find(h)) else { break };
+                self.cut(at + found, len, token);
+                at += found + len;
+            }
+        }
+    }
+
+    /// The fragments in text order.
+    fn into_fragments(mut self) -> Vec<Fragment> {
+        self.cuts.sort_unstable();
+        let mut out = Vec::with_capacity(self.uncut.len() + self.cuts.len());
+        let mut texts = self.uncut.into_iter().peekable();
+        for (at, id) in self.cuts {
             while let Some((s, e)) = texts.next_if(|&(s, _)| s < at) {
                 out.push(Fragment::Text(s..e));
             }
@@ -197,6 +278,78 @@ mod tests {
         assert_eq!(show(text, &s.partition(text, true)), ["#0", "'x'", "#1", "'x'", "#2"]);
         assert_eq!(show(text, &s.partition(text, false)), ["'<s>x'", "#1", "'x<unk>'"]);
         assert!(s.partition("", true).is_empty());
+    }
+
+    /// llama.cpp's procedure, literally: for each token in priority order, for each
+    /// text fragment, cut every leftmost occurrence.
+    fn reference(tokens: &[(String, u32, bool)], text: &str, parse_special: bool) -> Vec<Fragment> {
+        let mut order: Vec<&(String, u32, bool)> = tokens.iter().collect();
+        order.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        let mut frags = if text.is_empty() { vec![] } else { vec![Fragment::Text(0..text.len())] };
+        for (needle, id, always) in order {
+            if !parse_special && !always {
+                continue;
+            }
+            let mut next = Vec::new();
+            for f in frags {
+                let Fragment::Text(mut r) = f else {
+                    next.push(f);
+                    continue;
+                };
+                while let Some(i) = text[r.clone()].find(needle.as_str()) {
+                    if i > 0 {
+                        next.push(Fragment::Text(r.start..r.start + i));
+                    }
+                    next.push(Fragment::Token(*id));
+                    r.start += i + needle.len();
+                }
+                if !r.is_empty() {
+                    next.push(Fragment::Text(r));
+                }
+            }
+            frags = next;
+        }
+        frags
+    }
+
+    #[test]
+    fn agrees_with_llama_cpp_procedure_on_random_texts() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let alphabet = ['a', 'b', ' ', '\n', '<', '>', 'é'];
+        for round in 0..300 {
+            // Random special tokens over the alphabet, some runs of one character.
+            let mut entries: Vec<(String, i32)> = Vec::new();
+            for k in 0..rng.gen_range(1..8) {
+                let t: String = if k % 3 == 0 {
+                    alphabet[rng.gen_range(0..alphabet.len())].to_string().repeat(rng.gen_range(1..5))
+                } else {
+                    (0..rng.gen_range(1..5)).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect()
+                };
+                if !entries.iter().any(|(e, _)| *e == t) {
+                    entries.push((t, if rng.gen_bool(0.5) { 3 } else { 4 }));
+                }
+            }
+            let refs: Vec<(&str, i32)> = entries.iter().map(|(t, ty)| (t.as_str(), *ty)).collect();
+            let v = vocab(&refs);
+            let s = SpecialTokens::new(&v).unwrap_or_else(|e| panic!("{e}"));
+            let tokens: Vec<(String, u32, bool)> =
+                entries.iter().enumerate().map(|(i, (t, ty))| (t.clone(), i as u32, *ty == 4)).collect();
+            // Texts with long runs, so the run skipping and the span search are exercised.
+            let mut text = String::new();
+            for _ in 0..rng.gen_range(0..12) {
+                let c = alphabet[rng.gen_range(0..alphabet.len())];
+                let n = if rng.gen_bool(0.3) { rng.gen_range(10..80) } else { rng.gen_range(1..4) };
+                text.extend(std::iter::repeat(c).take(n));
+            }
+            for parse in [true, false] {
+                assert_eq!(
+                    s.partition(&text, parse),
+                    reference(&tokens, &text, parse),
+                    "round {round}: {entries:?} {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,6 @@
 //! else one byte token (`<0xNN>`) per byte; a byte with no byte token falls back to a
 //! token spelt as that single byte, then to the unknown token (llama.cpp aborts there).
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use super::vocab::Vocab;
@@ -18,7 +17,8 @@ use super::vocab::Vocab;
 #[derive(Default)]
 pub(crate) struct Scratch {
     symbols: Vec<Symbol>,
-    heap: BinaryHeap<Candidate>,
+    /// Queued pairs: see [`candidate`].
+    heap: BinaryHeap<u128>,
 }
 
 /// How single bytes are tokenized when no merge covers them.
@@ -43,25 +43,25 @@ pub(crate) fn encode(text: &str, vocab: &Vocab, bytes: &ByteFallback, scratch: &
     for i in 1..symbols.len() {
         push_pair(text, vocab, symbols, heap, i - 1, i);
     }
-    while let Some(cand) = heap.pop() {
-        let (l, r) = (symbols[cand.left], symbols[cand.right]);
+    while let Some(key) = heap.pop() {
+        let (left, len) = (usize::MAX - (key >> 32) as u64 as usize, key as u32 as usize);
+        let Some(&l) = symbols.get(left).filter(|l| l.len > 0) else { continue };
+        let Some(right) = l.next else { continue };
+        let r = symbols[right];
         // Symbols only grow, so a changed total length means a merge since this pair was queued.
-        if l.len == 0 || r.len == 0 || l.len + r.len != cand.len {
+        if l.len + r.len != len {
             continue;
         }
-        symbols[cand.right].len = 0;
-        let left = &mut symbols[cand.left];
-        left.len = cand.len;
-        left.next = r.next;
-        let prev = left.prev;
+        symbols[right].len = 0;
+        let new = &mut symbols[left];
+        new.len = len;
+        new.next = r.next;
         if let Some(next) = r.next {
-            symbols[next].prev = Some(cand.left);
+            symbols[next].prev = Some(left);
+            push_pair(text, vocab, symbols, heap, left, next);
         }
-        if let Some(p) = prev {
-            push_pair(text, vocab, symbols, heap, p, cand.left);
-        }
-        if let Some(next) = r.next {
-            push_pair(text, vocab, symbols, heap, cand.left, next);
+        if let Some(p) = l.prev {
+            push_pair(text, vocab, symbols, heap, p, left);
         }
     }
     for s in symbols.iter().filter(|s| s.len > 0) {
@@ -73,21 +73,26 @@ pub(crate) fn encode(text: &str, vocab: &Vocab, bytes: &ByteFallback, scratch: &
     }
 }
 
-fn push_pair(
-    text: &str,
-    vocab: &Vocab,
-    symbols: &[Symbol],
-    heap: &mut BinaryHeap<Candidate>,
-    left: usize,
-    right: usize,
-) {
+fn push_pair(text: &str, vocab: &Vocab, symbols: &[Symbol], heap: &mut BinaryHeap<u128>, left: usize, right: usize) {
     let (l, r) = (symbols[left], symbols[right]);
     let len = l.len + r.len;
     // Neighbours are contiguous in `text`.
     let Some(token) = text.get(l.start..l.start + len).and_then(|s| vocab.id(s)) else {
         return;
     };
-    heap.push(Candidate { score: vocab.score(token), left, right, len });
+    if let Ok(len) = u32::try_from(len) {
+        heap.push(candidate(vocab.score(token), left, len));
+    }
+}
+
+/// The heap key of a pair: score, then position, then length, so that the max-heap
+/// yields the highest score first and, among equal scores, the leftmost pair (the
+/// length only tells a queued pair from the one there now).
+fn candidate(score: f32, left: usize, len: u32) -> u128 {
+    // Maps f32 order onto u32 order (scores are never NaN, and -0 was read as 0).
+    let bits = score.to_bits();
+    let ordered = if bits >> 31 == 1 { !bits } else { bits | 1 << 31 };
+    u128::from(ordered) << 96 | u128::from(u64::MAX - left as u64) << 32 | u128::from(len)
 }
 
 /// A run of characters of the text; merged-away symbols have `len == 0`.
@@ -99,34 +104,16 @@ struct Symbol {
     next: Option<usize>,
 }
 
-/// Two neighbours whose concatenation is a token.
-#[derive(Clone, Copy, Debug)]
-struct Candidate {
-    score: f32,
-    left: usize,
-    right: usize,
-    /// Byte length of the concatenation when queued.
-    len: usize,
-}
+#[cfg(test)]
+mod tests {
+    use super::candidate;
 
-impl Ord for Candidate {
-    /// Higher score first, then the leftmost pair (scores compare totally, so NaN
-    /// scores from a broken file give some order rather than a panic).
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.score.total_cmp(&other.score).then_with(|| other.left.cmp(&self.left))
+    #[test]
+    fn candidates_order_by_score_then_leftmost() {
+        assert!(candidate(-1.0, 5, 2) > candidate(-2.0, 0, 2));
+        assert!(candidate(0.0, 5, 2) > candidate(-0.5, 0, 2));
+        assert!(candidate(3.0, 5, 2) > candidate(0.0, 0, 2));
+        assert!(candidate(-1.0, 0, 2) > candidate(-1.0, 1, 2));
+        assert!(candidate(f32::NEG_INFINITY, 0, 2) < candidate(-1e30, 9, 2));
     }
 }
-
-impl PartialOrd for Candidate {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Candidate {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Candidate {}

@@ -5,8 +5,7 @@
 //! gives one attribute, and loading may add `CONTROL` (end-of-turn and fill-in-middle
 //! tokens recognised by their text) or `UNUSED` (control tokens named "...unused...").
 
-use std::collections::HashMap;
-
+use super::hash::FastMap;
 use super::TokenizerError;
 
 /// Token attributes, a bit set (llama.cpp's `llama_token_attr`).
@@ -60,7 +59,7 @@ pub(crate) struct Vocab {
     /// (n_vocab) attributes.
     attrs: Vec<Attr>,
     /// text → id.
-    ids: HashMap<String, u32>,
+    ids: FastMap<String, u32>,
 }
 
 impl Vocab {
@@ -101,7 +100,7 @@ impl Vocab {
             None => vec![Attr::NORMAL; n],
         };
         let mut owned = Vec::with_capacity(n);
-        let mut ids = HashMap::with_capacity(n);
+        let mut ids = FastMap::with_capacity_and_hasher(n, Default::default());
         for (i, text) in texts.iter().enumerate() {
             let id = i as u32; // n <= i32::MAX
             let text = if text.is_empty() { format!("[EMPTY_{id}]") } else { text.clone() };
