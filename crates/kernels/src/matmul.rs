@@ -204,7 +204,7 @@ pub fn matmul_with_isa(
         y.fill(0.0); // an empty sum
         return;
     }
-    let (prep, kernel, row_tile) = select(w.ty(), isa);
+    let (prep, kernel, row_tile) = select(w.ty(), w.rows(), isa);
     let acts = prepare(scratch, prep, isa, w, x, n_tokens, pool);
     let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens };
     let units = w.rows().div_ceil(row_tile);
@@ -308,13 +308,14 @@ fn fill<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     &mut v[..n]
 }
 
-/// The kernel for weights of type `ty` at level `isa`: how to prepare the
-/// activations, the kernel, and its row tile (threads split rows in multiples of it).
-fn select(ty: GgmlType, isa: Isa) -> (Prep, GemmFn, usize) {
+/// The kernel for a matrix of type `ty` with `rows` rows at level `isa`: how to
+/// prepare the activations, the kernel, and its row tile (threads split rows in
+/// multiples of it).
+fn select(ty: GgmlType, rows: usize, isa: Isa) -> (Prep, GemmFn, usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(k) = crate::x86::select(ty, isa) {
+    if let Some(k) = crate::x86::select(ty, rows, isa) {
         return k;
     }
     let _ = isa;
-    (Prep::Blocks, crate::scalar::gemm_fn(ty), 1)
+    (Prep::Blocks, crate::scalar::gemm_fn(ty, rows), 1)
 }

@@ -1,23 +1,27 @@
 //! The scalar kernels: a loop over (row, token) calling each format's reference
-//! `vec_dot` on ggml's block layouts. Slow and obviously right; every SIMD kernel is
-//! tested against these.
+//! `vec_dot` on ggml's block layouts. Slow and plainly in ggml's order of float
+//! operations; every SIMD kernel is tested to give the same bits.
 
 use std::ops::Range;
 
 use bytemuck::Pod;
 
 use crate::matmul::{Acts, GemmFn, Out, QMatrix};
+use crate::quant::order::{is_repacked, repacked_gemm_token};
 use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q6_k, q8};
 use crate::GgmlType;
 
-/// The scalar kernel for `ty` (a supported type).
-pub(crate) fn gemm_fn(ty: GgmlType) -> GemmFn {
+/// The scalar kernel for a matrix of `ty` (a supported type) with `rows` rows.
+pub(crate) fn gemm_fn(ty: GgmlType, rows: usize) -> GemmFn {
+    let repacked = is_repacked(ty, rows);
     match ty {
-        GgmlType::Q4_0 => gemm_q4_0,
+        GgmlType::Q4_0 if repacked => gemm_q4_0_repacked,
+        GgmlType::Q4_0 => gemm_q4_0_plain,
         GgmlType::Q4_1 => gemm_q4_1,
         GgmlType::Q5_0 => gemm_q5_0,
         GgmlType::Q8_0 => gemm_q8_0,
-        GgmlType::Q4_K => gemm_q4_k,
+        GgmlType::Q4_K if repacked => gemm_q4_k_repacked,
+        GgmlType::Q4_K => gemm_q4_k_plain,
         GgmlType::Q6_K => gemm_q6_k,
         GgmlType::F16 => gemm_f16,
         GgmlType::BF16 => gemm_bf16,
@@ -48,11 +52,26 @@ macro_rules! scalar_gemm {
     };
 }
 
-scalar_gemm!(gemm_q4_0, Q8_0, q4_0::vec_dot);
+scalar_gemm!(gemm_q4_0_plain, Q8_0, q4_0::vec_dot);
+scalar_gemm!(gemm_q4_0_repacked, Q8_0, q4_0::vec_dot_repacked);
 scalar_gemm!(gemm_q4_1, Q8_1, q4_1::vec_dot);
 scalar_gemm!(gemm_q5_0, Q8_0, q5_0::vec_dot);
 scalar_gemm!(gemm_q8_0, Q8_0, q8::vec_dot_q8_0);
-scalar_gemm!(gemm_q4_k, Q8K, q4_k::vec_dot);
+scalar_gemm!(gemm_q4_k_plain, Q8K, q4_k::vec_dot);
+
+/// Repacked Q4_K: the order depends on the token's place in the batch.
+unsafe fn gemm_q4_k_repacked(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8K(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
+    let nb = w.cols() / crate::QK_K;
+    for r in rows {
+        let wr: &[quant::BlockQ4K] = bytemuck::cast_slice(w.row(r));
+        for (t, y) in a.chunks_exact(nb).enumerate() {
+            let v = q4_k::vec_dot_repacked(wr, y, repacked_gemm_token(t, out.n_tokens));
+            // SAFETY: `t < n_tokens`, `r < rows`, and the caller gave us `rows` alone.
+            unsafe { out.set(t, r, v) };
+        }
+    }
+}
 scalar_gemm!(gemm_q6_k, Q8K, q6_k::vec_dot);
 scalar_gemm!(gemm_f16, F16, quant::float::vec_dot_f16);
 scalar_gemm!(gemm_bf16, BF16, quant::float::vec_dot_bf16);

@@ -15,6 +15,7 @@
 //! | F16 / BF16 / F32 | f16 / bf16 / f32 |
 
 pub mod float;
+pub mod order;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q4_k;

@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::order::{fma8, group_dots, hsum8};
 use super::{signed_max, BlockQ8_0, QK};
 
 /// A Q4_0 block.
@@ -43,17 +44,36 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ4_0]) {
     }
 }
 
-/// Scalar reference dot product of Q4_0 weights with Q8_0 activations.
+/// The 32 quants of `b`, offset to `−8..8`.
+#[inline]
+fn quants(b: &BlockQ4_0) -> [i32; QK] {
+    std::array::from_fn(|k| {
+        let byte = b.qs[k % (QK / 2)];
+        i32::from(if k < QK / 2 { byte & 0x0F } else { byte >> 4 }) - 8
+    })
+}
+
+/// Scalar reference dot product of Q4_0 weights with Q8_0 activations, in the
+/// order of ggml's x86 `ggml_vec_dot_q4_0_q8_0` (8 lanes, see [`super::order`]).
 pub fn vec_dot(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
     for (bx, by) in x.iter().zip(y) {
-        let mut sumi = 0i32;
-        for (j, &q) in bx.qs.iter().enumerate() {
-            sumi += (i32::from(q & 0x0F) - 8) * i32::from(by.qs[j]);
-            sumi += (i32::from(q >> 4) - 8) * i32::from(by.qs[j + QK / 2]);
-        }
-        sumf += sumi as f32 * bx.d.to_f32() * by.d.to_f32();
+        fma8(&mut acc, bx.d.to_f32() * by.d.to_f32(), &group_dots(&quants(bx), &by.qs));
     }
-    sumf
+    hsum8(&acc)
+}
+
+/// Scalar reference dot product in the order of llama.cpp's repacked Q4_0 kernels
+/// (`ggml_gemv_q4_0_8x8_q8_0` and its gemm twin, used on x86 for matrices whose row
+/// count is a multiple of 8): one f32 accumulator, one fused multiply-add of each
+/// block's whole integer sum.
+pub fn vec_dot_repacked(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut acc = 0.0f32;
+    for (bx, by) in x.iter().zip(y) {
+        let sumi: i32 = quants(bx).iter().zip(&by.qs).map(|(&q, &a)| q * i32::from(a)).sum();
+        acc = (sumi as f32).mul_add(bx.d.to_f32() * by.d.to_f32(), acc);
+    }
+    acc
 }

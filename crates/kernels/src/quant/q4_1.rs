@@ -4,6 +4,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::order::{fma8, group_dots, hsum8};
 use super::{BlockQ8_1, QK};
 
 /// A Q4_1 block.
@@ -49,20 +50,23 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ4_1]) {
     }
 }
 
-/// Scalar reference dot product of Q4_1 weights with Q8_1 activations:
-/// `Σ d_x·d_y·Σ q_x q_y + m_x·s_y` over blocks.
+/// Scalar reference dot product of Q4_1 weights with Q8_1 activations,
+/// `Σ d_x·d_y·Σ q_x q_y + m_x·s_y` over blocks, in the order of ggml's x86
+/// `ggml_vec_dot_q4_1_q8_1`: the first terms in 8 lanes (see [`super::order`]), the
+/// `m·s` terms in one fused multiply-add chain added last.
 pub fn vec_dot(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
-        let mut sumi = 0i32;
-        for (j, &q) in bx.qs.iter().enumerate() {
-            sumi += i32::from(q & 0x0F) * i32::from(by.qs[j]);
-            sumi += i32::from(q >> 4) * i32::from(by.qs[j + QK / 2]);
-        }
-        sumf += (bx.d.to_f32() * by.d.to_f32()) * sumi as f32 + bx.m.to_f32() * by.s.to_f32();
+        let q: [i32; QK] = std::array::from_fn(|k| {
+            let byte = bx.qs[k % (QK / 2)];
+            i32::from(if k < QK / 2 { byte & 0x0F } else { byte >> 4 })
+        });
+        summs = bx.m.to_f32().mul_add(by.s.to_f32(), summs);
+        fma8(&mut acc, bx.d.to_f32() * by.d.to_f32(), &group_dots(&q, &by.qs));
     }
-    sumf
+    hsum8(&acc) + summs
 }
 
 #[cfg(test)]

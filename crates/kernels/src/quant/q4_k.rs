@@ -12,6 +12,7 @@ use half::f16;
 
 use crate::QK_K;
 
+use super::order::{fma8, hsum8};
 use super::BlockQ8K;
 
 /// A Q4_K super-block.
@@ -118,27 +119,87 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ4K]) {
     }
 }
 
-/// Scalar reference dot product of Q4_K weights with Q8_K activations.
+/// The 256 quants of `b` in element order (each in `0..16`).
+#[inline]
+fn quants(b: &BlockQ4K) -> [i32; QK_K] {
+    std::array::from_fn(|e| {
+        let byte = b.qs[32 * (e / 64) + e % 32];
+        i32::from(if e % 64 < 32 { byte & 0x0F } else { byte >> 4 })
+    })
+}
+
+/// `m_j·(sum of the 32 activations of sub-block j)` for `j = 2k, 2k + 1`: lane `k` of
+/// ggml's minimum products.
+#[inline]
+fn min_products(m: &[u8; 8], y: &BlockQ8K) -> [i32; 4] {
+    let s = |j: usize| i32::from(m[j]) * (i32::from(y.bsums[2 * j]) + i32::from(y.bsums[2 * j + 1]));
+    std::array::from_fn(|k| s(2 * k) + s(2 * k + 1))
+}
+
+/// Scalar reference dot product of Q4_K weights with Q8_K activations, in the order
+/// of ggml's x86 `ggml_vec_dot_q4_K_q8_K`: the scaled quants in 8 lanes (lane `l`
+/// holds elements `4l..4l+3` of every 32, times their sub-block's scale), the
+/// minimums in 4 lanes, each chain one fused multiply-add per super-block.
 pub fn vec_dot(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
+    let mut acc_m = [0.0f32; 4];
     for (bx, by) in x.iter().zip(y) {
         let (sc, m) = unpack_scales(&bx.scales);
-        let mut sumi = 0i32;
-        for i in 0..4 {
-            let q = &bx.qs[32 * i..32 * i + 32];
-            let a = &by.qs[64 * i..64 * i + 64];
-            let lo: i32 = (0..32).map(|l| i32::from(q[l] & 0x0F) * i32::from(a[l])).sum();
-            let hi: i32 = (0..32).map(|l| i32::from(q[l] >> 4) * i32::from(a[l + 32])).sum();
-            sumi += i32::from(sc[2 * i]) * lo + i32::from(sc[2 * i + 1]) * hi;
+        let q = quants(bx);
+        let sumi: [i32; 8] = std::array::from_fn(|l| {
+            (0..8)
+                .map(|j| {
+                    let s: i32 = (0..4).map(|e| q[32 * j + 4 * l + e] * i32::from(by.qs[32 * j + 4 * l + e])).sum();
+                    i32::from(sc[j]) * s
+                })
+                .sum()
+        });
+        let dmin = -by.d * bx.dmin.to_f32();
+        for (a, p) in acc_m.iter_mut().zip(min_products(&m, by)) {
+            *a = dmin.mul_add(p as f32, *a);
         }
-        let summs: i32 =
-            (0..8).map(|j| i32::from(m[j]) * (i32::from(by.bsums[2 * j]) + i32::from(by.bsums[2 * j + 1]))).sum();
+        fma8(&mut acc, by.d * bx.d.to_f32(), &sumi);
+    }
+    hsum8(&acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+}
+
+/// Scalar reference dot product in the order of llama.cpp's repacked Q4_K kernels,
+/// used on x86 for matrices whose row count is a multiple of 8. The two kernels
+/// differ: `ggml_gemv_q4_K_8x8_q8_K` (`by_pairs == false`) adds each super-block's
+/// whole scaled integer sum and whole minimum sum to two f32 chains, one fused
+/// multiply-add each; `ggml_gemm_q4_K_8x8_q8_K` (`by_pairs == true`) does so for
+/// each pair of sub-blocks (64 elements). The result is the difference of the chains.
+pub fn vec_dot_repacked(x: &[BlockQ4K], y: &[BlockQ8K], by_pairs: bool) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut acc = 0.0f32;
+    let mut acc_m = 0.0f32;
+    for (bx, by) in x.iter().zip(y) {
+        let (sc, m) = unpack_scales(&bx.scales);
+        let q = quants(bx);
         let d = bx.d.to_f32() * by.d;
         let dmin = bx.dmin.to_f32() * by.d;
-        sumf += d * sumi as f32 - dmin * summs as f32;
+        // Scaled sums of sub-blocks 2k and 2k + 1, and their minimum products.
+        let sums: [i32; 4] = std::array::from_fn(|k| {
+            (2 * k..2 * k + 2)
+                .map(|j| {
+                    let s: i32 = (32 * j..32 * j + 32).map(|e| q[e] * i32::from(by.qs[e])).sum();
+                    i32::from(sc[j]) * s
+                })
+                .sum()
+        });
+        let mins = min_products(&m, by);
+        if by_pairs {
+            for (s, mn) in sums.iter().zip(mins) {
+                acc = (*s as f32).mul_add(d, acc);
+                acc_m = (mn as f32).mul_add(dmin, acc_m);
+            }
+        } else {
+            acc = (sums.iter().sum::<i32>() as f32).mul_add(d, acc);
+            acc_m = (mins.iter().sum::<i32>() as f32).mul_add(dmin, acc_m);
+        }
     }
-    sumf
+    acc - acc_m
 }
 
 #[cfg(test)]

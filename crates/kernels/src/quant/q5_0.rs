@@ -5,6 +5,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::order::{fma8, group_dots, hsum8};
 use super::{signed_max, BlockQ8_0, QK};
 
 /// A Q5_0 block.
@@ -61,15 +62,16 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ5_0]) {
     }
 }
 
-/// Scalar reference dot product of Q5_0 weights with Q8_0 activations.
+/// Scalar reference dot product of Q5_0 weights with Q8_0 activations, in the
+/// order of ggml's x86 `ggml_vec_dot_q5_0_q8_0` (8 lanes, see [`super::order`]).
 pub fn vec_dot(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
     for (bx, by) in x.iter().zip(y) {
-        let sumi: i32 = quants(bx).iter().zip(&by.qs).map(|(&q, &v)| (q - 16) * i32::from(v)).sum();
-        sumf += (bx.d.to_f32() * by.d.to_f32()) * sumi as f32;
+        let q = quants(bx).map(|q| q - 16);
+        fma8(&mut acc, bx.d.to_f32() * by.d.to_f32(), &group_dots(&q, &by.qs));
     }
-    sumf
+    hsum8(&acc)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use half::f16;
 
 use crate::QK_K;
 
+use super::order::{fma8, hsum8};
 use super::{signed_max, BlockQ8K};
 
 /// A Q6_K super-block.
@@ -92,20 +93,32 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ6K]) {
     }
 }
 
-/// Scalar reference dot product of Q6_K weights with Q8_K activations.
+/// Scalar reference dot product of Q6_K weights with Q8_K activations, in the order
+/// of ggml's x86 `ggml_vec_dot_q6_K_q8_K`: 8 lanes, one fused multiply-add per
+/// super-block. Lane `l` holds elements `4l..4l+3` of every 32 (unsigned quants
+/// times their group's scale) minus `32·Σ` of groups `2l` and `2l + 1` (the offset,
+/// taken from `bsums`): a different split of the same integer, which is what makes
+/// the rounding ggml's.
 pub fn vec_dot(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
     for (bx, by) in x.iter().zip(y) {
         let q = unpack_quants(bx);
-        let mut sumi = 0i32;
-        for g in 0..16 {
-            let s: i32 = (16 * g..16 * g + 16).map(|i| (i32::from(q[i]) - 32) * i32::from(by.qs[i])).sum();
-            sumi += i32::from(bx.scales[g]) * s;
-        }
-        sumf += bx.d.to_f32() * by.d * sumi as f32;
+        let sc = |g: usize| i32::from(bx.scales[g]);
+        let sumi: [i32; 8] = std::array::from_fn(|l| {
+            let scaled: i32 = (0..8)
+                .map(|k| {
+                    let at = 32 * k + 4 * l;
+                    let s: i32 = (at..at + 4).map(|e| i32::from(q[e]) * i32::from(by.qs[e])).sum();
+                    sc(at / 16) * s
+                })
+                .sum();
+            let offset = sc(2 * l) * i32::from(by.bsums[2 * l]) + sc(2 * l + 1) * i32::from(by.bsums[2 * l + 1]);
+            scaled - 32 * offset
+        });
+        fma8(&mut acc, by.d * bx.d.to_f32(), &sumi);
     }
-    sumf
+    hsum8(&acc)
 }
 
 #[cfg(test)]

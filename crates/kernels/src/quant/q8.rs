@@ -9,6 +9,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
+use super::order::{fma8, group_dots, hsum8};
 use super::{amax, QK};
 
 /// A Q8_0 block: `x[i] = d · qs[i]`.
@@ -89,15 +90,16 @@ pub fn dequantize_row_q8_0(x: &[BlockQ8_0], y: &mut [f32]) {
     }
 }
 
-/// Scalar reference dot product of Q8_0 weights with Q8_0 activations.
+/// Scalar reference dot product of Q8_0 weights with Q8_0 activations, in the
+/// order of ggml's x86 `ggml_vec_dot_q8_0_q8_0` (8 lanes, see [`super::order`]).
 pub fn vec_dot_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut sumf = 0.0f32;
+    let mut acc = [0.0f32; 8];
     for (bx, by) in x.iter().zip(y) {
-        let sumi: i32 = bx.qs.iter().zip(&by.qs).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
-        sumf += sumi as f32 * (bx.d.to_f32() * by.d.to_f32());
+        let q = bx.qs.map(i32::from);
+        fma8(&mut acc, bx.d.to_f32() * by.d.to_f32(), &group_dots(&q, &by.qs));
     }
-    sumf
+    hsum8(&acc)
 }
 
 #[cfg(test)]

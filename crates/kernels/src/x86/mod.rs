@@ -22,7 +22,8 @@ use crate::GgmlType;
 
 /// The SIMD kernel for `ty` at level `isa`: activation layout, kernel, row tile.
 /// `None` for the scalar level.
-pub(crate) fn select(ty: GgmlType, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
+pub(crate) fn select(ty: GgmlType, rows: usize, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
+    let _ = rows;
     use GgmlType::*;
     let signed = Prep::Q8 { offset: false, quad: false };
     let offset = Prep::Q8 { offset: true, quad: false };
