@@ -88,70 +88,83 @@ impl Bpe {
 
     /// Appends the tokens of `word` (raw bytes, before the byte-level spelling).
     pub fn encode_word(&self, word: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
+        // Symbol links are u32; a word of 4 GiB or more (which would need hundreds of
+        // gigabytes of symbols) is taken in 4 GiB pieces.
+        for chunk in word.chunks(NIL as usize) {
+            self.encode_chunk(chunk, scratch, out);
+        }
+    }
+
+    fn encode_chunk(&self, word: &[u8], scratch: &mut Scratch, out: &mut Vec<u32>) {
         let Scratch { symbols, heap } = scratch;
         symbols.clear();
-        heap.clear();
-        symbols.extend(word.iter().enumerate().map(|(i, &b)| Symbol {
+        let n = word.len() as u32; // < NIL
+        symbols.extend(word.iter().zip(0..n).map(|(&b, i)| Symbol {
             start: i,
             len: 1,
-            prev: i.checked_sub(1),
-            next: if i + 1 < word.len() { Some(i + 1) } else { None },
-            piece: self.byte_piece[usize::from(b)],
+            prev: if i == 0 { NIL } else { i - 1 },
+            next: if i + 1 < n { i + 1 } else { NIL },
+            piece: self.byte_piece[usize::from(b)].unwrap_or(NIL),
         }));
-        for i in 1..symbols.len() {
-            self.push_pair(symbols, heap, i - 1, i);
-        }
+        let mut keys = std::mem::take(heap).into_vec();
+        keys.clear();
+        keys.extend((1..n).filter_map(|i| self.key(symbols, i - 1, i)));
+        *heap = BinaryHeap::from(keys);
         while let Some(Reverse(key)) = heap.pop() {
-            let (rank, left) = ((key >> 64) as u32, key as u64 as usize);
+            let (rank, left) = ((key >> 32) as u32, key as u32);
             // The pair queued at `left` is still there only if the rule for `left` and its
             // current right neighbour has the queued rank (a rank names one pair of pieces).
-            let Some(&l) = symbols.get(left).filter(|l| l.len > 0) else { continue };
-            let Some(right) = l.next else { continue };
-            let r = symbols[right];
-            let Some(&(rule_rank, merged)) = self.rule(l.piece, r.piece) else { continue };
-            if rule_rank != rank {
-                continue;
-            }
-            symbols[right].len = 0;
-            let new = &mut symbols[left];
-            new.len += r.len;
-            new.piece = Some(merged);
-            new.next = r.next;
-            if let Some(n) = r.next {
-                symbols[n].prev = Some(left);
-                self.push_pair(symbols, heap, left, n);
-            }
-            if let Some(p) = l.prev {
-                self.push_pair(symbols, heap, p, left);
+            let Some(&l) = symbols.get(left as usize).filter(|l| l.len > 0) else { continue };
+            let Some(&r) = symbols.get(l.next as usize) else { continue };
+            match self.rule(l.piece, r.piece) {
+                Some(&(rule_rank, merged)) if rule_rank == rank => {
+                    symbols[l.next as usize].len = 0;
+                    let new = &mut symbols[left as usize];
+                    new.len += r.len;
+                    new.piece = merged;
+                    new.next = r.next;
+                    if let Some(next) = symbols.get_mut(r.next as usize) {
+                        next.prev = left;
+                    }
+                    heap.extend(self.key(symbols, left, r.next));
+                    heap.extend(self.key(symbols, l.prev, left));
+                }
+                _ => continue,
             }
         }
         for s in symbols.iter().filter(|s| s.len > 0) {
-            let token = match s.piece {
-                Some(p) => self.piece_token.get(p as usize).copied().flatten(),
-                None => word.get(s.start).and_then(|&b| self.byte_token[usize::from(b)]),
+            let bytes = word.get(s.start as usize..(s.start + s.len) as usize).unwrap_or_default();
+            let token = match (s.piece, bytes) {
+                (NIL, &[b]) => self.byte_token[usize::from(b)],
+                (p, _) => self.piece_token.get(p as usize).copied().flatten(),
             };
             match token {
                 Some(t) => out.push(t),
                 None => {
-                    let bytes = word.get(s.start..s.start + s.len).unwrap_or_default();
-                    out.extend(bytes.iter().filter_map(|&b| self.ascii_token.get(usize::from(b)).copied().flatten()));
+                    out.extend(bytes.iter().filter_map(|&b| self.ascii_token.get(usize::from(b)).copied().flatten()))
                 }
             }
         }
     }
 
-    fn rule(&self, left: Option<u32>, right: Option<u32>) -> Option<&(u32, u32)> {
-        self.rules.get(&pair(left?, right?))
+    fn rule(&self, left: u32, right: u32) -> Option<&(u32, u32)> {
+        if left == NIL || right == NIL {
+            return None;
+        }
+        self.rules.get(&pair(left, right))
     }
 
-    /// Queues the pair at `left` if a rule merges it, keyed so that the heap yields the
-    /// lowest rank first and, among equal ranks, the leftmost pair.
-    fn push_pair(&self, symbols: &[Symbol], heap: &mut BinaryHeap<Reverse<u128>>, left: usize, right: usize) {
-        if let Some(&(rank, _)) = self.rule(symbols[left].piece, symbols[right].piece) {
-            heap.push(Reverse(u128::from(rank) << 64 | left as u128));
-        }
+    /// The heap key of the pair at `left` if a rule merges it: the heap (of `Reverse`
+    /// keys) yields the lowest rank first and, among equal ranks, the leftmost pair.
+    fn key(&self, symbols: &[Symbol], left: u32, right: u32) -> Option<Reverse<u64>> {
+        let (l, r) = (symbols.get(left as usize)?, symbols.get(right as usize)?);
+        let &(rank, _) = self.rule(l.piece, r.piece)?;
+        Some(Reverse(u64::from(rank) << 32 | u64::from(left)))
     }
 }
+
+/// "No symbol" / "no piece".
+const NIL: u32 = u32::MAX;
 
 /// The rules' key for a pair of pieces.
 fn pair(left: u32, right: u32) -> u64 {
@@ -162,17 +175,18 @@ fn pair(left: u32, right: u32) -> u64 {
 #[derive(Default)]
 pub(crate) struct Scratch {
     symbols: Vec<Symbol>,
-    /// Queued pairs: `rank << 64 | left`.
-    heap: BinaryHeap<Reverse<u128>>,
+    /// Queued pairs: `rank << 32 | left`.
+    heap: BinaryHeap<Reverse<u64>>,
 }
 
-/// A run of bytes of the word; merged-away symbols have `len == 0`.
+/// A run of bytes of the word; merged-away symbols have `len == 0`. Links and pieces
+/// are [`NIL`] when absent.
 #[derive(Clone, Copy, Debug)]
 struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
+    start: u32,
+    len: u32,
+    prev: u32,
+    next: u32,
     /// The piece this symbol spells, if any rule names it.
-    piece: Option<u32>,
+    piece: u32,
 }

@@ -15,7 +15,7 @@
 //! and its generated table (codepoint classes, the byte-level alphabet).
 //!
 //! Not implemented from llama.cpp: the other tokenizer models (WordPiece, Unigram,
-//! RWKV, PLaMo-2), pre-tokenizers outside [`pretokenize::PRE_TYPES`], and the
+//! RWKV, PLaMo-2), pre-tokenizers outside the table in `pretokenize.rs`, and the
 //! per-model `lstrip`/`rstrip` token attributes llama.cpp sets by model name
 //! (Phi-3, Jina, ModernBERT).
 
@@ -24,7 +24,7 @@ mod decode;
 mod error;
 mod hash;
 mod load;
-pub mod pretokenize;
+mod pretokenize;
 mod special;
 mod spm;
 mod unicode;

@@ -149,7 +149,8 @@ pub fn split(text: &str, splits: &[Split]) -> Vec<Range<usize>> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     let cps: Vec<char> = chars.iter().map(|&(_, c)| c).collect();
     let info: Vec<CharInfo> = cps.iter().map(|&c| CharInfo::of(c)).collect();
-    let mut pieces = vec![0..cps.len()];
+    let mut pieces = Vec::with_capacity(1);
+    pieces.push(0..cps.len());
     let mut next = Vec::new();
     for pass in splits {
         next.clear();

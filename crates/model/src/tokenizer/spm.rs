@@ -30,42 +30,54 @@ pub(crate) struct ByteFallback {
 
 /// Appends the tokens of `text` (already escaped).
 pub(crate) fn encode(text: &str, vocab: &Vocab, bytes: &ByteFallback, scratch: &mut Scratch, out: &mut Vec<u32>) {
+    // Symbol offsets are u32; a text of 4 GiB or more (which would need tens of
+    // gigabytes of symbols) is taken in pieces of less than 4 GiB.
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(NIL as usize - 1);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        encode_chunk(chunk, vocab, bytes, scratch, out);
+        rest = tail;
+    }
+}
+
+fn encode_chunk(text: &str, vocab: &Vocab, bytes: &ByteFallback, scratch: &mut Scratch, out: &mut Vec<u32>) {
     let Scratch { symbols, heap } = scratch;
     symbols.clear();
-    heap.clear();
-    let n = text.chars().count();
-    symbols.extend(text.char_indices().enumerate().map(|(i, (start, c))| Symbol {
-        start,
-        len: c.len_utf8(),
-        prev: i.checked_sub(1),
-        next: if i + 1 < n { Some(i + 1) } else { None },
+    let n = text.chars().count() as u32; // < NIL
+    symbols.extend(text.char_indices().zip(0..n).map(|((start, c), i)| Symbol {
+        start: start as u32,
+        len: c.len_utf8() as u32,
+        prev: if i == 0 { NIL } else { i - 1 },
+        next: if i + 1 < n { i + 1 } else { NIL },
     }));
-    for i in 1..symbols.len() {
-        push_pair(text, vocab, symbols, heap, i - 1, i);
-    }
-    while let Some(key) = heap.pop() {
-        let (left, len) = (usize::MAX - (key >> 32) as u64 as usize, key as u32 as usize);
-        let Some(&l) = symbols.get(left).filter(|l| l.len > 0) else { continue };
-        let Some(right) = l.next else { continue };
-        let r = symbols[right];
+    let mut keys = std::mem::take(heap).into_vec();
+    keys.clear();
+    keys.extend((1..n).filter_map(|i| key(text, vocab, symbols, i - 1, i)));
+    *heap = BinaryHeap::from(keys);
+    while let Some(k) = heap.pop() {
+        let (left, len) = (NIL - (k >> 32) as u32, k as u32);
+        let Some(&l) = symbols.get(left as usize).filter(|l| l.len > 0) else { continue };
+        let Some(&r) = symbols.get(l.next as usize) else { continue };
         // Symbols only grow, so a changed total length means a merge since this pair was queued.
         if l.len + r.len != len {
             continue;
         }
-        symbols[right].len = 0;
-        let new = &mut symbols[left];
+        symbols[l.next as usize].len = 0;
+        let new = &mut symbols[left as usize];
         new.len = len;
         new.next = r.next;
-        if let Some(next) = r.next {
-            symbols[next].prev = Some(left);
-            push_pair(text, vocab, symbols, heap, left, next);
+        if let Some(next) = symbols.get_mut(r.next as usize) {
+            next.prev = left;
         }
-        if let Some(p) = l.prev {
-            push_pair(text, vocab, symbols, heap, p, left);
-        }
+        heap.extend(key(text, vocab, symbols, left, r.next));
+        heap.extend(key(text, vocab, symbols, l.prev, left));
     }
     for s in symbols.iter().filter(|s| s.len > 0) {
-        let piece = text.get(s.start..s.start + s.len).unwrap_or_default();
+        let piece = text.get(s.start as usize..(s.start + s.len) as usize).unwrap_or_default();
         match vocab.id(piece) {
             Some(t) => out.push(t),
             None => out.extend(piece.bytes().filter_map(|b| bytes.tokens[usize::from(b)])),
@@ -73,35 +85,36 @@ pub(crate) fn encode(text: &str, vocab: &Vocab, bytes: &ByteFallback, scratch: &
     }
 }
 
-fn push_pair(text: &str, vocab: &Vocab, symbols: &[Symbol], heap: &mut BinaryHeap<u128>, left: usize, right: usize) {
-    let (l, r) = (symbols[left], symbols[right]);
+/// The heap key of the pair at `left` if its concatenation is a token.
+fn key(text: &str, vocab: &Vocab, symbols: &[Symbol], left: u32, right: u32) -> Option<u128> {
+    let (l, r) = (symbols.get(left as usize)?, symbols.get(right as usize)?);
     let len = l.len + r.len;
     // Neighbours are contiguous in `text`.
-    let Some(token) = text.get(l.start..l.start + len).and_then(|s| vocab.id(s)) else {
-        return;
-    };
-    if let Ok(len) = u32::try_from(len) {
-        heap.push(candidate(vocab.score(token), left, len));
-    }
+    let token = vocab.id(text.get(l.start as usize..(l.start + len) as usize)?)?;
+    Some(candidate(vocab.score(token), left, len))
 }
+
+/// "No symbol".
+const NIL: u32 = u32::MAX;
 
 /// The heap key of a pair: score, then position, then length, so that the max-heap
 /// yields the highest score first and, among equal scores, the leftmost pair (the
 /// length only tells a queued pair from the one there now).
-fn candidate(score: f32, left: usize, len: u32) -> u128 {
+fn candidate(score: f32, left: u32, len: u32) -> u128 {
     // Maps f32 order onto u32 order (scores are never NaN, and -0 was read as 0).
     let bits = score.to_bits();
     let ordered = if bits >> 31 == 1 { !bits } else { bits | 1 << 31 };
-    u128::from(ordered) << 96 | u128::from(u64::MAX - left as u64) << 32 | u128::from(len)
+    u128::from(ordered) << 64 | u128::from(NIL - left) << 32 | u128::from(len)
 }
 
-/// A run of characters of the text; merged-away symbols have `len == 0`.
+/// A run of characters of the text; merged-away symbols have `len == 0`; links are
+/// [`NIL`] when absent.
 #[derive(Clone, Copy, Debug)]
 struct Symbol {
-    start: usize,
-    len: usize,
-    prev: Option<usize>,
-    next: Option<usize>,
+    start: u32,
+    len: u32,
+    prev: u32,
+    next: u32,
 }
 
 #[cfg(test)]
