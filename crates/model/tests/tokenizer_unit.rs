@@ -283,3 +283,10 @@ fn out_of_range_ids_decode_to_nothing() {
     assert_eq!(tok.token_text(256), None);
     assert!(!tok.is_eog(u32::MAX));
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<TokenizerError>();
+}
