@@ -17,12 +17,19 @@ use half::f16;
 
 use crate::ops::{ggml_expf, reduce16};
 
+/// Whether this CPU has FMA and F16C (std caches the answer).
+#[cfg(target_arch = "x86_64")]
+fn has_fma() -> bool {
+    std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c")
+}
+
 /// Rows of one tile in the tiled kernel.
 pub const TILE: usize = 64;
 
 /// Dot product of an f16-rounded query with an f16 key, summed the way ggml's
 /// AVX-512 `ggml_vec_dot_f16` does: four 16-lane accumulators over steps of 64,
 /// pairwise reduction, then the leftover elements in f64.
+#[inline(always)]
 pub fn dot_f16(q16: &[f32], k: &[f16]) -> f32 {
     let n = q16.len().min(k.len());
     let np = n & !63;
@@ -54,6 +61,44 @@ pub fn dot_f16(q16: &[f32], k: &[f16]) -> f32 {
 /// `(head_dim_v,)`; positions `0..n` are read through `key` and `value`.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_row_online<'a>(
+    q: &[f32],
+    n: usize,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    q16: &mut [f32],
+    acc16: &mut [f16],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: the CPU has FMA and F16C (checked just above).
+        unsafe { online_fma(q, n, scale, key, value, q16, acc16, out) };
+        return;
+    }
+    online_body(q, n, scale, key, value, q16, acc16, out);
+}
+
+/// [`attend_row_online`] compiled with FMA and F16C, so `mul_add` is one instruction.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "fma,f16c")]
+unsafe fn online_fma<'a>(
+    q: &[f32],
+    n: usize,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    q16: &mut [f32],
+    acc16: &mut [f16],
+    out: &mut [f32],
+) {
+    online_body(q, n, scale, key, value, q16, acc16, out);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn online_body<'a>(
     q: &[f32],
     n: usize,
     scale: f32,
@@ -97,6 +142,40 @@ pub fn attend_row_online<'a>(
 /// One query row with ggml's tiled kernel; arguments as [`attend_row_online`],
 /// with `scores` a scratch of [`TILE`] values.
 pub fn attend_row_tiled<'a>(
+    q: &[f32],
+    n: usize,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    scores: &mut [f32; TILE],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_fma() {
+        // SAFETY: the CPU has FMA and F16C (checked just above).
+        unsafe { tiled_fma(q, n, scale, key, value, scores, out) };
+        return;
+    }
+    tiled_body(q, n, scale, key, value, scores, out);
+}
+
+/// [`attend_row_tiled`] compiled with FMA and F16C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma,f16c")]
+unsafe fn tiled_fma<'a>(
+    q: &[f32],
+    n: usize,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    scores: &mut [f32; TILE],
+    out: &mut [f32],
+) {
+    tiled_body(q, n, scale, key, value, scores, out);
+}
+
+#[inline(always)]
+fn tiled_body<'a>(
     q: &[f32],
     n: usize,
     scale: f32,

@@ -113,7 +113,7 @@ pub fn silu(x: f32) -> f32 {
 /// (a range reduction and a degree-5 polynomial, at most ~1.5 ulp from `expf`).
 /// ggml uses it for SiLU and softmax; reproducing its bits keeps our activations
 /// identical to llama.cpp's before they are quantized.
-#[inline]
+#[inline(always)]
 pub fn ggml_expf(x: f32) -> f32 {
     const R: f32 = f32::from_bits(0x4b40_0000); // 0x1.8p23
     let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), R); // log2(e)
@@ -127,8 +127,9 @@ pub fn ggml_expf(x: f32) -> f32 {
     let p2 = f32::from_bits(0x3e2a_af33).mul_add(b, f32::from_bits(0x3eff_fedb));
     let p3 = f32::from_bits(0x3f7f_fff6).mul_add(b, 1.0);
     let j = p1.mul_add(u, p2).mul_add(u, p3);
-    // scalef(j, n) = j · 2^n, rounded once.
-    (f64::from(j) * 2f64.powi(n as i32)) as f32
+    // scalef(j, n) = j · 2^n, rounded once (2^n is exact in f64 for |n| <= 192).
+    let pow2 = f64::from_bits(((n as i64 + 1023) as u64) << 52);
+    (f64::from(j) * pow2) as f32
 }
 
 /// Sum of 16 lanes in the order of `_mm512_reduce_add_ps` (as GCC expands it).

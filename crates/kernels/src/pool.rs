@@ -203,6 +203,52 @@ impl ThreadPool {
     }
 }
 
+impl ThreadPool {
+    /// Like [`ThreadPool::split_mut`], but the threads take `grain` items at a time
+    /// from a shared counter until none are left, so items of uneven cost (causal
+    /// attention rows: later rows attend to more positions) keep every thread busy.
+    ///
+    /// # Panics
+    /// If `data.len()` is not a multiple of `unit`, or `grain` is 0.
+    pub fn split_mut_dynamic<T: Send>(
+        &self,
+        data: &mut [T],
+        unit: usize,
+        grain: usize,
+        f: &(dyn Fn(std::ops::Range<usize>, &mut [T]) + Sync),
+    ) {
+        assert!(
+            unit > 0 && grain > 0 && data.len().is_multiple_of(unit),
+            "split_mut_dynamic: {} items of {unit}",
+            data.len()
+        );
+        let n = data.len() / unit;
+        if self.n_threads == 1 || n <= grain {
+            if n > 0 {
+                f(0..n, data);
+            }
+            return;
+        }
+        let base = SendPtr(data.as_mut_ptr());
+        let next = AtomicUsize::new(0);
+        self.run(&|_| {
+            let base = &base;
+            loop {
+                let start = next.fetch_add(grain, Ordering::Relaxed);
+                if start >= n {
+                    break;
+                }
+                let end = (start + grain).min(n);
+                #[allow(unsafe_code)]
+                // SAFETY: the counter hands out each range of items exactly once, so the
+                // slices are disjoint and inside `data`, which outlives the region.
+                let slice = unsafe { std::slice::from_raw_parts_mut(base.0.add(start * unit), (end - start) * unit) };
+                f(start..end, slice);
+            }
+        });
+    }
+}
+
 /// A raw pointer that may cross threads; see the SAFETY note in `split_mut`.
 struct SendPtr<T>(*mut T);
 // SAFETY: used only to hand disjoint sub-slices of a `&mut [T]` (T: Send) to the
@@ -343,6 +389,23 @@ mod tests {
                     }
                 });
                 assert_eq!(data, (1..=n * 3).collect::<Vec<_>>(), "threads {threads} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn split_mut_dynamic_covers_everything_once() {
+        for threads in 1..4 {
+            let pool = ThreadPool::new(threads);
+            for (n, grain) in [(0usize, 1usize), (1, 1), (7, 2), (100, 3), (64, 64)] {
+                let mut data = vec![0usize; n * 2];
+                pool.split_mut_dynamic(&mut data, 2, grain, &|items, slice| {
+                    assert!(items.len() <= grain && slice.len() == items.len() * 2);
+                    for (k, v) in slice.iter_mut().enumerate() {
+                        *v += items.start * 2 + k + 1;
+                    }
+                });
+                assert_eq!(data, (1..=n * 2).collect::<Vec<_>>(), "threads {threads} n {n} grain {grain}");
             }
         }
     }

@@ -86,7 +86,7 @@ pub fn attend(
     debug_assert_eq!(q.len(), rows.len() * shape.n_head * hd);
     debug_assert_eq!(out.len(), rows.len() * shape.n_head * hdv);
 
-    pool.split_mut(out, hdv, &|items, out| {
+    pool.split_mut_dynamic(out, hdv, 1, &|items, out| {
         SCRATCH.with(|cell| {
             let scratch = &mut *cell.borrow_mut();
             scratch.q16.resize(hd, 0.0);

@@ -5,3 +5,4 @@
 pub mod catalogue;
 pub mod fetch;
 pub mod generate;
+pub mod perplexity;

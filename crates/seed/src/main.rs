@@ -28,6 +28,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Complete one prompt; --json for machine-readable output with token ids.
     Generate(cmd::generate::GenerateArgs),
+    /// Perplexity of a text file, scored as llama-perplexity does.
+    Perplexity(cmd::perplexity::PerplexityArgs),
 }
 
 fn main() -> Result<()> {
@@ -42,5 +44,6 @@ fn main() -> Result<()> {
         Command::Models => cmd::models::run(),
         Command::Run(args) => cmd::run::run(args),
         Command::Generate(args) => cmd::generate::run(args),
+        Command::Perplexity(args) => cmd::perplexity::run(args),
     }
 }

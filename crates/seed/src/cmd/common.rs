@@ -19,9 +19,10 @@ pub struct ModelArgs {
     /// Compute threads (default: one per CPU).
     #[arg(long, short = 't')]
     pub threads: Option<usize>,
-    /// Context length: positions the KV cache holds (at most the model's training context).
-    #[arg(long, short = 'c', default_value_t = 4096)]
-    pub ctx: usize,
+    /// Context length: positions the KV cache holds (default 4096, at most the
+    /// model's training context; for `perplexity`, the chunk length, default 512).
+    #[arg(long, short = 'c')]
+    pub ctx: Option<usize>,
 }
 
 impl ModelArgs {
@@ -52,7 +53,7 @@ impl ModelArgs {
 
     /// The context length to use: `--ctx`, capped by the model's training context.
     pub fn n_ctx(&self, loaded: &LoadedModel) -> usize {
-        self.ctx.clamp(16, loaded.model.hparams().n_ctx_train.max(16))
+        self.ctx.unwrap_or(4096).clamp(16, loaded.model.hparams().n_ctx_train.max(16))
     }
 }
 

@@ -3,4 +3,5 @@
 pub mod common;
 pub mod generate;
 pub mod models;
+pub mod perplexity;
 pub mod run;
