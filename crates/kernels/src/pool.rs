@@ -207,6 +207,7 @@ impl ThreadPool {
     /// Like [`ThreadPool::split_mut`], but the threads take `grain` items at a time
     /// from a shared counter until none are left, so items of uneven cost (causal
     /// attention rows: later rows attend to more positions) keep every thread busy.
+    /// With one thread (or at most `grain` items) everything is one call.
     ///
     /// # Panics
     /// If `data.len()` is not a multiple of `unit`, or `grain` is 0.
@@ -400,7 +401,7 @@ mod tests {
             for (n, grain) in [(0usize, 1usize), (1, 1), (7, 2), (100, 3), (64, 64)] {
                 let mut data = vec![0usize; n * 2];
                 pool.split_mut_dynamic(&mut data, 2, grain, &|items, slice| {
-                    assert!(items.len() <= grain && slice.len() == items.len() * 2);
+                    assert_eq!(slice.len(), items.len() * 2);
                     for (k, v) in slice.iter_mut().enumerate() {
                         *v += items.start * 2 + k + 1;
                     }
