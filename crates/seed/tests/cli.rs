@@ -1,0 +1,95 @@
+//! The `seed` binary end to end on the default model: `generate --json` gives the
+//! golden token ids, `run` answers a piped chat, and bad arguments fail cleanly.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn seed() -> Command {
+    // Make sure the model is in the cache before the binary looks for it.
+    seed::catalogue::ensure_model("smollm2-135m-instruct").expect("model");
+    Command::new(env!("CARGO_BIN_EXE_seed"))
+}
+
+#[test]
+fn generate_json_has_ids_text_and_logprobs() {
+    let out = seed()
+        .args(["generate", "--prompt", "The capital of France is", "--raw", "-n", "4", "--json", "--logprobs", "3"])
+        .output()
+        .expect("run seed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["prompt_token_ids"], serde_json::json!([504, 3575, 282, 4649, 314]));
+    // llama.cpp's greedy continuation starts " Paris.\n\n".
+    assert_eq!(v["token_ids"], serde_json::json!([7042, 30, 198, 198]));
+    assert_eq!(v["text"], " Paris.\n\n");
+    assert_eq!(v["finish_reason"], "length");
+    let lp = v["logprobs"].as_array().expect("logprobs");
+    assert_eq!(lp.len(), 4);
+    assert_eq!(lp[0]["id"], 7042);
+    assert_eq!(lp[0]["top_logprobs"].as_array().map(Vec::len), Some(3));
+    assert!((lp[0]["logprob"].as_f64().expect("logprob") + 0.2484).abs() < 0.01);
+}
+
+/// Runs `seed run` with `input` on stdin; returns stdout.
+fn run_piped(input: &[u8], extra: &[&str]) -> String {
+    let mut child = seed()
+        .args(["run", "-n", "24"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run seed");
+    child.stdin.take().expect("stdin").write_all(input).expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn run_keeps_the_conversation_and_clear_forgets_it() {
+    // Greedy answers, one per turn (each ends with a newline).
+    let alone = run_piped(b"And of Germany?\n", &[]);
+    let chat = run_piped(b"What is the capital of France?\nAnd of Germany?\n", &[]);
+    let cleared = run_piped(b"What is the capital of France?\n/clear\nAnd of Germany?\n", &[]);
+    assert!(!alone.trim().is_empty());
+    // The follow-up is answered differently with the first turn in context...
+    assert!(chat.ends_with('\n') && !chat.ends_with(&alone), "{chat:?} vs {alone:?}");
+    // ...and exactly as alone once the conversation is cleared.
+    assert!(cleared.ends_with(&alone), "{cleared:?} vs {alone:?}");
+}
+
+#[test]
+fn run_with_a_prompt_answers_once() {
+    let out = seed().args(["run", "-n", "8", "Say hello."]).output().expect("run seed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.trim().is_empty() && text.ends_with('\n'), "{text:?}");
+}
+
+#[test]
+fn a_missing_model_file_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_seed"))
+        .args(["generate", "--model", "no/such/file.gguf", "--prompt", "x"])
+        .output()
+        .expect("run seed");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such/file.gguf") && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn a_corrupt_model_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.gguf");
+    std::fs::write(&path, b"GGUF\x03\x00\x00\x00garbage").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_seed"))
+        .args(["generate", "--model", path.to_str().expect("utf8"), "--prompt", "x"])
+        .output()
+        .expect("run seed");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.gguf") && !err.contains("panicked"), "{err}");
+}
