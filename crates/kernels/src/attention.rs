@@ -17,6 +17,73 @@ use half::f16;
 
 use crate::ops::{ggml_expf, reduce16};
 
+#[cfg(target_arch = "x86_64")]
+#[path = "attention_avx512.rs"]
+mod avx512;
+
+/// The primitives of the row kernels: AVX-512 where the CPU has it, else scalar.
+/// Both give the same bits.
+#[derive(Clone, Copy)]
+struct Prims {
+    #[cfg(target_arch = "x86_64")]
+    avx512: bool,
+}
+
+impl Prims {
+    fn detect() -> Prims {
+        Prims {
+            #[cfg(target_arch = "x86_64")]
+            avx512: avx512::available(),
+        }
+    }
+
+    #[inline(always)]
+    fn dot_f16(self, q16: &[f32], k: &[f16]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { avx512::dot_f16(q16, k) };
+        }
+        dot_f16(q16, k)
+    }
+
+    #[inline(always)]
+    fn mad_f16(self, acc: &mut [f16], v: &[f16], s: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { avx512::mad_f16(acc, v, s) };
+        }
+        for (a, &x) in acc.iter_mut().zip(v) {
+            *a = f16::from_f32(x.to_f32().mul_add(s, a.to_f32()));
+        }
+    }
+
+    #[inline(always)]
+    fn scale_f16(self, acc: &mut [f16], s: f32) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { avx512::scale_f16(acc, s) };
+        }
+        for a in acc.iter_mut() {
+            *a = f16::from_f32(a.to_f32() * s);
+        }
+    }
+
+    #[inline(always)]
+    fn axpy_f16(self, out: &mut [f32], p: f32, v: &[f16]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { avx512::axpy_f16(out, p, v) };
+        }
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = p.mul_add(x.to_f32(), *o);
+        }
+    }
+}
+
 /// Whether this CPU has FMA and F16C (std caches the answer).
 #[cfg(target_arch = "x86_64")]
 fn has_fma() -> bool {
@@ -108,6 +175,7 @@ fn online_body<'a>(
     acc16: &mut [f16],
     out: &mut [f32],
 ) {
+    let prims = Prims::detect();
     for (d, &s) in q16.iter_mut().zip(q) {
         *d = f16::from_f32(s).to_f32();
     }
@@ -115,22 +183,18 @@ fn online_body<'a>(
     let mut m = f32::NEG_INFINITY;
     let mut sum = 0.0f32;
     for j in 0..n {
-        let s = dot_f16(q16, key(j)) * scale;
+        let s = prims.dot_f16(q16, key(j)) * scale;
         let (ms, vs);
         if s > m {
             ms = (m - s).exp();
             vs = 1.0;
             m = s;
-            for a in acc16.iter_mut() {
-                *a = f16::from_f32(a.to_f32() * ms);
-            }
+            prims.scale_f16(acc16, ms);
         } else {
             ms = 1.0;
             vs = (s - m).exp();
         }
-        for (a, &v) in acc16.iter_mut().zip(value(j)) {
-            *a = f16::from_f32(v.to_f32().mul_add(vs, a.to_f32()));
-        }
+        prims.mad_f16(acc16, value(j), vs);
         sum = sum.mul_add(ms, vs);
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
@@ -184,6 +248,7 @@ fn tiled_body<'a>(
     scores: &mut [f32; TILE],
     out: &mut [f32],
 ) {
+    let prims = Prims::detect();
     out.fill(0.0);
     let mut m = f32::NEG_INFINITY;
     let mut sum = 0.0f32;
@@ -224,9 +289,7 @@ fn tiled_body<'a>(
         sum = (f64::from(sum) + tile_sum) as f32;
         // Values: an FMA chain over the tile's positions.
         for (t, &p) in scores.iter().enumerate().take(len) {
-            for (o, &v) in out.iter_mut().zip(value(start + t)) {
-                *o = p.mul_add(v.to_f32(), *o);
-            }
+            prims.axpy_f16(out, p, value(start + t));
         }
         start += TILE;
     }
@@ -286,6 +349,31 @@ mod tests {
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "tiled n={n}: {a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn simd_primitives_equal_the_scalar_ones_bit_for_bit() {
+        let scalar = Prims {
+            #[cfg(target_arch = "x86_64")]
+            avx512: false,
+        };
+        let simd = Prims::detect();
+        for n in [1usize, 15, 16, 17, 63, 64, 65, 130, 256, 300] {
+            let q: Vec<f32> = (0..n).map(|i| f16::from_f32((i as f32 * 0.37).sin()).to_f32()).collect();
+            let k: Vec<f16> = (0..n).map(|i| f16::from_f32((i as f32 * 0.11).cos() * 3.0)).collect();
+            assert_eq!(simd.dot_f16(&q, &k).to_bits(), scalar.dot_f16(&q, &k).to_bits(), "dot n={n}");
+            let (mut a, mut b) = (k.clone(), k.clone());
+            simd.mad_f16(&mut a, &k, 0.37);
+            scalar.mad_f16(&mut b, &k, 0.37);
+            assert_eq!(a, b, "mad n={n}");
+            simd.scale_f16(&mut a, 0.61);
+            scalar.scale_f16(&mut b, 0.61);
+            assert_eq!(a, b, "scale n={n}");
+            let (mut x, mut y) = (q.clone(), q.clone());
+            simd.axpy_f16(&mut x, 1.7, &k);
+            scalar.axpy_f16(&mut y, 1.7, &k);
+            assert_eq!(x, y, "axpy n={n}");
         }
     }
 

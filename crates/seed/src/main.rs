@@ -28,6 +28,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Complete one prompt; --json for machine-readable output with token ids.
     Generate(cmd::generate::GenerateArgs),
+    /// Prompt and decode speed, like llama-bench.
+    Bench(cmd::bench::BenchArgs),
     /// Perplexity of a text file, scored as llama-perplexity does.
     Perplexity(cmd::perplexity::PerplexityArgs),
 }
@@ -45,5 +47,6 @@ fn main() -> Result<()> {
         Command::Run(args) => cmd::run::run(args),
         Command::Generate(args) => cmd::generate::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     }
 }
