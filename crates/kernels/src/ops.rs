@@ -9,6 +9,10 @@
 
 use half::f16;
 
+#[cfg(target_arch = "x86_64")]
+#[path = "ops_avx512.rs"]
+pub(crate) mod avx512;
+
 /// `out = x / rms(x) * weight`, with the mean square summed in f64 as ggml does.
 /// Shapes: `x`, `weight`, `out` all `(n,)`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -65,6 +69,24 @@ pub fn rope_cos_sin(pos: usize, n_rot: usize, freq_base: f32, freq_scale: f32, c
 /// Each rotated value is one fused multiply-add, as ggml's vectorised rotation
 /// computes it (`x0·cos − x1·sin` with the second product rounded first).
 pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has FMA (checked just above).
+        unsafe { rope_fma(x, head_dim, cos, sin, style) };
+        return;
+    }
+    rope_body(x, head_dim, cos, sin, style);
+}
+
+/// [`rope`] compiled with FMA, so each `mul_add` is one instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn rope_fma(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
+    rope_body(x, head_dim, cos, sin, style);
+}
+
+#[inline(always)]
+fn rope_body(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
     let half = cos.len();
     for head in x.chunks_exact_mut(head_dim) {
         match style {
@@ -157,6 +179,15 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// SwiGLU in place: `gate = silu(gate) * up`, shapes `(n,)`, with ggml's
 /// arithmetic: groups of 16 use [`ggml_expf`], the tail libm's `expf`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512::available() {
+        // SAFETY: AVX-512F and FMA were detected.
+        let done = unsafe { avx512::swiglu(gate, up) };
+        for (g, &u) in gate[done..].iter_mut().zip(&up[done..]) {
+            *g = silu(*g) * u;
+        }
+        return;
+    }
     let full = gate.len() / 16 * 16;
     for (g, &u) in gate[..full].iter_mut().zip(&up[..full]) {
         *g = (*g / (1.0 + ggml_expf(0.0 - *g))) * u;
@@ -321,6 +352,21 @@ mod tests {
         assert_eq!(ggml_expf(-200.0), 0.0);
         assert_eq!(ggml_expf(200.0), f32::INFINITY);
         assert_eq!(ggml_expf(0.0), 1.0);
+    }
+
+    #[test]
+    fn simd_swiglu_equals_the_scalar_emulation() {
+        let g: Vec<f32> = (0..101).map(|i| (i as f32 * 0.731).sin() * 12.0).collect();
+        let u: Vec<f32> = (0..101).map(|i| (i as f32 * 0.37).cos()).collect();
+        let mut fast = g.clone();
+        swiglu(&mut fast, &u);
+        let scalar: Vec<f32> = g
+            .iter()
+            .zip(&u)
+            .enumerate()
+            .map(|(i, (&x, &y))| if i < 96 { (x / (1.0 + ggml_expf(0.0 - x))) * y } else { silu(x) * y })
+            .collect();
+        assert_eq!(fast, scalar);
     }
 
     #[test]

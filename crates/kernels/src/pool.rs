@@ -250,6 +250,45 @@ impl ThreadPool {
     }
 }
 
+impl ThreadPool {
+    /// Calls `f(i, &mut data[ranges[i]])` for every range, in parallel, the threads
+    /// taking ranges in list order from a shared counter (put the costly ones
+    /// first). The ranges must not overlap; gaps between them are left alone.
+    ///
+    /// # Panics
+    /// If two ranges overlap or one reaches past `data`.
+    pub fn split_mut_ranges<T: Send>(
+        &self,
+        data: &mut [T],
+        ranges: &[std::ops::Range<usize>],
+        f: &(dyn Fn(usize, &mut [T]) + Sync),
+    ) {
+        let mut order: Vec<usize> = (0..ranges.len()).collect();
+        order.sort_unstable_by_key(|&i| ranges[i].start);
+        for w in order.windows(2) {
+            assert!(ranges[w[0]].end <= ranges[w[1]].start, "split_mut_ranges: ranges overlap");
+        }
+        if let Some(&i) = order.last() {
+            assert!(ranges[i].end <= data.len(), "split_mut_ranges: range past the data");
+        }
+        assert!(ranges.iter().all(|r| r.start <= r.end), "split_mut_ranges: reversed range");
+        let base = SendPtr(data.as_mut_ptr());
+        let next = AtomicUsize::new(0);
+        self.run(&|_| {
+            let base = &base;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = ranges.get(i) else { break };
+                #[allow(unsafe_code)]
+                // SAFETY: the ranges were checked to be disjoint and inside `data`,
+                // each is handed out once, and `data` outlives the region.
+                let slice = unsafe { std::slice::from_raw_parts_mut(base.0.add(r.start), r.len()) };
+                f(i, slice);
+            }
+        });
+    }
+}
+
 /// A raw pointer that may cross threads; see the SAFETY note in `split_mut`.
 struct SendPtr<T>(*mut T);
 // SAFETY: used only to hand disjoint sub-slices of a `&mut [T]` (T: Send) to the
@@ -409,6 +448,19 @@ mod tests {
                 assert_eq!(data, (1..=n * 2).collect::<Vec<_>>(), "threads {threads} n {n} grain {grain}");
             }
         }
+    }
+
+    #[test]
+    fn split_mut_ranges_fills_each_range_and_leaves_gaps() {
+        let pool = ThreadPool::new(2);
+        let mut data = vec![0usize; 20];
+        let ranges = [10..15, 0..3, 3..3, 16..20];
+        pool.split_mut_ranges(&mut data, &ranges, &|i, s| s.fill(i + 1));
+        assert_eq!(data, [2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 4, 4, 4, 4]);
+        let overlap = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.split_mut_ranges(&mut data, &[0..5, 4..6], &|_, _| {});
+        }));
+        assert!(overlap.is_err());
     }
 
     #[test]

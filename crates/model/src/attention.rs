@@ -1,18 +1,24 @@
 //! Causal multi-head attention over the paged KV cache, shared by every
 //! architecture (grouped-query heads, optional sliding window).
 //!
-//! Work is split over the pool by (token, head) pairs; each pair reads its
-//! sequence's keys block by block through the block table, so tokens of different
-//! sequences in one batch attend only to their own past. The arithmetic of each
-//! row is `kernels::attention`'s: the one-row kernel for decode steps and short
-//! prompt runs, the tiled kernel for runs of [`TILED_MIN_RUN`] tokens or more (the
-//! choice llama.cpp makes, taken per sequence so that a sequence's numbers do not
-//! depend on what else is in the batch).
+//! Each row's arithmetic is `kernels::attention`'s and follows the choice
+//! llama.cpp makes, taken per sequence run so a sequence's numbers never depend on
+//! what else is in the batch:
+//! - decode steps and prompt runs shorter than [`TILED_MIN_RUN`] use the one-row
+//!   kernel, split over the pool by (token, head) pairs;
+//! - longer prompt runs use the tiled kernel on blocks of up to 64 rows × the query
+//!   heads of one key/value head, so each key tile is unpacked once per block;
+//!   blocks write a scratch laid out `(n_head_kv, n_rows, group, head_dim_v)` and
+//!   are copied into place afterwards.
+//!
+//! Rows read their sequence's keys block by block through its block table, so
+//! tokens of different sequences attend only to their own past.
 
 use std::cell::RefCell;
+use std::ops::Range;
 
 use half::f16;
-use kernels::attention::{attend_row_online, attend_row_tiled, TILE};
+use kernels::attention::{attend_block_tiled, attend_row_online, TiledScratch, TILE};
 use kernels::ThreadPool;
 
 use crate::kv_cache::KvCache;
@@ -49,26 +55,37 @@ pub struct RowPos {
     pub tiled: bool,
 }
 
+/// Buffers of [`attend`] kept across calls (part of the model's workspace).
+#[derive(Default)]
+pub struct AttnScratch {
+    /// Output of the tiled blocks, `(n_head_kv, n_rows, group, head_dim_v)`.
+    tiled_out: Vec<f32>,
+    /// The tiled blocks: (first row, rows, kv head).
+    blocks: Vec<(usize, usize, usize)>,
+    /// Where each block writes in `tiled_out`.
+    ranges: Vec<Range<usize>>,
+    /// Positions of all rows (the block kernel reads a block's slice).
+    positions: Vec<usize>,
+}
+
 /// Per-thread scratch of the row kernels.
 struct Scratch {
     q16: Vec<f32>,
     acc16: Vec<f16>,
-    scores: [f32; TILE],
+    tiled: TiledScratch,
 }
 
 thread_local! {
     /// Reused across calls: no allocation once warm.
-    static SCRATCH: RefCell<Scratch> = const {
-        RefCell::new(Scratch { q16: Vec::new(), acc16: Vec::new(), scores: [0.0; TILE] })
-    };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch { q16: Vec::new(), acc16: Vec::new(), tiled: TiledScratch::default() });
 }
 
 /// `out[t, h] = softmax(scale · q[t, h] · K[seq(t), ..=pos(t)]) · V[seq(t), ..=pos(t)]`.
 ///
 /// Shapes: `q (n_rows, n_head, head_dim)`, `out (n_rows, n_head, head_dim_v)`;
-/// `rows[t]` gives row `t`'s sequence and position; `tables[s]` is sequence `s`'s
-/// block table, which must already hold the keys and values of positions
-/// `..=pos` for every row (the caller stores them first).
+/// `rows[t]` gives row `t`'s sequence, position and kernel; `tables[s]` is
+/// sequence `s`'s block table, which must already hold the keys and values of
+/// positions `..=pos` for every row (the caller stores them first).
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     shape: &AttnShape,
@@ -78,43 +95,135 @@ pub fn attend(
     rows: &[RowPos],
     tables: &[&[u32]],
     kv: &KvCache,
+    scratch: &mut AttnScratch,
     pool: &ThreadPool,
 ) {
     let (hd, hdv) = (shape.head_dim, shape.head_dim_v);
     let group = shape.n_head / shape.n_head_kv;
     let bs = kv.block_size();
-    debug_assert_eq!(q.len(), rows.len() * shape.n_head * hd);
-    debug_assert_eq!(out.len(), rows.len() * shape.n_head * hdv);
-
-    pool.split_mut_dynamic(out, hdv, 1, &|items, out| {
-        SCRATCH.with(|cell| {
-            let scratch = &mut *cell.borrow_mut();
-            scratch.q16.resize(hd, 0.0);
-            scratch.acc16.resize(hdv, f16::ZERO);
-            for (item, o) in items.zip(out.chunks_exact_mut(hdv)) {
-                let (t, h) = (item / shape.n_head, item % shape.n_head);
-                let RowPos { seq, pos, tiled } = rows[t];
-                let table = tables[seq];
-                let kvh = h / group;
-                let qh = &q[(t * shape.n_head + h) * hd..][..hd];
-                let start = shape.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let n = pos + 1 - start;
-                let key = |j: usize| {
-                    let j = start + j;
-                    &kv.k_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hd..][..hd]
-                };
-                let value = |j: usize| {
-                    let j = start + j;
-                    &kv.v_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hdv..][..hdv]
-                };
-                if tiled && hdv % 16 == 0 {
-                    attend_row_tiled(qh, n, shape.scale, key, value, &mut scratch.scores, o);
-                } else {
-                    attend_row_online(qh, n, shape.scale, key, value, &mut scratch.q16, &mut scratch.acc16, o);
-                }
-            }
+    let n_rows = rows.len();
+    debug_assert_eq!(q.len(), n_rows * shape.n_head * hd);
+    debug_assert_eq!(out.len(), n_rows * shape.n_head * hdv);
+    // ggml takes the tiled kernel only for value heads of whole vectors.
+    let tiled = |r: &RowPos| r.tiled && hdv % 16 == 0;
+    if rows.iter().any(tiled) {
+        plan_tiled_blocks(rows, shape, hdv, &tiled, scratch);
+        let AttnScratch { tiled_out, blocks, ranges, positions } = scratch;
+        if tiled_out.len() < n_rows * shape.n_head * hdv {
+            tiled_out.resize(n_rows * shape.n_head * hdv, 0.0);
+        }
+        let (blocks, positions) = (&*blocks, &*positions);
+        pool.split_mut_ranges(tiled_out, ranges, &|i, block_out| {
+            let (r0, n, kvh) = blocks[i];
+            let table = tables[rows[r0].seq];
+            SCRATCH.with(|cell| {
+                let scratch = &mut *cell.borrow_mut();
+                attend_block_tiled(
+                    group,
+                    hd,
+                    hdv,
+                    |r| &q[((r0 + r) * shape.n_head + kvh * group) * hd..][..group * hd],
+                    &positions[r0..r0 + n],
+                    shape.window,
+                    shape.scale,
+                    |j| &kv.k_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hd..][..hd],
+                    |j| &kv.v_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hdv..][..hdv],
+                    &mut scratch.tiled,
+                    block_out,
+                );
+            });
         });
-    });
+        // Back into (n_rows, n_head, head_dim_v) order.
+        for t in (0..n_rows).filter(|&t| tiled(&rows[t])) {
+            for kvh in 0..shape.n_head_kv {
+                let src = &tiled_out[((kvh * n_rows + t) * group) * hdv..][..group * hdv];
+                out[(t * shape.n_head + kvh * group) * hdv..][..group * hdv].copy_from_slice(src);
+            }
+        }
+    }
+
+    if !rows.iter().all(tiled) {
+        pool.split_mut_dynamic(out, hdv, 1, &|items, out| {
+            SCRATCH.with(|cell| {
+                let scratch = &mut *cell.borrow_mut();
+                scratch.q16.resize(hd, 0.0);
+                scratch.acc16.resize(hdv, f16::ZERO);
+                for (item, o) in items.zip(out.chunks_exact_mut(hdv)) {
+                    let (t, h) = (item / shape.n_head, item % shape.n_head);
+                    if tiled(&rows[t]) {
+                        continue;
+                    }
+                    let RowPos { seq, pos, .. } = rows[t];
+                    let table = tables[seq];
+                    let kvh = h / group;
+                    let qh = &q[(t * shape.n_head + h) * hd..][..hd];
+                    let start = shape.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                    let key = |j: usize| {
+                        let j = start + j;
+                        &kv.k_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hd..][..hd]
+                    };
+                    let value = |j: usize| {
+                        let j = start + j;
+                        &kv.v_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hdv..][..hdv]
+                    };
+                    attend_row_online(
+                        qh,
+                        pos + 1 - start,
+                        shape.scale,
+                        key,
+                        value,
+                        &mut scratch.q16,
+                        &mut scratch.acc16,
+                        o,
+                    );
+                }
+            });
+        });
+    }
+}
+
+/// Cuts the tiled rows into blocks of at most [`TILE`] consecutive rows of one
+/// sequence, one per key/value head, with their output ranges; costliest (latest
+/// positions) first so the pool's threads finish together.
+fn plan_tiled_blocks(
+    rows: &[RowPos],
+    shape: &AttnShape,
+    hdv: usize,
+    tiled: &impl Fn(&RowPos) -> bool,
+    scratch: &mut AttnScratch,
+) {
+    let group = shape.n_head / shape.n_head_kv;
+    let n_rows = rows.len();
+    scratch.blocks.clear();
+    scratch.ranges.clear();
+    scratch.positions.clear();
+    scratch.positions.extend(rows.iter().map(|r| r.pos));
+    let mut t = 0;
+    while t < n_rows {
+        if !tiled(&rows[t]) {
+            t += 1;
+            continue;
+        }
+        let mut end = t + 1;
+        while end < n_rows
+            && end - t < TILE
+            && tiled(&rows[end])
+            && rows[end].seq == rows[t].seq
+            && rows[end].pos == rows[end - 1].pos + 1
+        {
+            end += 1;
+        }
+        for kvh in 0..shape.n_head_kv {
+            scratch.blocks.push((t, end - t, kvh));
+        }
+        t = end;
+    }
+    scratch.blocks.sort_by_key(|&(r0, n, _)| std::cmp::Reverse(rows[r0 + n - 1].pos));
+    let unit = group * hdv;
+    scratch.ranges.extend(scratch.blocks.iter().map(|&(r0, n, kvh)| {
+        let start = (kvh * n_rows + r0) * unit;
+        start..start + n * unit
+    }));
 }
 
 #[cfg(test)]
@@ -174,7 +283,7 @@ mod tests {
             let rows = [RowPos { seq: 0, pos: 5, tiled: false }, RowPos { seq: 0, pos: 2, tiled: true }];
             let q: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin()).collect();
             let mut out = vec![0.0; 16];
-            attend(&shape, 0, &q, &mut out, &rows, &[&table], &kv, &pool);
+            attend(&shape, 0, &q, &mut out, &rows, &[&table], &kv, &mut AttnScratch::default(), &pool);
             for (t, row) in rows.iter().enumerate() {
                 let start = window.map_or(0, |w| (row.pos + 1).saturating_sub(w));
                 let keys: Vec<_> = (start..=row.pos).map(key).collect();

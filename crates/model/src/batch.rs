@@ -8,7 +8,7 @@
 
 use kernels::matmul::MatmulScratch;
 
-use crate::attention::{RowPos, TILED_MIN_RUN};
+use crate::attention::{AttnScratch, RowPos, TILED_MIN_RUN};
 use crate::error::ModelError;
 use crate::kv_cache::KvCache;
 
@@ -73,6 +73,8 @@ pub struct Workspace {
     pub(crate) out_rows: Vec<usize>,
     /// Quantized activations for the matrix products.
     pub(crate) scratch: MatmulScratch,
+    /// Attention's buffers.
+    pub(crate) attn: AttnScratch,
     n_vocab: usize,
 }
 

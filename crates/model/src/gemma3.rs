@@ -195,7 +195,7 @@ impl Gemma3 {
                 let block = tables[row.seq][row.pos / bs] as usize;
                 kv.store(l, block, row.pos % bs, kt, &v[t * vd..(t + 1) * vd]);
             }
-            attend(&shape(layer.sliding), l, q, att, &ws.rows, &tables, kv, pool);
+            attend(&shape(layer.sliding), l, q, att, &ws.rows, &tables, kv, &mut ws.attn, pool);
             matmul(&layer.wo.qmatrix(), att, n, tmp, scratch, pool);
             for row in tmp.chunks_exact_mut(e) {
                 rms_norm_inplace(row, &layer.post_attn_norm, hp.rms_eps);

@@ -150,7 +150,7 @@ impl Llama {
                 let block = tables[row.seq][row.pos / bs] as usize;
                 kv.store(l, block, row.pos % bs, &k[t * kd..(t + 1) * kd], &v[t * vd..(t + 1) * vd]);
             }
-            attend(&shape, l, q, att, &ws.rows, &tables, kv, pool);
+            attend(&shape, l, q, att, &ws.rows, &tables, kv, &mut ws.attn, pool);
             matmul(&layer.wo.qmatrix(), att, n, tmp, scratch, pool);
             add_inplace(x, tmp);
 

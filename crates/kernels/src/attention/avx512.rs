@@ -5,6 +5,7 @@ use core::arch::x86_64::*;
 
 use half::f16;
 
+use crate::ops::avx512::v_expf;
 use crate::ops::reduce16;
 
 /// Whether the CPU has what these kernels use (std caches the answer).
@@ -116,5 +117,94 @@ pub(crate) unsafe fn axpy_f16(out: &mut [f32], p: f32, v: &[f16]) {
     }
     for j in i..n {
         out[j] = p.mul_add(v[j].to_f32(), out[j]);
+    }
+}
+
+/// [`super::tiled`]'s scores: an FMA chain over the head dimension for each of
+/// the 64 positions of a transposed key tile.
+///
+/// # Safety
+/// The CPU must support AVX-512F ([`available`]); `kt` holds `q.len() * 64` values.
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn tile_scores(q: &[f32], kt: &[f32], scores: &mut [f32; 64]) {
+    assert!(kt.len() >= q.len() * 64);
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let kp = kt.as_ptr();
+    for (d, &qd) in q.iter().enumerate() {
+        let qv = _mm512_set1_ps(qd);
+        for (v, a) in acc.iter_mut().enumerate() {
+            // SAFETY: d * 64 + 16 v + 16 <= q.len() * 64 <= kt.len().
+            *a = _mm512_fmadd_ps(qv, unsafe { _mm512_loadu_ps(kp.add(d * 64 + 16 * v)) }, *a);
+        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        // SAFETY: 16 v + 16 <= 64.
+        unsafe { _mm512_storeu_ps(scores.as_mut_ptr().add(16 * v), *a) };
+    }
+}
+
+/// `scores = exp(scores - max)` with ggml's vector `exp`; returns the sum, per 16
+/// lanes in `_mm512_reduce_add_ps` order, added in f64.
+///
+/// # Safety
+/// The CPU must support AVX-512F ([`available`]).
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn exp_tile(scores: &mut [f32; 64], max: f32) -> f64 {
+    let mv = _mm512_set1_ps(max);
+    let mut total = 0.0f64;
+    for group in scores.chunks_exact_mut(16) {
+        // SAFETY: `group` holds 16 floats.
+        unsafe {
+            let e = v_expf(_mm512_sub_ps(_mm512_loadu_ps(group.as_ptr()), mv));
+            _mm512_storeu_ps(group.as_mut_ptr(), e);
+        }
+        total += f64::from(reduce16(group));
+    }
+    total
+}
+
+/// `out = fma(scores[t], value(t), out)` for `t` in `ts` in order (the tiled
+/// kernel's value accumulation), keeping 64 outputs in registers across positions.
+///
+/// # Safety
+/// The CPU must support AVX-512F ([`available`]); every `value(t)` holds at least
+/// `out.len()` values.
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn accumulate_values<'a>(
+    out: &mut [f32],
+    scores: &[f32],
+    ts: std::ops::Range<usize>,
+    value: impl Fn(usize) -> &'a [f16],
+) {
+    let n = out.len();
+    let op = out.as_mut_ptr();
+    let mut c = 0;
+    while c + 64 <= n {
+        // SAFETY: c + 64 <= n = out.len() <= value(t).len().
+        unsafe {
+            let mut acc = [
+                _mm512_loadu_ps(op.add(c)),
+                _mm512_loadu_ps(op.add(c + 16)),
+                _mm512_loadu_ps(op.add(c + 32)),
+                _mm512_loadu_ps(op.add(c + 48)),
+            ];
+            for t in ts.clone() {
+                let p = _mm512_set1_ps(scores[t]);
+                let vp = value(t).as_ptr().cast::<u16>().add(c);
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a = _mm512_fmadd_ps(p, _mm512_cvtph_ps(_mm256_loadu_si256(vp.add(16 * i).cast())), *a);
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                _mm512_storeu_ps(op.add(c + 16 * i), *a);
+            }
+        }
+        c += 64;
+    }
+    if c < n {
+        for t in ts {
+            // SAFETY: AVX-512F was detected by the caller.
+            unsafe { axpy_f16(&mut out[c..], scores[t], &value(t)[c..]) };
+        }
     }
 }

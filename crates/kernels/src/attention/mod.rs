@@ -6,20 +6,23 @@
 //! - [`attend_row_online`] follows the one-row kernel (decode steps and short
 //!   prompts): the query rounded to f16, an online softmax with `expf`, and the
 //!   value accumulator kept in f16 and rounded after every step;
-//! - [`attend_row_tiled`] follows the tiled kernel (prompt runs of 64 rows or more):
-//!   an f32 query, 64-position tiles, a vectorised `exp` whose sums are kept in
-//!   f64, and an f32 accumulator.
+//! - [`attend_block_tiled`] follows the tiled kernel (prompt runs of 64 rows or
+//!   more): an f32 query, 64-position tiles, a vectorised `exp` whose sums are kept
+//!   in f64, and an f32 accumulator; it serves a block of rows at once so each key
+//!   tile is unpacked once.
 //!
 //! Both take the keys and values of positions `0..n` through `key(j)` and
 //! `value(j)`, so the caller can page them.
 
 use half::f16;
 
-use crate::ops::{ggml_expf, reduce16};
+use crate::ops::reduce16;
 
 #[cfg(target_arch = "x86_64")]
-#[path = "attention_avx512.rs"]
 mod avx512;
+mod tiled;
+
+pub use tiled::{attend_block_tiled, TiledScratch};
 
 /// The primitives of the row kernels: AVX-512 where the CPU has it, else scalar.
 /// Both give the same bits.
@@ -68,6 +71,44 @@ impl Prims {
         }
         for a in acc.iter_mut() {
             *a = f16::from_f32(a.to_f32() * s);
+        }
+    }
+
+    #[inline(always)]
+    fn tile_scores(self, q: &[f32], kt: &[f32], scores: &mut [f32; TILE]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { avx512::tile_scores(q, kt, scores) };
+        }
+        tiled::tile_scores(q, kt, scores)
+    }
+
+    #[inline(always)]
+    fn exp_tile(self, scores: &mut [f32; TILE], max: f32) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { avx512::exp_tile(scores, max) };
+        }
+        tiled::exp_tile(scores, max)
+    }
+
+    #[inline(always)]
+    fn accumulate_values<'a>(
+        self,
+        out: &mut [f32],
+        scores: &[f32],
+        ts: std::ops::Range<usize>,
+        value: impl Fn(usize) -> &'a [f16],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx512 {
+            // SAFETY: AVX-512F was detected.
+            return unsafe { avx512::accumulate_values(out, scores, ts, value) };
+        }
+        for t in ts {
+            self.axpy_f16(out, scores[t], value(t));
         }
     }
 
@@ -203,102 +244,6 @@ fn online_body<'a>(
     }
 }
 
-/// One query row with ggml's tiled kernel; arguments as [`attend_row_online`],
-/// with `scores` a scratch of [`TILE`] values.
-pub fn attend_row_tiled<'a>(
-    q: &[f32],
-    n: usize,
-    scale: f32,
-    key: impl Fn(usize) -> &'a [f16],
-    value: impl Fn(usize) -> &'a [f16],
-    scores: &mut [f32; TILE],
-    out: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if has_fma() {
-        // SAFETY: the CPU has FMA and F16C (checked just above).
-        unsafe { tiled_fma(q, n, scale, key, value, scores, out) };
-        return;
-    }
-    tiled_body(q, n, scale, key, value, scores, out);
-}
-
-/// [`attend_row_tiled`] compiled with FMA and F16C.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma,f16c")]
-unsafe fn tiled_fma<'a>(
-    q: &[f32],
-    n: usize,
-    scale: f32,
-    key: impl Fn(usize) -> &'a [f16],
-    value: impl Fn(usize) -> &'a [f16],
-    scores: &mut [f32; TILE],
-    out: &mut [f32],
-) {
-    tiled_body(q, n, scale, key, value, scores, out);
-}
-
-#[inline(always)]
-fn tiled_body<'a>(
-    q: &[f32],
-    n: usize,
-    scale: f32,
-    key: impl Fn(usize) -> &'a [f16],
-    value: impl Fn(usize) -> &'a [f16],
-    scores: &mut [f32; TILE],
-    out: &mut [f32],
-) {
-    let prims = Prims::detect();
-    out.fill(0.0);
-    let mut m = f32::NEG_INFINITY;
-    let mut sum = 0.0f32;
-    let mut start = 0;
-    while start < n {
-        let len = TILE.min(n - start);
-        // Scores: an FMA chain over the head dimension, then the scale.
-        for (t, sc) in scores.iter_mut().enumerate() {
-            *sc = if t < len {
-                let k = key(start + t);
-                let mut acc = 0.0f32;
-                for (&a, &b) in q.iter().zip(k) {
-                    acc = a.mul_add(b.to_f32(), acc);
-                }
-                acc * scale
-            } else {
-                f32::NEG_INFINITY
-            };
-        }
-        let tile_max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let m_new = m.max(tile_max);
-        if m_new > m {
-            let ms = (m - m_new).exp();
-            for o in out.iter_mut() {
-                *o *= ms;
-            }
-            sum *= ms;
-        }
-        m = m_new;
-        // exp(s - max) with ggml's vector exp, summed per 16 lanes in f64.
-        let mut tile_sum = 0.0f64;
-        for group in scores.chunks_exact_mut(16) {
-            for s in group.iter_mut() {
-                *s = ggml_expf(*s - m_new);
-            }
-            tile_sum += f64::from(reduce16(group));
-        }
-        sum = (f64::from(sum) + tile_sum) as f32;
-        // Values: an FMA chain over the tile's positions.
-        for (t, &p) in scores.iter().enumerate().take(len) {
-            prims.axpy_f16(out, p, value(start + t));
-        }
-        start += TILE;
-    }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for o in out.iter_mut() {
-        *o *= inv;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,8 +289,20 @@ mod tests {
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 2e-2, "online n={n}: {a} vs {b}");
             }
-            let mut scores = [0.0; TILE];
-            attend_row_tiled(&q, n, 0.125, |j| &keys[j], |j| &values[j], &mut scores, &mut out);
+            let mut scratch = TiledScratch::default();
+            attend_block_tiled(
+                1,
+                hd,
+                hd,
+                |_| &q,
+                &[n - 1],
+                None,
+                0.125,
+                |j| &keys[j],
+                |j| &values[j],
+                &mut scratch,
+                &mut out,
+            );
             for (a, b) in out.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-4, "tiled n={n}: {a} vs {b}");
             }
@@ -374,6 +331,38 @@ mod tests {
             simd.axpy_f16(&mut x, 1.7, &k);
             scalar.axpy_f16(&mut y, 1.7, &k);
             assert_eq!(x, y, "axpy n={n}");
+            let scores: Vec<f32> = (0..5).map(|t| t as f32 * 0.3 - 0.2).collect();
+            let vals: Vec<Vec<f16>> =
+                (0..5).map(|t| k.iter().map(|v| f16::from_f32(v.to_f32() + t as f32)).collect()).collect();
+            simd.accumulate_values(&mut x, &scores, 1..5, |t| &vals[t]);
+            scalar.accumulate_values(&mut y, &scores, 1..5, |t| &vals[t]);
+            assert_eq!(x, y, "accumulate n={n}");
+        }
+    }
+
+    #[test]
+    fn a_block_of_rows_equals_the_rows_one_by_one_bit_for_bit() {
+        let (group, hd) = (3usize, 64usize);
+        let n = 200;
+        let keys: Vec<Vec<f16>> = (0..n)
+            .map(|j| (0..hd).map(|d| f16::from_f32(((j * 31 + d * 7) % 17) as f32 * 0.1 - 0.8)).collect())
+            .collect();
+        let values: Vec<Vec<f16>> = (0..n)
+            .map(|j| (0..hd).map(|d| f16::from_f32(((j * 13 + d * 5) % 11) as f32 * 0.2 - 1.0)).collect())
+            .collect();
+        let mut scratch = TiledScratch::default();
+        for (first, rows, window) in [(0usize, 64usize, None), (100, 50, None), (130, 64, Some(40)), (5, 3, Some(8))] {
+            let pos: Vec<usize> = (first..first + rows).collect();
+            let q: Vec<Vec<f32>> =
+                pos.iter().map(|&p| (0..group * hd).map(|i| ((p * 7 + i) as f32 * 0.013).sin()).collect()).collect();
+            let mut out = vec![0.0; rows * group * hd];
+            let (k, v) = (|j: usize| &keys[j][..], |j: usize| &values[j][..]);
+            attend_block_tiled(group, hd, hd, |r| &q[r], &pos, window, 0.125, k, v, &mut scratch, &mut out);
+            for (r, &p) in pos.iter().enumerate() {
+                let mut one = vec![0.0; group * hd];
+                attend_block_tiled(group, hd, hd, |_| &q[r], &[p], window, 0.125, k, v, &mut scratch, &mut one);
+                assert_eq!(&out[r * group * hd..(r + 1) * group * hd], &one[..], "row {r} (position {p})");
+            }
         }
     }
 

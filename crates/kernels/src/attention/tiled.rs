@@ -1,0 +1,132 @@
+//! ggml's tiled attention kernel, for a block of query rows that share one
+//! key/value head (up to 64 consecutive positions of one sequence, all the query
+//! heads of the group).
+//!
+//! Each 64-position tile of keys is unpacked once into an f32 transposed tile
+//! `(head_dim, 64)` and reused by every row and head of the block; the scores of a
+//! row are 64 fused-multiply-add chains over the head dimension (one per
+//! position, so they vectorise across positions), the softmax uses ggml's vector
+//! `exp` with sums in f64, and values accumulate with one FMA per position. The
+//! per-row arithmetic is exactly [`super::attend_row_tiled`]'s; only the loop
+//! order and the sharing differ.
+
+use half::f16;
+
+use super::TILE;
+use crate::ops::{ggml_expf, reduce16};
+
+/// Scratch of [`attend_block_tiled`], reused across calls.
+#[derive(Default)]
+pub struct TiledScratch {
+    /// Transposed key tile `(head_dim, TILE)`.
+    kt: Vec<f32>,
+    /// Running max and sum per (row, head).
+    state: Vec<(f32, f32)>,
+}
+
+/// The tiled kernel for `rows` query rows × `group` heads sharing one kv head.
+///
+/// `q(r)` gives row `r`'s queries `(group, head_dim)`; `pos[r]` its position
+/// (ascending); positions `start(r)..=pos[r]` are attended, where `start` honours
+/// `window`. `out` has shape `(rows, group, head_dim_v)`.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_block_tiled<'a, 'q>(
+    group: usize,
+    hd: usize,
+    hdv: usize,
+    q: impl Fn(usize) -> &'q [f32],
+    pos: &[usize],
+    window: Option<usize>,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    scratch: &mut TiledScratch,
+    out: &mut [f32],
+) {
+    let rows = pos.len();
+    if rows == 0 {
+        return;
+    }
+    debug_assert_eq!(out.len(), rows * group * hdv);
+    let start = |r: usize| window.map_or(0, |w| (pos[r] + 1).saturating_sub(w));
+    let last = pos[rows - 1];
+    scratch.kt.resize(hd * TILE, 0.0);
+    scratch.state.clear();
+    scratch.state.resize(rows * group, (f32::NEG_INFINITY, 0.0));
+    out.fill(0.0);
+    let prims = super::Prims::detect();
+
+    let mut ts = start(0) / TILE * TILE;
+    while ts <= last {
+        let len = TILE.min(last + 1 - ts);
+        for t in 0..len {
+            for (d, &k) in key(ts + t).iter().enumerate().take(hd) {
+                scratch.kt[d * TILE + t] = k.to_f32();
+            }
+        }
+        for r in 0..rows {
+            let (lo, hi) = (start(r), pos[r]);
+            if hi < ts || lo >= ts + TILE {
+                continue; // the whole tile is masked for this row
+            }
+            let qr = q(r);
+            for h in 0..group {
+                let mut scores = [0.0f32; TILE];
+                let qh = &qr[h * hd..(h + 1) * hd];
+                prims.tile_scores(qh, &scratch.kt, &mut scores);
+                for (t, s) in scores.iter_mut().enumerate() {
+                    let p = ts + t;
+                    *s = if t < len && p >= lo && p <= hi { *s * scale } else { f32::NEG_INFINITY };
+                }
+                let o = &mut out[(r * group + h) * hdv..(r * group + h + 1) * hdv];
+                let (m, sum) = &mut scratch.state[r * group + h];
+                let tile_max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let m_new = m.max(tile_max);
+                if m_new > *m {
+                    let ms = (*m - m_new).exp();
+                    for x in o.iter_mut() {
+                        *x *= ms;
+                    }
+                    *sum *= ms;
+                }
+                *m = m_new;
+                let tile_sum = prims.exp_tile(&mut scores, m_new);
+                *sum = (f64::from(*sum) + tile_sum) as f32;
+                let visible = (lo.max(ts) - ts)..(hi.min(ts + len - 1) - ts + 1);
+                prims.accumulate_values(o, &scores, visible, |t| &value(ts + t)[..hdv]);
+            }
+        }
+        ts += TILE;
+    }
+    for (o, &(_, sum)) in out.chunks_exact_mut(hdv).zip(&scratch.state) {
+        let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+        for x in o.iter_mut() {
+            *x *= inv;
+        }
+    }
+}
+
+/// Scores of one query against a transposed tile: `scores[t] = Σ_d q[d]·kt[d][t]`
+/// as an FMA chain over `d` for each position.
+pub(super) fn tile_scores(q: &[f32], kt: &[f32], scores: &mut [f32; TILE]) {
+    scores.fill(0.0);
+    for (d, &qd) in q.iter().enumerate() {
+        let row = &kt[d * TILE..(d + 1) * TILE];
+        for (s, &k) in scores.iter_mut().zip(row) {
+            *s = qd.mul_add(k, *s);
+        }
+    }
+}
+
+/// `scores = exp(scores - max)` with ggml's vector `exp`; returns their sum, taken
+/// per 16 lanes and added in f64.
+pub(super) fn exp_tile(scores: &mut [f32; TILE], max: f32) -> f64 {
+    let mut total = 0.0f64;
+    for group in scores.chunks_exact_mut(16) {
+        for s in group.iter_mut() {
+            *s = ggml_expf(*s - max);
+        }
+        total += f64::from(reduce16(group));
+    }
+    total
+}
