@@ -1,0 +1,137 @@
+//! What goes into the engine and what comes out: a validated [`Request`] that
+//! carries its own [`EventSender`], and the [`Event`]s of its stream.
+
+use model::sampler::SamplingParams;
+use serde::Serialize;
+
+/// Identifies a request for its whole life in the engine.
+pub type RequestId = u64;
+
+/// A generation request, already validated and tokenized.
+pub struct Request {
+    /// Unique id (chosen by the caller).
+    pub id: RequestId,
+    /// Prompt token ids (not empty).
+    pub prompt: Vec<u32>,
+    /// Sampling settings (validated).
+    pub sampling: SamplingParams,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Stop strings: generation ends before the first occurrence, which is not
+    /// sent.
+    pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens.
+    pub ignore_eos: bool,
+    /// Report the top-`k` log-probabilities of each generated token.
+    pub logprobs: Option<usize>,
+    /// Prefix-cache salt: requests share cached blocks only with equal salts
+    /// (the tenant's, so tenants never share).
+    pub cache_salt: u64,
+    /// Where this request's events go.
+    pub events: EventSender,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("prompt_tokens", &self.prompt.len())
+            .field("max_tokens", &self.max_tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Delivers a request's events; `send` returns `false` once the receiver is
+/// gone (the client disconnected), which cancels the request.
+pub struct EventSender(Box<dyn FnMut(Event) -> bool + Send>);
+
+impl EventSender {
+    /// Wraps a callback.
+    pub fn new(f: impl FnMut(Event) -> bool + Send + 'static) -> Self {
+        EventSender(Box::new(f))
+    }
+
+    /// A sender into a standard channel.
+    pub fn channel() -> (EventSender, std::sync::mpsc::Receiver<Event>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        (EventSender::new(move |e| tx.send(e).is_ok()), rx)
+    }
+
+    /// Delivers `event`; `false` if nobody listens any more.
+    pub fn send(&mut self, event: Event) -> bool {
+        (self.0)(event)
+    }
+}
+
+/// Why a request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` or the context length.
+    Length,
+    /// The client went away, or the engine shut down.
+    Cancelled,
+}
+
+/// Token counts of a finished request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    pub cached_tokens: usize,
+    /// Generated tokens.
+    pub completion_tokens: usize,
+}
+
+/// A token and its natural-log probability.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    /// Token id.
+    pub id: u32,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// log p.
+    pub logprob: f32,
+}
+
+/// The log-probabilities of one generated token.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Logprobs {
+    /// The chosen token.
+    pub chosen: TokenLogprob,
+    /// The most likely tokens, most likely first.
+    pub top: Vec<TokenLogprob>,
+}
+
+/// What the engine tells a request's listener.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A generated token. `text` is the new text it completes (UTF-8 is never
+    /// split, and text that may begin a stop string is held back), so it may be
+    /// empty.
+    Token {
+        /// Token id.
+        id: u32,
+        /// Newly releasable text.
+        text: String,
+        /// Log-probabilities, when asked for.
+        logprobs: Option<Logprobs>,
+    },
+    /// The request is finished; `text` is any text released at the end.
+    Done {
+        /// Why.
+        finish_reason: FinishReason,
+        /// Token counts.
+        usage: Usage,
+        /// Text still held back when generation ended.
+        text: String,
+    },
+    /// The request failed; nothing more follows.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}

@@ -1,0 +1,335 @@
+//! Continuous batching: which sequences advance in the next forward pass, by how
+//! many tokens, and with which KV blocks.
+//!
+//! Each step carries one decode token for every running sequence that has
+//! finished its prompt, plus whole prompt chunks of waiting work up to a token
+//! budget. A prompt is always cut at the same places (chunks of
+//! `prefill_chunk` tokens from its first uncached token), whatever else is in
+//! the batch, so a request's numbers do not depend on the load. There are no
+//! fixed slots: a request is admitted whenever the pool has the blocks for its
+//! prompt; when decoding runs out of blocks, the newest sequence is preempted
+//! (its blocks freed, its tokens so far queued again to be recomputed).
+//!
+//! The scheduler knows nothing of the model: it is driven by [`Scheduler::schedule`]
+//! (what to compute) and [`Scheduler::advance`] (what was computed and sampled),
+//! so it is tested with fake sequences.
+
+use std::collections::VecDeque;
+
+use crate::blocks::{BlockHash, BlockManager};
+
+/// Identifies a sequence inside the scheduler.
+pub type SeqId = u64;
+
+/// Sizes and limits of the scheduler.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Positions per KV block.
+    pub block_size: usize,
+    /// Blocks in the pool.
+    pub n_blocks: usize,
+    /// Longest sequence (prompt + generated) the model accepts.
+    pub max_seq_len: usize,
+    /// Prompts are computed in chunks of this many tokens.
+    pub prefill_chunk: usize,
+    /// Most tokens in one forward pass (decode tokens and prompt chunks).
+    pub max_batch_tokens: usize,
+    /// Most sequences running at once.
+    pub max_running: usize,
+}
+
+/// The scheduler's record of one sequence.
+#[derive(Debug)]
+pub struct SeqState {
+    /// Its id.
+    pub id: SeqId,
+    /// Prompt and generated tokens so far.
+    pub tokens: Vec<u32>,
+    /// Prompt length (as submitted).
+    pub n_prompt: usize,
+    /// Most tokens the whole sequence may reach.
+    pub max_len: usize,
+    /// Prompt tokens taken from the prefix cache at the first admission.
+    pub n_cached: usize,
+    /// Positions whose keys and values are in the cache.
+    pub n_computed: usize,
+    /// Its KV blocks.
+    pub table: Vec<u32>,
+    /// Prefix-cache salt.
+    pub salt: u64,
+    /// Full blocks already registered in the prefix cache.
+    n_registered: usize,
+    /// Where the current prompt computation started (chunks count from here).
+    chunk_base: usize,
+    /// Admitted before?
+    admitted_once: bool,
+    /// Times preempted.
+    pub preemptions: u32,
+}
+
+/// One sequence's share of a forward pass: tokens `start..start + len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Work {
+    /// The sequence.
+    pub id: SeqId,
+    /// First position computed.
+    pub start: usize,
+    /// Tokens computed.
+    pub len: usize,
+    /// Whether the last token's logits are needed (a decode step, or the end of
+    /// the prompt).
+    pub sample: bool,
+}
+
+/// Why a sequence cannot be admitted at all.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AdmitError {
+    /// Prompt plus `max_tokens` exceed the model's context.
+    #[error(
+        "the prompt has {prompt} tokens and max_tokens is {max_tokens}: {total} exceed the context of {limit} tokens"
+    )]
+    TooLong {
+        /// Prompt tokens.
+        prompt: usize,
+        /// Requested completion tokens.
+        max_tokens: usize,
+        /// Their sum.
+        total: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The sequence could never fit in the KV pool.
+    #[error("the request needs {needed} KV blocks but the pool has {total}")]
+    TooBig {
+        /// Blocks needed.
+        needed: usize,
+        /// Blocks in the pool.
+        total: usize,
+    },
+    /// Empty prompt.
+    #[error("the prompt is empty")]
+    Empty,
+}
+
+/// The waiting queue, the running set and the block pool.
+#[derive(Debug)]
+pub struct Scheduler {
+    cfg: SchedulerConfig,
+    blocks: BlockManager,
+    waiting: VecDeque<SeqState>,
+    running: Vec<SeqState>,
+}
+
+impl Scheduler {
+    /// An empty scheduler.
+    pub fn new(cfg: SchedulerConfig) -> Self {
+        Scheduler {
+            blocks: BlockManager::new(cfg.n_blocks, cfg.block_size),
+            cfg,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.cfg
+    }
+
+    /// The block manager (for metrics).
+    pub fn blocks(&self) -> &BlockManager {
+        &self.blocks
+    }
+
+    /// Sequences waiting to be admitted.
+    pub fn n_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Sequences admitted and not finished.
+    pub fn n_running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Checks that a request of `prompt` tokens and `max_tokens` could ever run.
+    pub fn check(&self, prompt: usize, max_tokens: usize) -> Result<(), AdmitError> {
+        if prompt == 0 {
+            return Err(AdmitError::Empty);
+        }
+        let total = prompt + max_tokens;
+        if total > self.cfg.max_seq_len {
+            return Err(AdmitError::TooLong { prompt, max_tokens, total, limit: self.cfg.max_seq_len });
+        }
+        let needed = total.div_ceil(self.cfg.block_size);
+        if needed > self.cfg.n_blocks {
+            return Err(AdmitError::TooBig { needed, total: self.cfg.n_blocks });
+        }
+        Ok(())
+    }
+
+    /// Queues a sequence (after [`Scheduler::check`]).
+    pub fn add(&mut self, id: SeqId, prompt: Vec<u32>, max_tokens: usize, salt: u64) -> Result<(), AdmitError> {
+        self.check(prompt.len(), max_tokens)?;
+        let n_prompt = prompt.len();
+        self.waiting.push_back(SeqState {
+            id,
+            max_len: n_prompt + max_tokens,
+            tokens: prompt,
+            n_prompt,
+            n_cached: 0,
+            n_computed: 0,
+            table: Vec::new(),
+            salt,
+            n_registered: 0,
+            chunk_base: 0,
+            admitted_once: false,
+            preemptions: 0,
+        });
+        Ok(())
+    }
+
+    /// The running sequence `id`.
+    pub fn get(&self, id: SeqId) -> Option<&SeqState> {
+        self.running.iter().find(|s| s.id == id)
+    }
+
+    /// Removes `id` wherever it is (finished or cancelled), releasing its blocks.
+    pub fn remove(&mut self, id: SeqId) -> Option<SeqState> {
+        let mut seq = if let Some(i) = self.running.iter().position(|s| s.id == id) {
+            self.running.remove(i)
+        } else {
+            let i = self.waiting.iter().position(|s| s.id == id)?;
+            self.waiting.remove(i)?
+        };
+        self.blocks.release_all(&mut seq.table);
+        Some(seq)
+    }
+
+    /// Decides the next forward pass: admits what fits, then lists the work.
+    /// Returns the ids of sequences preempted to make room (their work restarts).
+    pub fn schedule(&mut self) -> (Vec<Work>, Vec<SeqId>) {
+        let mut preempted = Vec::new();
+        self.admit();
+        let mut work = Vec::new();
+        let mut budget = self.cfg.max_batch_tokens;
+
+        // Decode steps first: every running sequence whose prompt is done.
+        let mut i = 0;
+        while i < self.running.len() {
+            let seq = &self.running[i];
+            if seq.tokens.len() - seq.n_computed != 1 {
+                i += 1;
+                continue;
+            }
+            let need = seq.n_computed + 1;
+            if !self.grow(i, need) {
+                // Out of blocks: preempt the newest sequence (maybe this one, in
+                // which case `i` now points past the end), then retry.
+                let victim = self.running.len() - 1;
+                preempted.push(self.running[victim].id);
+                self.preempt(victim);
+                continue;
+            }
+            let seq = &self.running[i];
+            work.push(Work { id: seq.id, start: seq.n_computed, len: 1, sample: true });
+            budget = budget.saturating_sub(1);
+            i += 1;
+        }
+
+        // Prompt chunks, oldest first, whole chunks only.
+        for i in 0..self.running.len() {
+            let seq = &self.running[i];
+            let remaining = seq.tokens.len() - seq.n_computed;
+            if remaining <= 1 {
+                continue; // decoding (scheduled above) or nothing to do
+            }
+            let done_in_run = seq.n_computed - seq.chunk_base;
+            let chunk = self.cfg.prefill_chunk - done_in_run % self.cfg.prefill_chunk;
+            let len = chunk.min(remaining);
+            if len > budget && !work.is_empty() {
+                break;
+            }
+            let need = seq.n_computed + len;
+            if !self.grow(i, need) {
+                break;
+            }
+            let seq = &self.running[i];
+            work.push(Work { id: seq.id, start: seq.n_computed, len, sample: len == remaining });
+            budget = budget.saturating_sub(len);
+        }
+        (work, preempted)
+    }
+
+    /// Records that `work` was computed: positions become cached, full blocks
+    /// are registered for sharing, and `sampled` (one token per sampling work
+    /// item, in order) is appended to each sequence.
+    pub fn advance(&mut self, work: &[Work], sampled: &[Option<u32>]) {
+        for (w, tok) in work.iter().zip(sampled) {
+            let Some(seq) = self.running.iter_mut().find(|s| s.id == w.id) else { continue };
+            seq.n_computed = w.start + w.len;
+            if let Some(t) = tok {
+                seq.tokens.push(*t);
+            }
+            // Register the blocks that became full.
+            let bs = self.cfg.block_size;
+            let full = seq.n_computed / bs;
+            if full > seq.n_registered {
+                let hashes = self.blocks.block_hashes(seq.salt, &seq.tokens[..full * bs]);
+                for b in seq.n_registered..full {
+                    self.blocks.register(seq.table[b], hashes[b]);
+                }
+                seq.n_registered = full;
+            }
+        }
+    }
+
+    /// Admits waiting sequences, oldest first, while the pool has blocks for
+    /// their prompts (the prefix cache may cover part of them).
+    fn admit(&mut self) {
+        while self.running.len() < self.cfg.max_running {
+            let Some(seq) = self.waiting.front() else { break };
+            let bs = self.cfg.block_size;
+            // Leave at least one token to compute, for its logits.
+            let hashes: Vec<BlockHash> = self.blocks.block_hashes(seq.salt, &seq.tokens[..seq.tokens.len() - 1]);
+            // Conservative: blocks the prefix cache would share count as needed too.
+            let needed = seq.tokens.len().div_ceil(bs);
+            if needed > self.blocks.n_available() {
+                break;
+            }
+            let Some(mut seq) = self.waiting.pop_front() else { break };
+            seq.table = self.blocks.match_prefix(&hashes);
+            seq.n_computed = seq.table.len() * bs;
+            seq.n_registered = seq.table.len();
+            seq.chunk_base = seq.n_computed;
+            if !seq.admitted_once {
+                seq.n_cached = seq.n_computed;
+                seq.admitted_once = true;
+            }
+            self.running.push(seq);
+        }
+    }
+
+    /// Grows running sequence `i`'s table to cover `need` positions.
+    fn grow(&mut self, i: usize, need: usize) -> bool {
+        let bs = self.cfg.block_size;
+        while self.running[i].table.len() * bs < need {
+            match self.blocks.allocate() {
+                Some(b) => self.running[i].table.push(b),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Frees running sequence `i`'s blocks and queues it again, first in line,
+    /// to recompute everything it has so far.
+    fn preempt(&mut self, i: usize) {
+        let mut seq = self.running.remove(i);
+        self.blocks.release_all(&mut seq.table);
+        seq.n_computed = 0;
+        seq.n_registered = 0;
+        seq.chunk_base = 0;
+        seq.preemptions += 1;
+        self.waiting.push_front(seq);
+    }
+}

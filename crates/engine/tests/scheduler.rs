@@ -1,0 +1,154 @@
+//! The scheduler with fake sequences: no model, tokens "sampled" by a rule.
+
+use std::collections::HashMap;
+
+use engine::scheduler::{AdmitError, Scheduler, SchedulerConfig, SeqId, Work};
+
+fn cfg(n_blocks: usize) -> SchedulerConfig {
+    SchedulerConfig {
+        block_size: 4,
+        n_blocks,
+        max_seq_len: 1000,
+        prefill_chunk: 8,
+        max_batch_tokens: 24,
+        max_running: 16,
+    }
+}
+
+/// Runs the scheduler until every sequence has generated its `max_tokens`;
+/// returns the work of every step and the preemptions.
+fn drive(s: &mut Scheduler, max_tokens: &HashMap<SeqId, usize>) -> (Vec<Vec<Work>>, Vec<SeqId>) {
+    let mut steps = Vec::new();
+    let mut preempted = Vec::new();
+    let mut generated: HashMap<SeqId, usize> = HashMap::new();
+    for _ in 0..10_000 {
+        if s.n_running() + s.n_waiting() == 0 {
+            return (steps, preempted);
+        }
+        let (work, p) = s.schedule();
+        preempted.extend(p);
+        assert!(!work.is_empty(), "no progress with {} running, {} waiting", s.n_running(), s.n_waiting());
+        let sampled: Vec<Option<u32>> =
+            work.iter().map(|w| w.sample.then_some(w.id as u32 * 1000 + w.start as u32)).collect();
+        s.advance(&work, &sampled);
+        for w in work.iter().filter(|w| w.sample) {
+            let n = generated.entry(w.id).or_default();
+            *n += 1;
+            if *n == max_tokens[&w.id] {
+                s.remove(w.id);
+            }
+        }
+        steps.push(work);
+    }
+    panic!("did not finish");
+}
+
+#[test]
+fn a_prompt_goes_in_fixed_chunks_then_decodes() {
+    let mut s = Scheduler::new(cfg(64));
+    s.add(1, (0..19).collect(), 3, 0).unwrap();
+    let (steps, _) = drive(&mut s, &HashMap::from([(1, 3)]));
+    let lens: Vec<(usize, usize, bool)> = steps.iter().flatten().map(|w| (w.start, w.len, w.sample)).collect();
+    // 19 prompt tokens in chunks of 8 per step budget 24: 8 + 8 + 3 (sampled), then 2 decodes.
+    assert_eq!(lens, vec![(0, 8, false), (8, 8, false), (16, 3, true), (19, 1, true), (20, 1, true)]);
+    assert_eq!(s.blocks().n_in_use(), 0);
+}
+
+#[test]
+fn decode_tokens_and_prompt_chunks_share_a_step() {
+    let mut s = Scheduler::new(cfg(64));
+    s.add(1, (0..5).collect(), 4, 0).unwrap();
+    let (w, _) = s.schedule();
+    assert_eq!(w, vec![Work { id: 1, start: 0, len: 5, sample: true }]);
+    s.advance(&w, &[Some(7)]);
+    s.add(2, (100..120).collect(), 2, 0).unwrap();
+    let (w, _) = s.schedule();
+    assert_eq!(w[0], Work { id: 1, start: 5, len: 1, sample: true });
+    assert_eq!(w[1], Work { id: 2, start: 0, len: 8, sample: false });
+}
+
+#[test]
+fn chunk_boundaries_do_not_depend_on_other_load() {
+    let alone = {
+        let mut s = Scheduler::new(cfg(64));
+        s.add(9, (0..30).collect(), 2, 0).unwrap();
+        drive(&mut s, &HashMap::from([(9, 2)])).0
+    };
+    let busy = {
+        let mut s = Scheduler::new(cfg(64));
+        for id in 0..5 {
+            s.add(id, (0..(3 + id as u32 * 7)).map(|t| t + 50).collect(), 5, 0).unwrap();
+        }
+        s.add(9, (0..30).collect(), 2, 0).unwrap();
+        let mut max = HashMap::from([(9, 2)]);
+        for id in 0..5 {
+            max.insert(id, 5);
+        }
+        drive(&mut s, &max).0
+    };
+    let of9 = |steps: &[Vec<Work>]| -> Vec<(usize, usize)> {
+        steps.iter().flatten().filter(|w| w.id == 9).map(|w| (w.start, w.len)).collect()
+    };
+    assert_eq!(of9(&alone), of9(&busy));
+}
+
+#[test]
+fn a_shared_prefix_is_computed_once_per_tenant() {
+    let mut s = Scheduler::new(cfg(64));
+    let prompt: Vec<u32> = (0..18).collect();
+    s.add(1, prompt.clone(), 1, 7).unwrap();
+    drive(&mut s, &HashMap::from([(1, 1)]));
+    // Same tenant: the 4 full blocks of the first 17 tokens are reused.
+    s.add(2, prompt.clone(), 1, 7).unwrap();
+    let (w, _) = s.schedule();
+    assert_eq!(w, vec![Work { id: 2, start: 16, len: 2, sample: true }]);
+    assert_eq!(s.get(2).unwrap().n_cached, 16);
+    s.advance(&w, &[Some(1)]);
+    s.remove(2);
+    // Another tenant: nothing is shared.
+    s.add(3, prompt, 1, 8).unwrap();
+    let (w, _) = s.schedule();
+    assert_eq!(w[0].start, 0);
+    assert_eq!(s.get(3).unwrap().n_cached, 0);
+    let (hits, _) = (s.blocks().prefix_stats().1, ());
+    assert_eq!(hits, 4);
+}
+
+#[test]
+fn running_out_of_blocks_preempts_the_newest_and_everyone_finishes() {
+    // 12 blocks of 4 positions; three sequences that each grow to 20 positions.
+    let mut s = Scheduler::new(cfg(12));
+    let mut max = HashMap::new();
+    for id in 0..3 {
+        s.add(id, (0..8).map(|t| t + id as u32 * 100).collect(), 12, 0).unwrap();
+        max.insert(id, 12);
+    }
+    let (_, preempted) = drive(&mut s, &max);
+    assert!(!preempted.is_empty(), "the pool is too small for all three at once");
+    assert!(preempted.iter().all(|&id| id != 0), "the oldest is never preempted: {preempted:?}");
+    assert_eq!(s.blocks().n_in_use(), 0);
+    assert_eq!(s.n_running() + s.n_waiting(), 0);
+}
+
+#[test]
+fn requests_that_can_never_run_are_rejected_at_admission() {
+    let s = Scheduler::new(cfg(10));
+    assert_eq!(s.check(0, 5), Err(AdmitError::Empty));
+    assert!(matches!(s.check(990, 20), Err(AdmitError::TooLong { total: 1010, limit: 1000, .. })));
+    assert!(matches!(s.check(30, 20), Err(AdmitError::TooBig { needed: 13, total: 10 })));
+    assert_eq!(s.check(30, 10), Ok(()));
+}
+
+#[test]
+fn removing_a_waiting_or_running_sequence_frees_its_blocks() {
+    let mut s = Scheduler::new(cfg(16));
+    s.add(1, (0..10).collect(), 5, 0).unwrap();
+    s.add(2, (0..10).collect(), 5, 1).unwrap();
+    let (w, _) = s.schedule();
+    assert!(!w.is_empty());
+    assert!(s.blocks().n_in_use() > 0);
+    assert!(s.remove(1).is_some());
+    assert!(s.remove(2).is_some());
+    assert!(s.remove(3).is_none());
+    assert_eq!(s.blocks().n_in_use(), 0);
+}
