@@ -11,7 +11,10 @@
 
 pub mod blocks;
 pub mod detok;
+pub mod engine;
 pub mod request;
 pub mod scheduler;
+pub mod stats;
 
+pub use engine::{Engine, EngineConfig, SubmitError};
 pub use request::{Event, EventSender, FinishReason, Logprobs, Request, RequestId, TokenLogprob, Usage};

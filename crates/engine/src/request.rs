@@ -42,24 +42,33 @@ impl std::fmt::Debug for Request {
 }
 
 /// Delivers a request's events; `send` returns `false` once the receiver is
-/// gone (the client disconnected), which cancels the request.
-pub struct EventSender(Box<dyn FnMut(Event) -> bool + Send>);
+/// gone (the client disconnected), which cancels the request. `is_closed` lets
+/// the engine notice a departed client before it has anything to send.
+pub struct EventSender {
+    send: Box<dyn FnMut(Event) -> bool + Send>,
+    closed: Box<dyn Fn() -> bool + Send>,
+}
 
 impl EventSender {
-    /// Wraps a callback.
-    pub fn new(f: impl FnMut(Event) -> bool + Send + 'static) -> Self {
-        EventSender(Box::new(f))
+    /// Wraps a send callback and a "receiver gone?" check.
+    pub fn new(send: impl FnMut(Event) -> bool + Send + 'static, closed: impl Fn() -> bool + Send + 'static) -> Self {
+        EventSender { send: Box::new(send), closed: Box::new(closed) }
     }
 
-    /// A sender into a standard channel.
+    /// A sender into a standard channel (closure noticed on the next send).
     pub fn channel() -> (EventSender, std::sync::mpsc::Receiver<Event>) {
         let (tx, rx) = std::sync::mpsc::channel();
-        (EventSender::new(move |e| tx.send(e).is_ok()), rx)
+        (EventSender::new(move |e| tx.send(e).is_ok(), || false), rx)
     }
 
     /// Delivers `event`; `false` if nobody listens any more.
     pub fn send(&mut self, event: Event) -> bool {
-        (self.0)(event)
+        (self.send)(event)
+    }
+
+    /// Whether the receiver is known to be gone.
+    pub fn is_closed(&self) -> bool {
+        (self.closed)()
     }
 }
 

@@ -38,6 +38,24 @@ pub struct SchedulerConfig {
     pub max_running: usize,
 }
 
+impl SchedulerConfig {
+    /// Checks that a request of `prompt` tokens and `max_tokens` could ever run.
+    pub fn check(&self, prompt: usize, max_tokens: usize) -> Result<(), AdmitError> {
+        if prompt == 0 {
+            return Err(AdmitError::Empty);
+        }
+        let total = prompt.saturating_add(max_tokens);
+        if total > self.max_seq_len {
+            return Err(AdmitError::TooLong { prompt, max_tokens, total, limit: self.max_seq_len });
+        }
+        let needed = total.div_ceil(self.block_size);
+        if needed > self.n_blocks {
+            return Err(AdmitError::TooBig { needed, total: self.n_blocks });
+        }
+        Ok(())
+    }
+}
+
 /// The scheduler's record of one sequence.
 #[derive(Debug)]
 pub struct SeqState {
@@ -153,18 +171,7 @@ impl Scheduler {
 
     /// Checks that a request of `prompt` tokens and `max_tokens` could ever run.
     pub fn check(&self, prompt: usize, max_tokens: usize) -> Result<(), AdmitError> {
-        if prompt == 0 {
-            return Err(AdmitError::Empty);
-        }
-        let total = prompt + max_tokens;
-        if total > self.cfg.max_seq_len {
-            return Err(AdmitError::TooLong { prompt, max_tokens, total, limit: self.cfg.max_seq_len });
-        }
-        let needed = total.div_ceil(self.cfg.block_size);
-        if needed > self.cfg.n_blocks {
-            return Err(AdmitError::TooBig { needed, total: self.cfg.n_blocks });
-        }
-        Ok(())
+        self.cfg.check(prompt, max_tokens)
     }
 
     /// Queues a sequence (after [`Scheduler::check`]).
@@ -275,8 +282,8 @@ impl Scheduler {
             let full = seq.n_computed / bs;
             if full > seq.n_registered {
                 let hashes = self.blocks.block_hashes(seq.salt, &seq.tokens[..full * bs]);
-                for b in seq.n_registered..full {
-                    self.blocks.register(seq.table[b], hashes[b]);
+                for (&block, &hash) in seq.table[seq.n_registered..full].iter().zip(&hashes[seq.n_registered..]) {
+                    self.blocks.register(block, hash);
                 }
                 seq.n_registered = full;
             }
