@@ -21,6 +21,7 @@ use half::f16;
 use kernels::attention::{attend_block_tiled, attend_row_online, TiledScratch, TILE};
 use kernels::ThreadPool;
 
+use crate::batch::SeqBatch;
 use crate::kv_cache::KvCache;
 
 /// The attention shape of one layer.
@@ -83,8 +84,8 @@ thread_local! {
 /// `out[t, h] = softmax(scale · q[t, h] · K[seq(t), ..=pos(t)]) · V[seq(t), ..=pos(t)]`.
 ///
 /// Shapes: `q (n_rows, n_head, head_dim)`, `out (n_rows, n_head, head_dim_v)`;
-/// `rows[t]` gives row `t`'s sequence, position and kernel; `tables[s]` is
-/// sequence `s`'s block table, which must already hold the keys and values of
+/// `rows[t]` gives row `t`'s sequence, position and kernel; `batch[s].block_table`
+/// is sequence `s`'s block table, which must already hold the keys and values of
 /// positions `..=pos` for every row (the caller stores them first).
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
@@ -93,7 +94,7 @@ pub fn attend(
     q: &[f32],
     out: &mut [f32],
     rows: &[RowPos],
-    tables: &[&[u32]],
+    batch: &[SeqBatch],
     kv: &KvCache,
     scratch: &mut AttnScratch,
     pool: &ThreadPool,
@@ -115,7 +116,7 @@ pub fn attend(
         let (blocks, positions) = (&*blocks, &*positions);
         pool.split_mut_ranges(tiled_out, ranges, &|i, block_out| {
             let (r0, n, kvh) = blocks[i];
-            let table = tables[rows[r0].seq];
+            let table = batch[rows[r0].seq].block_table;
             SCRATCH.with(|cell| {
                 let scratch = &mut *cell.borrow_mut();
                 attend_block_tiled(
@@ -154,7 +155,7 @@ pub fn attend(
                         continue;
                     }
                     let RowPos { seq, pos, .. } = rows[t];
-                    let table = tables[seq];
+                    let table = batch[seq].block_table;
                     let kvh = h / group;
                     let qh = &q[(t * shape.n_head + h) * hd..][..hd];
                     let start = shape.window.map_or(0, |w| (pos + 1).saturating_sub(w));
@@ -283,7 +284,8 @@ mod tests {
             let rows = [RowPos { seq: 0, pos: 5, tiled: false }, RowPos { seq: 0, pos: 2, tiled: true }];
             let q: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin()).collect();
             let mut out = vec![0.0; 16];
-            attend(&shape, 0, &q, &mut out, &rows, &[&table], &kv, &mut AttnScratch::default(), &pool);
+            let batch = [SeqBatch { tokens: &[0], pos: 0, block_table: &table, logits: crate::batch::Logits::None }];
+            attend(&shape, 0, &q, &mut out, &rows, &batch, &kv, &mut AttnScratch::default(), &pool);
             for (t, row) in rows.iter().enumerate() {
                 let start = window.map_or(0, |w| (row.pos + 1).saturating_sub(w));
                 let keys: Vec<_> = (start..=row.pos).map(key).collect();

@@ -140,7 +140,6 @@ impl Gemma3 {
             scale: 1.0,
             window: if sliding { hp.sliding_window } else { None },
         };
-        let tables: Vec<&[u32]> = batch.iter().map(|s| s.block_table).collect();
 
         let x = buf(&mut ws.x, n * e); // (n, n_embd)
         let xn = buf(&mut ws.xn, n * e); // (n, n_embd)
@@ -192,10 +191,10 @@ impl Gemma3 {
                     rms_norm_inplace(head, &layer.k_norm, hp.rms_eps);
                 }
                 rope(kt, hd, c, s, RopeStyle::Neox);
-                let block = tables[row.seq][row.pos / bs] as usize;
+                let block = batch[row.seq].block_table[row.pos / bs] as usize;
                 kv.store(l, block, row.pos % bs, kt, &v[t * vd..(t + 1) * vd]);
             }
-            attend(&shape(layer.sliding), l, q, att, &ws.rows, &tables, kv, &mut ws.attn, pool);
+            attend(&shape(layer.sliding), l, q, att, &ws.rows, batch, kv, &mut ws.attn, pool);
             matmul(&layer.wo.qmatrix(), att, n, tmp, scratch, pool);
             for row in tmp.chunks_exact_mut(e) {
                 rms_norm_inplace(row, &layer.post_attn_norm, hp.rms_eps);

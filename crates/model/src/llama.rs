@@ -113,7 +113,6 @@ impl Llama {
             scale: 1.0 / (hp.head_dim as f32).sqrt(),
             window: None,
         };
-        let tables: Vec<&[u32]> = batch.iter().map(|s| s.block_table).collect();
 
         let x = buf(&mut ws.x, n * e); // (n, n_embd)
         let xn = buf(&mut ws.xn, n * e); // (n, n_embd)
@@ -147,10 +146,10 @@ impl Llama {
                 let (c, s) = (&cos[t * half_rot..][..half_rot], &sin[t * half_rot..][..half_rot]);
                 rope(&mut q[t * qd..(t + 1) * qd], hp.head_dim, c, s, RopeStyle::Interleaved);
                 rope(&mut k[t * kd..(t + 1) * kd], hp.head_dim, c, s, RopeStyle::Interleaved);
-                let block = tables[row.seq][row.pos / bs] as usize;
+                let block = batch[row.seq].block_table[row.pos / bs] as usize;
                 kv.store(l, block, row.pos % bs, &k[t * kd..(t + 1) * kd], &v[t * vd..(t + 1) * vd]);
             }
-            attend(&shape, l, q, att, &ws.rows, &tables, kv, &mut ws.attn, pool);
+            attend(&shape, l, q, att, &ws.rows, batch, kv, &mut ws.attn, pool);
             matmul(&layer.wo.qmatrix(), att, n, tmp, scratch, pool);
             add_inplace(x, tmp);
 
