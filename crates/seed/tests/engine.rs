@@ -65,18 +65,17 @@ fn collect(rx: &Receiver<Event>) -> (Vec<u32>, String, FinishReason, Usage) {
     }
 }
 
+/// The 16 golden prompts: 8 raw and 8 chat-templated.
 fn prompts(m: &LoadedModel) -> Vec<Vec<u32>> {
     let golden = common::golden_json("smollm2-135m-instruct-q4_1.json");
-    golden["raw_completions"]
-        .as_array()
-        .expect("raw")
-        .iter()
-        .map(|r| m.tokenizer.encode(r["prompt"].as_str().expect("prompt"), true, true))
-        .collect()
+    let raw = golden["raw_completions"].as_array().expect("raw").iter().map(|r| r["prompt"].as_str().expect("prompt"));
+    let chat =
+        golden["chat_completions"].as_array().expect("chat").iter().map(|c| c["templated_prompt"].as_str().expect("t"));
+    raw.chain(chat).map(|text| m.tokenize_chat_prompt(text)).collect()
 }
 
 #[test]
-fn batched_greedy_output_equals_each_request_alone() {
+fn greedy_output_in_a_batch_of_16_equals_each_request_alone() {
     let (e, m) = engine(512);
     let prompts = prompts(&m);
     let alone: Vec<Vec<u32>> = prompts
