@@ -1,0 +1,70 @@
+//! What the server is configured with: the names it serves the model under,
+//! the API key, and the limits that validation enforces.
+
+use std::time::Duration;
+
+/// Caps on what one request may ask for.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body in bytes (413 past it).
+    pub max_body_bytes: usize,
+    /// Most choices per request (`n`, times the prompts of a completion).
+    pub max_choices: usize,
+    /// Most stop strings.
+    pub max_stop: usize,
+    /// Longest stop string, in bytes.
+    pub max_stop_bytes: usize,
+    /// Most `top_logprobs` (and completions' `logprobs`).
+    pub max_top_logprobs: usize,
+    /// Most `logit_bias` entries.
+    pub max_logit_bias: usize,
+    /// Most chat messages.
+    pub max_messages: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 << 20,
+            max_choices: 16,
+            max_stop: 4,
+            max_stop_bytes: 256,
+            max_top_logprobs: 20,
+            max_logit_bias: 1024,
+            max_messages: 1024,
+        }
+    }
+}
+
+/// The server's settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The model's id in `/v1/models` and responses.
+    pub model_id: String,
+    /// Further names a request's `model` may use for the same model.
+    pub aliases: Vec<String>,
+    /// When set, every route but `/health` needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Request caps.
+    pub limits: Limits,
+    /// How long in-flight requests may run on after SIGTERM/SIGINT.
+    pub drain_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// A configuration serving `model_id` with default limits and no key.
+    pub fn new(model_id: impl Into<String>) -> Self {
+        ServerConfig {
+            model_id: model_id.into(),
+            aliases: Vec::new(),
+            api_key: None,
+            limits: Limits::default(),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Whether a request's `model` names the served model.
+    pub fn serves(&self, name: &str) -> bool {
+        name == self.model_id || self.aliases.iter().any(|a| a == name)
+    }
+}

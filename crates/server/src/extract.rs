@@ -1,0 +1,77 @@
+//! Request extractors whose rejections are [`ApiError`]s, so no framework
+//! error body ever reaches a client: the JSON body (413 past the limit, 400
+//! for anything unreadable or not JSON) and the API-key guard.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::validate::parse_json;
+
+/// A request body parsed as JSON (any JSON; validation reads it).
+pub struct JsonBody(pub Value);
+
+impl FromRequest<AppState> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.config().limits.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge { limit }
+            } else {
+                ApiError::bad_request(format!("the request body could not be read: {}", e.body_text()))
+            }
+        })?;
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+/// Middleware: with an API key configured, every route but `/health` needs
+/// `Authorization: Bearer <key>`.
+pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.config().api_key {
+        if req.uri().path() != "/health" {
+            let given = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match given {
+                None => {
+                    return ApiError::Unauthorized("missing API key: send `Authorization: Bearer <key>`")
+                        .into_response()
+                }
+                Some(g) if !same(g.as_bytes(), key.as_bytes()) => {
+                    return ApiError::Unauthorized("the API key is not valid").into_response()
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Compares two secrets in time independent of where they first differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn key_comparison() {
+        assert!(same(b"sk-abc", b"sk-abc"));
+        assert!(!same(b"sk-abc", b"sk-abd"));
+        assert!(!same(b"sk-ab", b"sk-abc"));
+    }
+}

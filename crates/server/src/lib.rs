@@ -1,0 +1,28 @@
+//! Seed's OpenAI-compatible HTTP server, over the engine.
+//!
+//! A request flows: [`extract`] (body limit, JSON, API key) → [`validate`]
+//! (typed values, one [`ApiError`] per problem) → [`routes`] (chat template,
+//! tokenize, context check) → [`generate`] (one engine request per choice, one
+//! event channel back) → [`sse`] (stream chunks) or a whole [`schema`] response.
+//! [`metrics`] renders the engine's counters for Prometheus; [`serve`] runs the
+//! listener and the graceful shutdown.
+//!
+//! Async lives only here; the engine is a plain thread behind a channel.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod generate;
+pub mod metrics;
+pub mod routes;
+pub mod schema;
+pub mod serve;
+pub mod sse;
+pub mod state;
+pub mod validate;
+
+pub use config::{Limits, ServerConfig};
+pub use error::ApiError;
+pub use routes::router;
+pub use serve::{run, serve};
+pub use state::AppState;

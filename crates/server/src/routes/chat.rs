@@ -1,0 +1,87 @@
+//! `POST /v1/chat/completions`: validate, render the chat template, tokenize,
+//! submit `n` choices, then stream them or answer with the whole completion.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::{response_id, tally};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::generate::{self, collect};
+use crate::schema::{
+    finish_reason, ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatTokenLogprob, Head, UsageBody,
+};
+use crate::sse::{self, Api};
+use crate::state::{unix_now, AppState};
+use crate::validate::{self, Context};
+
+/// The handler.
+pub async fn handler(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    tally(&state, run(&state, body).await)
+}
+
+async fn run(state: &AppState, body: serde_json::Value) -> Result<Response, ApiError> {
+    let backend = state.backend()?;
+    let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
+    let req = validate::chat::parse(&body, ctx)?;
+    if !state.config().serves(&req.model) {
+        return Err(ApiError::ModelNotFound(req.model));
+    }
+    if backend.model.chat_template.is_none() {
+        return Err(ApiError::bad_request("this model has no chat template; use /v1/completions"));
+    }
+    // Rendering and tokenizing a long conversation is CPU work: off the runtime.
+    let model = Arc::clone(&backend.model);
+    let messages = req.messages;
+    let ids = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
+        let template = model.chat_template.as_ref().ok_or_else(|| ApiError::bad_request("no chat template"))?;
+        let text = template.render(&messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+        Ok(model.tokenize_chat_prompt(&text))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))??;
+
+    let params = req.params;
+    let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
+    let sub = generate::submit(state, backend, vec![prompt], &params, "messages")?;
+    let head = Head {
+        id: response_id("chatcmpl-"),
+        created: unix_now(),
+        model: req.model,
+        fingerprint: backend.fingerprint.clone(),
+    };
+    if params.stream {
+        return Ok(sse::response(sub, Api::Chat, head, params.include_usage));
+    }
+    let (results, sub) = collect(sub).await?;
+    let mut usage = UsageBody::default();
+    let choices = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            usage.add(&r.usage, sub.first_of_prompt(index));
+            ChatChoice {
+                index,
+                message: ChatMessage { role: "assistant", content: r.text, refusal: None },
+                logprobs: params.logprobs.map(|_| ChatLogprobs {
+                    content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
+                    refusal: None,
+                }),
+                finish_reason: r.finish.map_or("stop", finish_reason),
+            }
+        })
+        .collect();
+    let body = ChatCompletion {
+        id: head.id,
+        object: "chat.completion",
+        created: head.created,
+        model: head.model,
+        system_fingerprint: head.fingerprint,
+        choices,
+        usage,
+    };
+    Ok(Json(body).into_response())
+}

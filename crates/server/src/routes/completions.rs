@@ -1,0 +1,92 @@
+//! `POST /v1/completions`: validate, tokenize each prompt (or take its token
+//! ids), submit `n` choices per prompt, then stream or answer whole.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::{response_id, tally};
+use crate::error::ApiError;
+use crate::extract::JsonBody;
+use crate::generate::{self, collect};
+use crate::schema::{finish_reason, Completion, CompletionChoice, CompletionLogprobs, Head, UsageBody};
+use crate::sse::{self, Api};
+use crate::state::{unix_now, AppState};
+use crate::validate::{self, Context, Prompt};
+
+/// The handler.
+pub async fn handler(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+    tally(&state, run(&state, body).await)
+}
+
+async fn run(state: &AppState, body: serde_json::Value) -> Result<Response, ApiError> {
+    let backend = state.backend()?;
+    let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
+    let req = validate::completion::parse(&body, ctx)?;
+    if !state.config().serves(&req.model) {
+        return Err(ApiError::ModelNotFound(req.model));
+    }
+    let model = Arc::clone(&backend.model);
+    let prompts = req.prompts;
+    let ids = tokio::task::spawn_blocking(move || -> Vec<Vec<u32>> {
+        prompts
+            .into_iter()
+            .map(|p| match p {
+                Prompt::Text(t) => model.tokenize_chat_prompt(&t),
+                Prompt::Tokens(ids) => ids,
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))?;
+
+    let params = req.params;
+    let planned = ids
+        .into_iter()
+        .map(|ids| generate::plan(backend, ids, params.max_tokens, "prompt"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sub = generate::submit(state, backend, planned, &params, "prompt")?;
+    let head = Head {
+        id: response_id("cmpl-"),
+        created: unix_now(),
+        model: req.model,
+        fingerprint: backend.fingerprint.clone(),
+    };
+    if params.stream {
+        return Ok(sse::response(sub, Api::Completion, head, params.include_usage));
+    }
+    let (results, sub) = collect(sub).await?;
+    let mut usage = UsageBody::default();
+    let choices = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            usage.add(&r.usage, sub.first_of_prompt(index));
+            let logprobs = params.logprobs.map(|_| {
+                let mut c = CompletionLogprobs::default();
+                for (lp, offset) in &r.logprobs {
+                    c.push(lp, *offset);
+                }
+                c
+            });
+            CompletionChoice {
+                text: r.text,
+                index,
+                logprobs,
+                finish_reason: Some(r.finish.map_or("stop", finish_reason)),
+            }
+        })
+        .collect();
+    let body = Completion {
+        id: head.id,
+        object: "text_completion",
+        created: head.created,
+        model: head.model,
+        system_fingerprint: head.fingerprint,
+        choices,
+        usage: Some(Some(usage)),
+    };
+    Ok(Json(body).into_response())
+}

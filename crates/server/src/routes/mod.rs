@@ -1,0 +1,60 @@
+//! The router: OpenAI's generation routes, the model list, health and
+//! metrics, behind the API-key guard, with 404/405 in the error envelope.
+
+pub mod chat;
+pub mod completions;
+pub mod info;
+
+use axum::extract::Request;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+use rand::distributions::{Alphanumeric, DistString};
+
+use crate::error::ApiError;
+use crate::metrics::count;
+use crate::state::AppState;
+
+/// Every route of the server, ready to serve or to test with `oneshot`.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().limits.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(chat::handler))
+        .route("/v1/completions", post(completions::handler))
+        .route("/v1/models", get(info::models))
+        .route("/v1/models/{id}", get(info::model))
+        .route("/health", get(info::health))
+        .route("/metrics", get(info::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(state.clone(), crate::extract::require_api_key))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound { method: req.method().to_string(), path: req.uri().path().to_string() }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed(req.method().to_string())
+}
+
+/// A response id: `prefix` and 24 random letters and digits.
+pub fn response_id(prefix: &str) -> String {
+    format!("{prefix}{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 24))
+}
+
+/// Counts a refusal by kind, and passes the result on.
+pub fn tally<T>(state: &AppState, result: Result<T, ApiError>) -> Result<T, ApiError> {
+    if let Err(e) = &result {
+        let c = state.counters();
+        match e {
+            ApiError::Busy { .. } => {} // counted where the engine refused
+            ApiError::Unavailable(_) => count(&c.rejected_unavailable),
+            ApiError::Internal(_) => {}
+            _ => count(&c.rejected_invalid),
+        }
+    }
+    result
+}

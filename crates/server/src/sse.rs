@@ -1,0 +1,223 @@
+//! Streaming responses: engine events become OpenAI's server-sent events.
+//!
+//! Each event is one `data: <json>\n\n` frame; the stream ends with
+//! `data: [DONE]`. Chat streams open with a `role` chunk per choice; text
+//! chunks follow (the engine never splits a UTF-8 character, and holds back
+//! text that may begin a stop string); each choice closes with a chunk that
+//! carries its `finish_reason`; with `stream_options.include_usage` every chunk
+//! has `"usage": null` and a last chunk with no choices carries the usage. An
+//! engine error, or an abort at shutdown, is sent as an `{"error":…}` frame
+//! before `[DONE]`.
+//!
+//! The stream owns the [`Submission`]: when the client disconnects, the server
+//! drops the stream, and the engine cancels every choice within a step.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use engine::{Event, FinishReason};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::generate::Submission;
+use crate::schema::{
+    finish_reason, ChatChunk, ChatLogprobs, ChatTokenLogprob, ChunkChoice, Completion, CompletionChoice,
+    CompletionLogprobs, Delta, Head, UsageBody,
+};
+
+/// Which API's chunk shapes to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// `chat.completion.chunk`.
+    Chat,
+    /// `text_completion`.
+    Completion,
+}
+
+/// How long a stream may stay silent (queued, or a long prompt) before a
+/// keep-alive comment is sent.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// The SSE response for a submission.
+pub fn response(sub: Submission, api: Api, head: Head, include_usage: bool) -> Response {
+    let streamer = Streamer::new(sub, api, head, include_usage);
+    let stream = futures_util::stream::unfold(streamer, |mut s| async move {
+        let frame = s.next_frame().await?;
+        Some((Ok::<_, Infallible>(SseEvent::default().data(frame)), s))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
+}
+
+/// The `data:` payload that ends every stream.
+pub const DONE: &str = "[DONE]";
+
+struct Streamer {
+    sub: Submission,
+    api: Api,
+    head: Head,
+    include_usage: bool,
+    /// Frames ready to send.
+    queue: VecDeque<String>,
+    /// Choices not finished yet.
+    remaining: usize,
+    usage: UsageBody,
+    /// Bytes of text sent so far, per choice (completions' `text_offset`).
+    offsets: Vec<usize>,
+    ended: bool,
+}
+
+fn json(v: &impl Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":{{\"message\":\"serializing: {e}\"}}}}"))
+}
+
+impl Streamer {
+    fn new(sub: Submission, api: Api, head: Head, include_usage: bool) -> Self {
+        let n = sub.n_choices;
+        let mut s = Streamer {
+            sub,
+            api,
+            head,
+            include_usage,
+            queue: VecDeque::new(),
+            remaining: n,
+            usage: UsageBody::default(),
+            offsets: vec![0; n],
+            ended: false,
+        };
+        if api == Api::Chat {
+            for index in 0..n {
+                let delta = Delta { role: Some("assistant"), content: Some(String::new()) };
+                s.push_chat(ChunkChoice { index, delta, logprobs: None, finish_reason: None });
+            }
+        }
+        s
+    }
+
+    async fn next_frame(&mut self) -> Option<String> {
+        loop {
+            if let Some(f) = self.queue.pop_front() {
+                return Some(f);
+            }
+            if self.ended {
+                return None;
+            }
+            if self.remaining == 0 {
+                self.finish();
+                continue;
+            }
+            match self.sub.next().await {
+                Some((index, event)) => self.on_event(index, event),
+                None => self.fail(ApiError::Internal("the engine stopped before the request finished".into())),
+            }
+        }
+    }
+
+    fn on_event(&mut self, index: usize, event: Event) {
+        match event {
+            Event::Token { text, logprobs, .. } => {
+                if !text.is_empty() || logprobs.is_some() {
+                    self.push_text(index, text, logprobs.as_ref(), None);
+                }
+            }
+            Event::Done { finish_reason: FinishReason::Cancelled, .. } => {
+                self.fail(ApiError::Unavailable("the request was aborted: the server is shutting down".into()))
+            }
+            Event::Done { finish_reason: reason, usage, text } => {
+                let first = self.sub.first_of_prompt(index);
+                self.usage.add(&usage, first);
+                if self.api == Api::Chat && !text.is_empty() {
+                    self.push_text(index, text, None, None);
+                    self.push_text(index, String::new(), None, Some(reason));
+                } else {
+                    self.push_text(index, text, None, Some(reason));
+                }
+                self.remaining = self.remaining.saturating_sub(1);
+            }
+            Event::Error { message } => self.fail(ApiError::Internal(format!("generation failed: {message}"))),
+        }
+    }
+
+    /// Queues a chunk with new text (and/or log-probs, and/or the end).
+    fn push_text(&mut self, index: usize, text: String, lp: Option<&engine::Logprobs>, end: Option<FinishReason>) {
+        let finish = end.map(finish_reason);
+        match self.api {
+            Api::Chat => {
+                let logprobs =
+                    lp.map(|l| ChatLogprobs { content: vec![ChatTokenLogprob::from_engine(l)], refusal: None });
+                let delta = match end {
+                    Some(_) => Delta::default(),
+                    None => Delta { role: None, content: Some(text) },
+                };
+                self.push_chat(ChunkChoice { index, delta, logprobs, finish_reason: finish });
+            }
+            Api::Completion => {
+                let offset = self.offsets.get(index).copied().unwrap_or(0);
+                let logprobs = lp.map(|l| {
+                    let mut c = CompletionLogprobs::default();
+                    c.push(l, offset);
+                    c
+                });
+                if let Some(o) = self.offsets.get_mut(index) {
+                    *o += text.len();
+                }
+                let choice = CompletionChoice { text, index, logprobs, finish_reason: finish };
+                self.push_completion(vec![choice], self.include_usage.then_some(None));
+            }
+        }
+    }
+
+    fn push_chat(&mut self, choice: ChunkChoice) {
+        self.push_chat_chunk(vec![choice], self.include_usage.then_some(None));
+    }
+
+    fn push_chat_chunk(&mut self, choices: Vec<ChunkChoice>, usage: Option<Option<UsageBody>>) {
+        let h = &self.head;
+        let chunk = ChatChunk {
+            id: h.id.clone(),
+            object: "chat.completion.chunk",
+            created: h.created,
+            model: h.model.clone(),
+            system_fingerprint: h.fingerprint.clone(),
+            choices,
+            usage,
+        };
+        self.queue.push_back(json(&chunk));
+    }
+
+    fn push_completion(&mut self, choices: Vec<CompletionChoice>, usage: Option<Option<UsageBody>>) {
+        let h = &self.head;
+        let chunk = Completion {
+            id: h.id.clone(),
+            object: "text_completion",
+            created: h.created,
+            model: h.model.clone(),
+            system_fingerprint: h.fingerprint.clone(),
+            choices,
+            usage,
+        };
+        self.queue.push_back(json(&chunk));
+    }
+
+    /// Every choice is done: the usage chunk (if asked for), then `[DONE]`.
+    fn finish(&mut self) {
+        if self.include_usage {
+            let usage = Some(Some(self.usage));
+            match self.api {
+                Api::Chat => self.push_chat_chunk(Vec::new(), usage),
+                Api::Completion => self.push_completion(Vec::new(), usage),
+            }
+        }
+        self.queue.push_back(DONE.into());
+        self.ended = true;
+    }
+
+    /// Ends the stream with an error frame and `[DONE]`.
+    fn fail(&mut self, e: ApiError) {
+        self.queue.push_back(json(&e.body()));
+        self.queue.push_back(DONE.into());
+        self.ended = true;
+    }
+}

@@ -1,0 +1,97 @@
+//! `POST /v1/chat/completions` bodies: messages and chat log-prob settings.
+
+use model::chat::Message;
+use serde_json::Value;
+
+use super::fields::{self, wrong_type, Fields};
+use super::{gen_params, model_name, top_logprobs, Context, GenParams};
+use crate::error::ApiError;
+
+/// A validated chat request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatRequest {
+    /// The model asked for (checked against the served names by the route).
+    pub model: String,
+    /// The conversation: roles `system`, `user`, `assistant`.
+    pub messages: Vec<Message>,
+    /// Everything else.
+    pub params: GenParams,
+}
+
+/// Validates a chat request body.
+pub fn parse(body: &Value, ctx: Context) -> Result<ChatRequest, ApiError> {
+    let f = fields::object("", body)?;
+    let model = model_name(&f)?.to_string();
+    let messages = messages(&f, ctx)?;
+    // `logprobs` is a boolean here; `top_logprobs` needs it.
+    let wants = f.boolean("logprobs")?.unwrap_or(false);
+    let top = top_logprobs(&f, "top_logprobs", ctx.limits)?;
+    if top.is_some() && !wants {
+        return Err(ApiError::invalid("top_logprobs", "`top_logprobs` needs `logprobs` set to true"));
+    }
+    let logprobs = wants.then(|| top.unwrap_or(0));
+    let params = gen_params(&f, ctx, logprobs)?;
+    Ok(ChatRequest { model, messages, params })
+}
+
+fn messages(f: &Fields, ctx: Context) -> Result<Vec<Message>, ApiError> {
+    let v = f.get("messages").ok_or_else(|| ApiError::invalid("messages", "`messages` is required"))?;
+    let Value::Array(items) = v else { return Err(wrong_type("messages", "an array of messages", v)) };
+    if items.is_empty() {
+        return Err(ApiError::invalid("messages", "`messages` must contain at least one message"));
+    }
+    if items.len() > ctx.limits.max_messages {
+        return Err(ApiError::invalid(
+            "messages",
+            format!("{} messages given; at most {}", items.len(), ctx.limits.max_messages),
+        ));
+    }
+    items.iter().enumerate().map(|(i, m)| message(i, m)).collect()
+}
+
+fn message(i: usize, v: &Value) -> Result<Message, ApiError> {
+    let name = format!("messages[{i}]");
+    let m = fields::object(&name, v)?;
+    let role = match m.required_string("role")? {
+        "system" | "developer" => "system",
+        "user" => "user",
+        "assistant" => "assistant",
+        other => {
+            return Err(ApiError::invalid(
+                m.param("role"),
+                format!(
+                    "`{}` is `{other}`; this server accepts system, developer, user and assistant",
+                    m.param("role")
+                ),
+            ))
+        }
+    };
+    let content = match m.get("content") {
+        // An assistant turn may carry no text (OpenAI allows null there).
+        None if role == "assistant" => String::new(),
+        None => return Err(ApiError::invalid(m.param("content"), format!("`{}` is required", m.param("content")))),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => text_parts(&m.param("content"), parts)?,
+        Some(other) => return Err(wrong_type(&m.param("content"), "a string or an array of text parts", other)),
+    };
+    Ok(Message::new(role, content))
+}
+
+/// Joins the text parts of a content array; any other part type is refused.
+fn text_parts(param: &str, parts: &[Value]) -> Result<String, ApiError> {
+    let mut texts = Vec::with_capacity(parts.len());
+    for (j, p) in parts.iter().enumerate() {
+        let name = format!("{param}[{j}]");
+        let part = fields::object(&name, p)?;
+        match part.required_string("type")? {
+            "text" => texts.push(part.required_string("text")?),
+            other => {
+                return Err(ApiError::invalid(
+                    part.param("type"),
+                    format!("content parts of type `{other}` are not supported; only `text`"),
+                ))
+            }
+        }
+    }
+    Ok(texts.join("\n"))
+}
