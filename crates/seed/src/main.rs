@@ -32,6 +32,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Perplexity of a text file, scored as llama-perplexity does.
     Perplexity(cmd::perplexity::PerplexityArgs),
+    /// Serve the OpenAI-compatible HTTP API (chat, completions, streaming, metrics).
+    Serve(cmd::serve::ServeArgs),
 }
 
 fn main() -> Result<()> {
@@ -48,5 +50,6 @@ fn main() -> Result<()> {
         Command::Generate(args) => cmd::generate::run(args),
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     }
 }

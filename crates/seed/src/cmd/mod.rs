@@ -6,3 +6,4 @@ pub mod generate;
 pub mod models;
 pub mod perplexity;
 pub mod run;
+pub mod serve;

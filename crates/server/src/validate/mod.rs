@@ -54,13 +54,7 @@ pub struct GenParams {
 
 /// Parses a request body as a JSON value.
 pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the request body is not valid JSON: {e} (at line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
 /// The requested model name (required, a string).

@@ -1,0 +1,384 @@
+//! The HTTP API on the real default model, through the router with `oneshot`
+//! (no socket): every bad input is a 4xx in OpenAI's envelope, responses and
+//! stream chunks have OpenAI's shapes, and the answers are the model's.
+
+mod serving;
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+use server::AppState;
+use serving::{assert_envelope, call, post, sse_frames, state, streamed_text, MAX_BODY, N_CTX};
+
+const CHAT: &str = "/v1/chat/completions";
+const COMPLETIONS: &str = "/v1/completions";
+
+fn chat(extra: Value) -> Value {
+    let mut body = json!({"model": "any", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4});
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    body
+}
+
+fn completion(extra: Value) -> Value {
+    let mut body = json!({"model": "any", "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0});
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    body
+}
+
+/// Every case of the API's bad input: (what, route, body, status, param).
+fn bad_inputs() -> Vec<(&'static str, &'static str, String, u16, Option<&'static str>)> {
+    let n_vocab = serving::model().tokenizer.n_vocab();
+    let c = |v: Value| chat(v).to_string();
+    let p = |v: Value| completion(v).to_string();
+    vec![
+        ("malformed JSON", CHAT, "{\"model\": \"any\", ".into(), 400, None),
+        ("a body that is not an object", CHAT, "[1, 2]".into(), 400, Some("body")),
+        ("an empty body", COMPLETIONS, String::new(), 400, None),
+        ("temperature of the wrong type", CHAT, c(json!({"temperature": "warm"})), 400, Some("temperature")),
+        ("temperature above 2", CHAT, c(json!({"temperature": 2.01})), 400, Some("temperature")),
+        ("top_p of 0", CHAT, c(json!({"top_p": 0.0})), 400, Some("top_p")),
+        ("top_p above 1", COMPLETIONS, p(json!({"top_p": 1.5})), 400, Some("top_p")),
+        ("n above the cap", CHAT, c(json!({"n": 17})), 400, Some("n")),
+        ("top_logprobs above 20", CHAT, c(json!({"logprobs": true, "top_logprobs": 21})), 400, Some("top_logprobs")),
+        ("completions logprobs above 20", COMPLETIONS, p(json!({"logprobs": 21})), 400, Some("logprobs")),
+        (
+            "logit_bias id = vocabulary size",
+            CHAT,
+            c(json!({"logit_bias": {n_vocab.to_string(): 1}})),
+            400,
+            Some("logit_bias"),
+        ),
+        ("logit_bias above 100", CHAT, c(json!({"logit_bias": {"42": 100.5}})), 400, Some("logit_bias.42")),
+        ("too many stop strings", CHAT, c(json!({"stop": ["a", "b", "c", "d", "e"]})), 400, Some("stop")),
+        ("a too long stop string", CHAT, c(json!({"stop": "s".repeat(257)})), 400, Some("stop")),
+        ("empty messages", CHAT, c(json!({"messages": []})), 400, Some("messages")),
+        ("messages missing", CHAT, json!({"model": "any"}).to_string(), 400, Some("messages")),
+        ("empty prompt", COMPLETIONS, p(json!({"prompt": ""})), 400, Some("prompt")),
+        ("token id outside the vocabulary", COMPLETIONS, p(json!({"prompt": [1, n_vocab]})), 400, Some("prompt[1]")),
+        ("max_tokens over the context", CHAT, c(json!({"max_tokens": N_CTX})), 400, Some("max_tokens")),
+        ("prompt over the context", COMPLETIONS, p(json!({"prompt": vec![42; N_CTX + 1]})), 400, Some("prompt")),
+        ("max_tokens of 0", COMPLETIONS, p(json!({"max_tokens": 0})), 400, Some("max_tokens")),
+        ("unknown model", CHAT, c(json!({"model": "gpt-17"})), 404, Some("model")),
+        ("unknown model (completions)", COMPLETIONS, p(json!({"model": "gpt-17"})), 404, Some("model")),
+        ("body over the limit", CHAT, c(json!({"user": "u", "pad": "x".repeat(MAX_BODY)})), 413, None),
+        (
+            "an unsupported content part",
+            CHAT,
+            c(json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})),
+            400,
+            Some("messages[0].content[0].type"),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_bad_input_is_a_4xx_in_the_openai_envelope() {
+    let s = state();
+    for (what, route, body, status, param) in bad_inputs() {
+        let r = call(&s, "POST", route, body, &[]).await;
+        assert_eq!(r.status.as_u16(), status, "{what}: {}", r.text);
+        let v = r.json();
+        assert_envelope(&v);
+        if let Some(param) = param {
+            assert_eq!(v["error"]["param"], param, "{what}: {v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn context_overflow_names_both_counts() {
+    let s = state();
+    let r = post(&s, COMPLETIONS, &completion(json!({"max_tokens": N_CTX - 2}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "context_length_exceeded");
+    // "The capital of France is" is 5 tokens.
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("5 tokens") && msg.contains(&(N_CTX - 2).to_string()) && msg.contains(&N_CTX.to_string()),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_use_the_envelope() {
+    let s = state();
+    let r = call(&s, "GET", "/v1/engines", "", &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_envelope(&r.json());
+    let r = call(&s, "GET", CHAT, "", &[]).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_envelope(&r.json());
+}
+
+#[tokio::test]
+async fn completion_is_the_models_greedy_answer_in_openais_shape() {
+    let s = state();
+    let r = post(&s, COMPLETIONS, &completion(json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert!(v["id"].as_str().is_some_and(|id| id.starts_with("cmpl-")), "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert!(v["created"].as_u64().is_some_and(|t| t > 1_600_000_000));
+    assert_eq!(v["model"], "any");
+    assert!(v["system_fingerprint"].as_str().is_some_and(|f| f.starts_with("fp_")));
+    let c = &v["choices"][0];
+    // llama.cpp's greedy continuation (as `seed generate`).
+    assert_eq!(c["text"], " Paris.\n\n");
+    assert_eq!(c["index"], 0);
+    assert_eq!(c["finish_reason"], "length");
+    assert!(c["logprobs"].is_null());
+    let u = &v["usage"];
+    assert_eq!(
+        (u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64(), u["total_tokens"].as_u64()),
+        (Some(5), Some(4), Some(9))
+    );
+    assert!(u["prompt_tokens_details"]["cached_tokens"].as_u64().is_some());
+}
+
+#[tokio::test]
+async fn chat_answer_in_openais_shape_and_the_same_streamed() {
+    let s = state();
+    let body = chat(json!({"temperature": 0, "max_tokens": 12}));
+    let r = post(&s, CHAT, &body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert!(v["id"].as_str().is_some_and(|id| id.starts_with("chatcmpl-")), "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    let c = &v["choices"][0];
+    assert_eq!(c["message"]["role"], "assistant");
+    let text = c["message"]["content"].as_str().expect("content").to_string();
+    assert!(!text.is_empty());
+    assert!(["stop", "length"].contains(&c["finish_reason"].as_str().unwrap_or_default()));
+    let u = &v["usage"];
+    assert_eq!(
+        u["total_tokens"].as_u64(),
+        Some(u["prompt_tokens"].as_u64().unwrap_or(0) + u["completion_tokens"].as_u64().unwrap_or(0))
+    );
+
+    let mut stream = body.clone();
+    stream["stream"] = json!(true);
+    stream["stream_options"] = json!({"include_usage": true});
+    let r = post(&s, CHAT, &stream).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"].to_str().unwrap_or_default().starts_with("text/event-stream"));
+    let frames = sse_frames(&r.text);
+    assert_eq!(frames.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> =
+        frames[..frames.len() - 1].iter().map(|f| serde_json::from_str(f).expect("JSON")).collect();
+    let id = chunks[0]["id"].as_str().expect("id");
+    for ch in &chunks {
+        assert_eq!(ch["id"], id, "one id per stream");
+        assert_eq!(ch["object"], "chat.completion.chunk");
+        assert!(ch.get("usage").is_some(), "with include_usage every chunk has `usage`: {ch}");
+    }
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let last = chunks.last().expect("usage chunk");
+    assert_eq!(last["choices"], json!([]));
+    for k in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(last["usage"][k], v["usage"][k], "{k}");
+    }
+    // The same prompt again: its first full 32-token block comes from the prefix cache.
+    assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 32, "{last}");
+    let finish = &chunks[chunks.len() - 2]["choices"][0];
+    assert_eq!(finish["finish_reason"], c["finish_reason"]);
+    assert_eq!(finish["delta"], json!({}));
+    assert_eq!(streamed_text(&frames), text, "streamed text = whole text");
+}
+
+#[tokio::test]
+async fn completion_stream_without_usage_has_no_usage_field() {
+    let s = state();
+    let r = post(&s, COMPLETIONS, &completion(json!({"stream": true, "logprobs": 2}))).await;
+    let frames = sse_frames(&r.text);
+    assert_eq!(frames.last().map(String::as_str), Some("[DONE]"));
+    assert_eq!(streamed_text(&frames), " Paris.\n\n");
+    let mut tokens = 0;
+    for f in &frames[..frames.len() - 1] {
+        let ch: Value = serde_json::from_str(f).expect("JSON");
+        assert_eq!(ch["object"], "text_completion");
+        assert!(ch.get("usage").is_none(), "{ch}");
+        let lp = &ch["choices"][0]["logprobs"];
+        if !lp.is_null() {
+            tokens += 1;
+            assert_eq!(lp["top_logprobs"][0].as_object().map(|m| m.len()), Some(2), "{lp}");
+        }
+    }
+    assert_eq!(tokens, 4, "one log-prob entry per token");
+}
+
+#[tokio::test]
+async fn logprobs_in_both_formats() {
+    let s = state();
+    let r = post(&s, CHAT, &chat(json!({"temperature": 0, "logprobs": true, "top_logprobs": 3}))).await;
+    let v = r.json();
+    let content = v["choices"][0]["logprobs"]["content"].as_array().expect("content").clone();
+    assert_eq!(content.len() as u64, v["usage"]["completion_tokens"].as_u64().expect("n"));
+    for t in &content {
+        let top = t["top_logprobs"].as_array().expect("top");
+        assert_eq!(top.len(), 3);
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(top[0]["token"], t["token"]);
+        assert!(t["logprob"].as_f64().is_some_and(|l| l <= 0.0));
+        assert!(t["bytes"].as_array().is_some_and(|b| !b.is_empty()));
+    }
+    let r = post(&s, COMPLETIONS, &completion(json!({"logprobs": 1}))).await;
+    let lp = r.json()["choices"][0]["logprobs"].clone();
+    assert_eq!(lp["tokens"], json!([" Paris", ".", "\n", "\n"]));
+    assert_eq!(lp["text_offset"], json!([0, 6, 7, 8]));
+    // llama.cpp gives " Paris" -0.2484 after this prompt.
+    assert!((lp["token_logprobs"][0].as_f64().expect("lp") + 0.2484).abs() < 0.01, "{lp}");
+}
+
+#[tokio::test]
+async fn stop_strings_end_the_text_before_them() {
+    let s = state();
+    let r = post(&s, COMPLETIONS, &completion(json!({"stop": ["."], "max_tokens": 8}))).await;
+    let c = &r.json()["choices"][0];
+    assert_eq!(c["text"], " Paris");
+    assert_eq!(c["finish_reason"], "stop");
+    let r = post(&s, COMPLETIONS, &completion(json!({"stop": "ris", "stream": true}))).await;
+    assert_eq!(streamed_text(&sse_frames(&r.text)), " Pa");
+}
+
+#[tokio::test]
+async fn seeds_repeat_and_n_choices_use_seed_plus_i() {
+    let s = state();
+    let body =
+        completion(json!({"prompt": "Once upon a time", "temperature": 1.0, "max_tokens": 12, "seed": 7, "n": 3}));
+    let texts = |v: Value| -> Vec<String> {
+        v["choices"]
+            .as_array()
+            .expect("choices")
+            .iter()
+            .map(|c| c["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let a = texts(post(&s, COMPLETIONS, &body).await.json());
+    let b = texts(post(&s, COMPLETIONS, &body).await.json());
+    assert_eq!(a, b, "the same seed repeats");
+    assert_eq!(a.len(), 3);
+    assert!(a[0] != a[1] || a[1] != a[2], "choices differ: {a:?}");
+    // Choice i has seed 7 + i: choice 1 is the seed-8 request's choice 0.
+    let mut single = body.clone();
+    single["n"] = json!(1);
+    single["seed"] = json!(8);
+    assert_eq!(texts(post(&s, COMPLETIONS, &single).await.json()), vec![a[1].clone()]);
+}
+
+#[tokio::test]
+async fn several_prompts_and_n_choices_are_indexed_prompt_major() {
+    let s = state();
+    let body = completion(json!({"prompt": ["The capital of France is", "The capital of France is"], "n": 2}));
+    let v = post(&s, COMPLETIONS, &body).await.json();
+    let choices = v["choices"].as_array().expect("choices");
+    assert_eq!(choices.len(), 4);
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["text"], " Paris.\n\n");
+    }
+    // Prompt tokens count once per prompt, not per choice.
+    assert_eq!(v["usage"]["prompt_tokens"], 10);
+    assert_eq!(v["usage"]["completion_tokens"], 16);
+}
+
+#[tokio::test]
+async fn greedy_output_under_concurrent_load_equals_each_request_alone() {
+    let s = state();
+    let prompts = ["The capital of France is", "Water boils at", "My favourite colour is", "In 1492,"];
+    let body = |p: &str| completion(json!({"prompt": p, "max_tokens": 24}));
+    let mut alone = Vec::new();
+    for p in prompts {
+        alone.push(post(&s, COMPLETIONS, &body(p)).await.json()["choices"][0]["text"].clone());
+    }
+    let mut tasks = Vec::new();
+    for round in 0..3 {
+        for p in prompts {
+            let (s, b) = (s.clone(), body(p));
+            tasks.push((round, p, tokio::spawn(async move { post(&s, COMPLETIONS, &b).await.json() })));
+        }
+    }
+    for (round, p, t) in tasks {
+        let v = t.await.expect("task");
+        let i = prompts.iter().position(|x| *x == p).expect("prompt");
+        assert_eq!(v["choices"][0]["text"], alone[i], "round {round}, {p:?}");
+    }
+}
+
+#[tokio::test]
+async fn models_health_and_metrics() {
+    let s = state();
+    let v = call(&s, "GET", "/v1/models", "", &[]).await.json();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"][0]["id"], serving::MODEL_ID);
+    assert_eq!(v["data"][0]["object"], "model");
+    assert_eq!(call(&s, "GET", "/v1/models/any", "", &[]).await.status, StatusCode::OK);
+    assert_eq!(call(&s, "GET", "/v1/models/other", "", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(call(&s, "GET", "/health", "", &[]).await.json()["status"], "ok");
+    post(&s, COMPLETIONS, &completion(json!({}))).await;
+    let r = call(&s, "GET", "/metrics", "", &[]).await;
+    assert!(r.headers["content-type"].to_str().unwrap_or_default().starts_with("text/plain"));
+    let m = |name: &str| server::metrics::sample(&r.text, name).unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(m("seed_kv_blocks_total"), 256.0);
+    assert!(m("seed_generation_tokens_total") >= 4.0);
+    assert!(m("seed_time_to_first_token_seconds_count") >= 1.0);
+    assert!(r.text.contains("seed_requests_finished_total{finish_reason=\"length\"}"));
+}
+
+#[tokio::test]
+async fn loading_and_shutting_down_answer_503() {
+    let loading = AppState::new(serving::config());
+    let r = call(&loading, "GET", "/health", "", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_envelope(&r.json());
+    let r = post(&loading, CHAT, &chat(json!({}))).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("loading")));
+    assert_eq!(call(&loading, "GET", "/v1/models", "", &[]).await.status, StatusCode::OK);
+    let metrics = call(&loading, "GET", "/metrics", "", &[]).await.text;
+    assert_eq!(server::metrics::sample(&metrics, "seed_ready"), Some(0.0));
+
+    let closing = AppState::ready(serving::config(), serving::model(), serving::engine(8, 4));
+    assert_eq!(call(&closing, "GET", "/health", "", &[]).await.status, StatusCode::OK);
+    closing.begin_shutdown();
+    assert_eq!(call(&closing, "GET", "/health", "", &[]).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    let r = post(&closing, COMPLETIONS, &completion(json!({}))).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.json()["error"]["message"].as_str().is_some_and(|m| m.contains("shutting down")));
+}
+
+#[tokio::test]
+async fn a_full_queue_is_429_with_retry_after_at_once() {
+    // A waiting queue of zero: every submission finds it full.
+    let busy = AppState::ready(serving::config(), serving::model(), serving::engine(8, 0));
+    let r = post(&busy, COMPLETIONS, &completion(json!({}))).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_envelope(&r.json());
+    let metrics = call(&busy, "GET", "/metrics", "", &[]).await.text;
+    assert!(metrics.contains("seed_requests_rejected_total{reason=\"queue_full\"} 1\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn the_api_key_guards_every_route_but_health() {
+    let mut cfg = serving::config();
+    cfg.api_key = Some("sk-test".into());
+    let guarded = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
+    assert_eq!(call(&guarded, "GET", "/health", "", &[]).await.status, StatusCode::OK);
+    for (method, path) in
+        [("GET", "/v1/models"), ("GET", "/metrics"), ("POST", CHAT), ("POST", COMPLETIONS), ("GET", "/nope")]
+    {
+        let r = call(&guarded, method, path, completion(json!({})).to_string(), &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert_envelope(&r.json());
+        let r = call(&guarded, method, path, "", &[("authorization", "Bearer sk-wrong")]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    let ok = [("authorization", "Bearer sk-test")];
+    assert_eq!(call(&guarded, "GET", "/v1/models", "", &ok).await.status, StatusCode::OK);
+    let r = call(&guarded, "POST", COMPLETIONS, completion(json!({})).to_string(), &ok).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
