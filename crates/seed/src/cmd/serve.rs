@@ -41,8 +41,8 @@ pub struct ServeArgs {
     /// KV pool size in MiB (instead of --ctx × --parallel).
     #[arg(long)]
     kv_memory: Option<usize>,
-    /// Positions per KV block.
-    #[arg(long, default_value_t = 32)]
+    /// Positions per KV block (16: a shared system prompt is reused at a finer grain).
+    #[arg(long, default_value_t = 16)]
     block_size: usize,
     /// Prompts are computed in chunks of this many tokens.
     #[arg(long, default_value_t = 256)]
