@@ -382,3 +382,17 @@ async fn the_api_key_guards_every_route_but_health() {
     let r = call(&guarded, "POST", COMPLETIONS, completion(json!({})).to_string(), &ok).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+#[tokio::test]
+async fn streamed_text_never_splits_a_character() {
+    let s = state();
+    let body = completion(json!({"prompt": "日本の首都は東京です。中国の首都は", "max_tokens": 24}));
+    let whole = post(&s, COMPLETIONS, &body).await.json()["choices"][0]["text"].as_str().expect("text").to_string();
+    assert!(whole.chars().any(|c| !c.is_ascii()), "a multi-byte answer: {whole:?}");
+    assert!(!whole.contains('\u{FFFD}'), "no replacement characters: {whole:?}");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let frames = sse_frames(&post(&s, COMPLETIONS, &streamed).await.text);
+    // Each chunk is a JSON string, so whole characters; together they are the answer.
+    assert_eq!(streamed_text(&frames), whole);
+}
