@@ -84,7 +84,9 @@ fn a_client_that_disconnects_mid_stream_gives_back_every_kv_block() {
     }
     let whole = json!({"model": "any", "prompt": "Hello", "max_tokens": 1000, "temperature": 0, "ignore_eos": true});
     let pending = server.send("POST", "/v1/completions", &whole.to_string());
-    assert!(server.metric("seed_kv_blocks_used") > 0.0, "the streams hold blocks");
+    // Wait until the whole request runs too, so that all five are cancelled.
+    assert_eq!(server.wait_metric("seed_requests_running", 5.0, Duration::from_secs(60)), 5.0);
+    assert!(server.metric("seed_kv_blocks_used") > 0.0, "the requests hold blocks");
     drop(streams);
     drop(pending);
     let used = server.wait_metric("seed_kv_blocks_used", start, Duration::from_secs(60));
