@@ -14,9 +14,12 @@ pub struct Case {
     pub label: String,
     pub prompt_ids: Vec<u32>,
     pub generated: Vec<u32>,
-    /// Per generated position: (target id, target logprob, top-5 (id, logprob)).
-    pub forced: Vec<(u32, Option<f32>, Vec<(u32, f32)>)>,
+    /// Per generated position: llama.cpp's teacher-forced values.
+    pub forced: Vec<Forced>,
 }
+
+/// (target id, its log-prob if in llama.cpp's top 5, the top 5 as (id, log-prob)).
+pub type Forced = (u32, Option<f32>, Vec<(u32, f32)>);
 
 fn ids(v: &Value) -> Vec<u32> {
     v.as_array().expect("id array").iter().map(|x| x.as_u64().expect("id") as u32).collect()
