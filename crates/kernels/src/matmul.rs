@@ -161,13 +161,10 @@ pub(crate) type GemmFn = unsafe fn(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range
 pub(crate) enum Prep {
     /// ggml's block layout of the dot type (scalar kernels).
     Blocks,
-    /// The SIMD Q8 layout; `offset` stores `q + 128`, `quad` interleaves the halves
-    /// of each four blocks (see `act`).
+    /// The SIMD Q8 layout (see `act`).
     Q8 {
-        /// Store `q + 128`.
-        offset: bool,
-        /// Interleave the halves of each four blocks.
-        quad: bool,
+        /// Scale of the group corrections: `−Σq << shift`.
+        shift: u32,
     },
     /// Q8_K blocks.
     Q8K,
@@ -240,7 +237,7 @@ fn prepare<'s>(
     let cols = w.cols();
     let dot = DotType::of(w.ty()).expect("QMatrix holds a supported type");
     match (prep, dot) {
-        (Prep::Q8 { offset, quad }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, offset, quad, pool)),
+        (Prep::Q8 { shift }, _) => Acts::Q8(scratch.q8.quantize(isa, x, n_tokens, cols, shift, pool)),
         (Prep::Q8K, _) | (Prep::Blocks, DotType::Q8K) => {
             let nb = cols / crate::QK_K;
             let b = fill(&mut scratch.b8k, n_tokens * nb);

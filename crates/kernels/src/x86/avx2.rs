@@ -2,6 +2,9 @@
 //! 256-bit vector, for x86-64 CPUs without AVX-512 (and for Q8_0 on AVX-512 CPUs
 //! without VNNI). Activations are signed Q8 values; signed×signed products use the
 //! `|w|`, `sign(y, w)` trick so that `vpmaddubsw` can take them.
+//!
+//! The arithmetic is ggml's own (see `quant::order`): the 8 i32 lanes of a block's
+//! dot product are lane `l` of ggml's, each scaled and added with one FMA per block.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -114,7 +117,7 @@ unsafe fn tile<F: Legacy, const R: usize, const C: usize>(
             if F::UNSIGNED {
                 let m = f16_at(p.add(2));
                 for c in 0..C {
-                    mins[i][c] += m * *a.s.get_unchecked((t0 + c) * a.d_stride + b);
+                    mins[i][c] = m.mul_add(*a.s.get_unchecked((t0 + c) * a.d_stride + b), mins[i][c]);
                 }
             }
         }
@@ -139,7 +142,54 @@ unsafe fn tile<F: Legacy, const R: usize, const C: usize>(
     }
 }
 
-/// Sum of the 8 lanes.
+/// Q4_0 tile in the order of llama.cpp's repacked kernels (see `quant::order`): one
+/// f32 chain per output, one FMA of each block's whole integer sum.
+#[inline(always)]
+unsafe fn tile_repacked<const R: usize, const C: usize>(
+    w: &QMatrix<'_>,
+    a: &Q8View<'_>,
+    out: &Out,
+    r0: usize,
+    t0: usize,
+) {
+    let nb = w.cols() / 32;
+    let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[0.0f32; C]; R];
+    for b in 0..nb {
+        let mut wq = [_mm256_setzero_si256(); R];
+        let mut dw = [0.0f32; R];
+        for i in 0..R {
+            let p = rows[i].add(b * Q4_0::BYTES);
+            wq[i] = Q4_0::quants(p);
+            dw[i] = f16_at(p);
+        }
+        for c in 0..C {
+            let y = _mm256_loadu_si256(a.qs.as_ptr().add((t0 + c) * a.qs_stride + b * 32).cast());
+            let da = *a.d.get_unchecked((t0 + c) * a.d_stride + b);
+            for i in 0..R {
+                let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wq[i], wq[i]), _mm256_sign_epi8(y, wq[i]));
+                let sum = hsum_i32(_mm256_madd_epi16(p16, ones));
+                acc[i][c] = (sum as f32).mul_add(dw[i] * da, acc[i][c]);
+            }
+        }
+    }
+    for i in 0..R {
+        for c in 0..C {
+            out.set(t0 + c, r0 + i, acc[i][c]);
+        }
+    }
+}
+
+/// Sum of the 8 i32 lanes (exact).
+#[inline(always)]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
+}
+
+/// Sum of the 8 lanes, paired as ggml's `hsum_float_8` (see `quant::order::hsum8`).
 #[inline(always)]
 pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
@@ -162,6 +212,16 @@ macro_rules! entry {
 }
 
 entry!(gemm_q4_0, Q4_0);
+
+/// AVX2 kernel of Q4_0 in the repacked order.
+///
+/// # Safety
+/// See [`crate::matmul::GemmFn`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn gemm_q4_0_repacked(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8(a) = acts else { unreachable!("AVX2 kernel given the wrong activation layout") };
+    drive_tiles!(rows, out.n_tokens, 4, 2, tile_repacked[](w, a, out));
+}
 entry!(gemm_q4_1, Q4_1);
 entry!(gemm_q5_0, Q5_0);
 entry!(gemm_q8_0, Q8_0);

@@ -1,10 +1,16 @@
 //! AVX2 kernels of the K-quants (Q4_K, Q6_K) against Q8_K activations: 32 quants
-//! per vector, `vpmaddubsw` into i16 pairs, `vpmaddwd` with the group scales.
+//! per vector, `vpmaddubsw` into i16 pairs, `vpmaddwd` with the group scales. The
+//! integer lanes and float steps are ggml's (see `quant::order` and the scalar
+//! `vec_dot`s): 8 lanes per super-block, Q4_K's minimums in 4 more, and for
+//! repacked Q4_K matrices the whole-block or per-pair sums of llama.cpp's kernels.
+//! (The AVX-512 levels use these kernels for Q4_K matrices that llama.cpp would
+//! not repack.)
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use crate::matmul::{Acts, Out, QMatrix};
+use crate::quant::order::repacked_gemm_token;
 use crate::quant::q4_k::unpack_scales;
 use crate::quant::BlockQ8K;
 use crate::x86::avx2::hsum;
@@ -19,30 +25,57 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(p.cast::<u16>().read_unaligned()))))
 }
 
-/// Q4_K tile: rows `r0..r0+R` × tokens `t0..t0+C`.
+/// The minimum products of one super-block: lane `k` is `m_2k·S_2k + m_2k+1·S_2k+1`,
+/// `S_j` the sum of the 32 activations of sub-block `j` (from `bsums`).
 #[inline(always)]
-unsafe fn tile_q4_k<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &[BlockQ8K], out: &Out, r0: usize, t0: usize) {
+pub(crate) unsafe fn min_products(m8: [u8; 8], y: &BlockQ8K) -> __m128i {
+    let b = y.bsums.as_ptr();
+    let sums = _mm_hadd_epi16(_mm_loadu_si128(b.cast()), _mm_loadu_si128(b.add(8).cast()));
+    _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(i64::from_le_bytes(m8))), sums)
+}
+
+/// Sum of the 4 i32 lanes (exact).
+#[inline(always)]
+pub(crate) unsafe fn hsum_i32x4(v: __m128i) -> i32 {
+    let s = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
+}
+
+/// Q4_K tile: rows `r0..r0+R` × tokens `t0..t0+C`, in the order of ggml's
+/// `ggml_vec_dot_q4_K_q8_K` (`REPACKED == false`: 8 lanes of scaled sums, 4 lanes of
+/// minimum products) or of llama.cpp's repacked kernels (see `quant::order`).
+#[inline(always)]
+unsafe fn tile_q4_k<const REPACKED: bool, const R: usize, const C: usize>(
+    w: &QMatrix<'_>,
+    a: &[BlockQ8K],
+    out: &Out,
+    r0: usize,
+    t0: usize,
+) {
     const BYTES: usize = 144;
     let nb = w.cols() / 256;
     let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
+    let by_pairs: [bool; C] = std::array::from_fn(|c| repacked_gemm_token(t0 + c, out.n_tokens));
     let mut acc = [[_mm256_setzero_ps(); C]; R];
-    let mut mins_f = [[0.0f32; C]; R];
+    let mut acc_m = [[_mm_setzero_ps(); C]; R];
+    // The two chains of the repacked orders.
+    let mut chain = [[0.0f32; C]; R];
+    let mut chain_m = [[0.0f32; C]; R];
     let low = _mm256_set1_epi8(0x0F);
     for s in 0..nb {
         let ys: [&BlockQ8K; C] = std::array::from_fn(|c| a.get_unchecked((t0 + c) * nb + s));
         let mut sc = [[0i16; 8]; R];
         let mut d = [0.0f32; R];
+        let mut dmin = [0.0f32; R];
+        let mut mins = [[_mm_setzero_si128(); C]; R];
         for i in 0..R {
             let p = rows[i].add(s * BYTES);
             let (s8, m8) = unpack_scales(&*p.add(4).cast::<[u8; 12]>());
             sc[i] = s8.map(i16::from);
             d[i] = f16_at(p);
-            let dmin = f16_at(p.add(2));
+            dmin[i] = f16_at(p.add(2));
             for c in 0..C {
-                let b = &ys[c].bsums;
-                let summs: i32 =
-                    (0..8).map(|j| i32::from(m8[j]) * (i32::from(b[2 * j]) + i32::from(b[2 * j + 1]))).sum();
-                mins_f[i][c] -= dmin * ys[c].d * summs as f32;
+                mins[i][c] = min_products(m8, ys[c]);
             }
         }
         let mut isum = [[_mm256_setzero_si256(); C]; R];
@@ -60,20 +93,52 @@ unsafe fn tile_q4_k<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &[BlockQ
                 for i in 0..R {
                     let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], y0), _mm256_set1_epi16(sc[i][2 * j]));
                     let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], y1), _mm256_set1_epi16(sc[i][2 * j + 1]));
-                    isum[i][c] = _mm256_add_epi32(isum[i][c], _mm256_add_epi32(p0, p1));
+                    let pair = _mm256_add_epi32(p0, p1);
+                    if REPACKED && by_pairs[c] {
+                        // gemm order: one FMA per pair of sub-blocks, for both chains.
+                        let sum = hsum_i32x4(_mm_add_epi32(
+                            _mm256_castsi256_si128(pair),
+                            _mm256_extracti128_si256::<1>(pair),
+                        ));
+                        chain[i][c] = (sum as f32).mul_add(d[i] * ys[c].d, chain[i][c]);
+                    }
+                    isum[i][c] = _mm256_add_epi32(isum[i][c], pair);
                 }
             }
         }
         for i in 0..R {
             for c in 0..C {
-                let f = _mm256_set1_ps(d[i] * ys[c].d);
-                acc[i][c] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(isum[i][c]), acc[i][c]);
+                if !REPACKED {
+                    let f = _mm256_set1_ps(ys[c].d * d[i]);
+                    acc[i][c] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(isum[i][c]), acc[i][c]);
+                    let fm = _mm_set1_ps(-ys[c].d * dmin[i]);
+                    acc_m[i][c] = _mm_fmadd_ps(fm, _mm_cvtepi32_ps(mins[i][c]), acc_m[i][c]);
+                } else if by_pairs[c] {
+                    let mut m = [0i32; 4];
+                    _mm_storeu_si128(m.as_mut_ptr().cast(), mins[i][c]);
+                    for mk in m {
+                        chain_m[i][c] = (mk as f32).mul_add(dmin[i] * ys[c].d, chain_m[i][c]);
+                    }
+                } else {
+                    let v = isum[i][c];
+                    let sum = hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)));
+                    chain[i][c] = (sum as f32).mul_add(d[i] * ys[c].d, chain[i][c]);
+                    let m = hsum_i32x4(mins[i][c]);
+                    chain_m[i][c] = (m as f32).mul_add(dmin[i] * ys[c].d, chain_m[i][c]);
+                }
             }
         }
     }
     for i in 0..R {
         for c in 0..C {
-            out.set(t0 + c, r0 + i, hsum(acc[i][c]) + mins_f[i][c]);
+            let y = if REPACKED {
+                chain[i][c] - chain_m[i][c]
+            } else {
+                let m = acc_m[i][c];
+                let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+                hsum(acc[i][c]) + _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)))
+            };
+            out.set(t0 + c, r0 + i, y);
         }
     }
 }
@@ -152,7 +217,7 @@ unsafe fn tile_q6_k<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &[BlockQ
 }
 
 macro_rules! entry {
-    ($name:ident, $tile:ident) => {
+    ($name:ident, $tile:ident [$($g:tt),*]) => {
         /// AVX2 K-quant kernel (see the module docs).
         ///
         /// # Safety
@@ -160,10 +225,11 @@ macro_rules! entry {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $name(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
             let Acts::Q8K(a) = acts else { unreachable!("K-quant kernel given the wrong activation layout") };
-            drive_tiles!(rows, out.n_tokens, 2, 2, $tile [] (w, a, out));
+            drive_tiles!(rows, out.n_tokens, 2, 2, $tile [$($g),*] (w, a, out));
         }
     };
 }
 
-entry!(gemm_q4_k, tile_q4_k);
-entry!(gemm_q6_k, tile_q6_k);
+entry!(gemm_q4_k, tile_q4_k[false]);
+entry!(gemm_q4_k_repacked, tile_q4_k[true]);
+entry!(gemm_q6_k, tile_q6_k[]);

@@ -1,41 +1,108 @@
-//! AVX-512 kernel of Q8_0 weights (the nibble formats are in `avx512_nib`), and
-//! helpers both use.
+//! AVX-512 kernels of the 32-element formats (Q4_0, Q4_1, Q5_0, Q8_0) in ggml's
+//! order (see `quant::order`): per output, 8 f32 lanes, one fused multiply-add per
+//! block, then ggml's pairwise sum of the lanes.
 //!
-//! One 512-bit vector holds two blocks. Per pair of blocks and tile entry (row `i`,
-//! token `c`) the work is one `vpdpbusd` into 16 i32 lanes (8 per block), one
-//! conversion and one FMA with the product of the two blocks' scales. The scales
-//! of 16 blocks are read once per row (and once per token) and spread to each pair
-//! with a permute. Reading them runs ahead of the quants by up to 16 blocks, which
-//! keeps more of a big matrix's cache misses in flight: this kernel streams the
-//! output matrix, the largest one, in every decode step.
-//!
-//! The activations are stored as `q + 128` (the unsigned operand); the extra
-//! `128·Σw` is removed by starting each dot product at `−128·Σw`, computed once
-//! per row and pair.
+//! One 512-bit vector holds one block of two weight rows (32 quants each, as
+//! unsigned bytes), so an 8-bit dot product with the token's block, broadcast to
+//! both halves, leaves exactly ggml's 8 integer lanes for each row; one conversion
+//! and one FMA with the two rows' scale products then advance both rows' chains.
+//! Signed formats are stored offset (`q + 8`, `q + 16`, `q + 128`); each dot
+//! product starts at the activations' group correction (`−Σa << shift`, see `act`),
+//! which takes the offset back out. Q4_1's `m·s` chain lives in one more vector,
+//! lane `4i + c` for row `i`, token `c` of the tile.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use crate::act::Q8View;
 use crate::matmul::{Acts, Out, QMatrix};
+use crate::quant::order::hsum8;
 use crate::x86::drive_tiles;
 
 /// Row tile (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 4;
 
-/// Bytes per Q8_0 block.
-const BYTES: usize = 34;
-
-/// The 32 quants of the block at `p` in bytes 0..32 and, if `TWO`, those of the
-/// next block in bytes 32..64 (zeros otherwise).
-#[inline(always)]
-unsafe fn quants<const TWO: bool>(p: *const u8) -> __m512i {
-    let lo = _mm256_loadu_si256(p.add(2).cast());
-    let hi = if TWO { _mm256_loadu_si256(p.add(BYTES + 2).cast()) } else { _mm256_setzero_si256() };
-    _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+/// A 32-element format as these kernels see it.
+pub(crate) trait Format {
+    /// Bytes per block.
+    const BYTES: usize;
+    /// There is a minimum `m` after `d` and an `m·s` chain (Q4_1).
+    const MIN: bool;
+    /// Log2 of the offset of the stored quants (0: none); the activations' group
+    /// corrections must be made with this shift.
+    const SHIFT: u32;
+    /// The offset quants of the blocks at `a` and `b`: `[a: 32 | b: 32]`.
+    unsafe fn pair(a: *const u8, b: *const u8) -> __m512i;
 }
 
-/// `acc + Σ a·b` over each 4 bytes (`a` unsigned, `b` signed).
+/// `[nibbles of the 16 bytes at a | of those at b]` in element order (low nibbles
+/// first), one per byte.
+#[inline(always)]
+unsafe fn nibble_pair(a: *const u8, b: *const u8) -> __m512i {
+    let lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(a.cast()));
+    let hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(b.cast()));
+    let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+    let shift = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
+    _mm512_and_si512(_mm512_srlv_epi64(both, shift), _mm512_set1_epi8(0x0F))
+}
+
+/// Q4_0: `q − 8`, stored as the nibble `q`.
+pub(crate) struct Q4_0;
+impl Format for Q4_0 {
+    const BYTES: usize = 18;
+    const MIN: bool = false;
+    const SHIFT: u32 = 3;
+    #[inline(always)]
+    unsafe fn pair(a: *const u8, b: *const u8) -> __m512i {
+        nibble_pair(a.add(2), b.add(2))
+    }
+}
+
+/// Q4_1: the nibbles as they are.
+pub(crate) struct Q4_1;
+impl Format for Q4_1 {
+    const BYTES: usize = 20;
+    const MIN: bool = true;
+    const SHIFT: u32 = 0;
+    #[inline(always)]
+    unsafe fn pair(a: *const u8, b: *const u8) -> __m512i {
+        nibble_pair(a.add(4), b.add(4))
+    }
+}
+
+/// Q5_0: `q − 16`, stored as `nibble | fifth bit · 16`.
+pub(crate) struct Q5_0;
+impl Format for Q5_0 {
+    const BYTES: usize = 22;
+    const MIN: bool = false;
+    const SHIFT: u32 = 4;
+    #[inline(always)]
+    unsafe fn pair(a: *const u8, b: *const u8) -> __m512i {
+        let q = nibble_pair(a.add(6), b.add(6));
+        // Bit j of `qh` is element j's fifth bit: bytes 0..32 for `a`, 32..64 for `b`.
+        let bits = u64::from(a.add(2).cast::<u32>().read_unaligned())
+            | (u64::from(b.add(2).cast::<u32>().read_unaligned()) << 32);
+        _mm512_mask_add_epi8(q, bits, q, _mm512_set1_epi8(16))
+    }
+}
+
+/// Q8_0: `q`, stored as `q + 128`.
+pub(crate) struct Q8_0;
+impl Format for Q8_0 {
+    const BYTES: usize = 34;
+    const MIN: bool = false;
+    const SHIFT: u32 = 7;
+    #[inline(always)]
+    unsafe fn pair(a: *const u8, b: *const u8) -> __m512i {
+        let lo = _mm256_loadu_si256(a.add(2).cast());
+        let hi = _mm256_loadu_si256(b.add(2).cast());
+        let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+        _mm512_xor_si512(q, _mm512_set1_epi8(0x80u8 as i8))
+    }
+}
+
+/// `acc + Σ a·b` over each 4 bytes (`a` unsigned, `b` signed; without VNNI the
+/// pairwise 16-bit sums must not saturate, which holds for `a < 64`).
 #[inline(always)]
 pub(crate) unsafe fn dot<const VNNI: bool>(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
     if VNNI {
@@ -45,114 +112,116 @@ pub(crate) unsafe fn dot<const VNNI: bool>(acc: __m512i, a: __m512i, b: __m512i)
     }
 }
 
-/// The little-endian u32 at the start of each of `1 <= n <= 16` blocks of `bytes`
-/// bytes from `p` (zeros past `n`).
+/// The f32 values of the first two f16 of the blocks at `p[0..4]` (`d`, and `m`
+/// for Q4_1): `[d0, m0, d1, m1, d2, m2, d3, m3]` in the low 8 lanes.
 #[inline(always)]
-pub(crate) unsafe fn block_words(p: *const u8, bytes: usize, n: usize) -> __m512i {
-    // Lanes past `n` reread block `n - 1` (never past the row) and are then zeroed:
-    // no stack round trip, which would stall on store forwarding.
-    let last = n - 1;
-    let at = |k: usize| p.add(k.min(last) * bytes).cast::<i32>().read_unaligned();
-    let v = _mm512_setr_epi32(
-        at(0),
-        at(1),
-        at(2),
-        at(3),
-        at(4),
-        at(5),
-        at(6),
-        at(7),
-        at(8),
-        at(9),
-        at(10),
-        at(11),
-        at(12),
-        at(13),
-        at(14),
-        at(15),
+pub(crate) unsafe fn scales4(p: [*const u8; 4]) -> __m512 {
+    let word = |k: usize| _mm_set1_epi32(p[k].cast::<i32>().read_unaligned());
+    let v = _mm_blend_epi32::<0b1100>(
+        _mm_blend_epi32::<0b0010>(word(0), word(1)),
+        _mm_blend_epi32::<0b1000>(word(2), word(3)),
     );
-    let keep: __mmask16 = if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 };
-    _mm512_maskz_mov_epi32(keep, v)
+    _mm512_castps256_ps512(_mm256_cvtph_ps(v))
 }
 
-/// One tile: rows `r0..r0+R` × tokens `t0..t0+C`.
+/// Lanes of `v` picked by `idx` (the indices as a constant array).
 #[inline(always)]
-unsafe fn tile<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &Q8View<'_>, out: &Out, r0: usize, t0: usize) {
-    let nb = w.cols() / 32;
-    let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    let mut g = 0;
-    while g < nb {
-        let n = (nb - g).min(16);
-        let mut dw = [_mm512_setzero_ps(); R];
-        for i in 0..R {
-            // The first 4 bytes of each of the group's blocks (`d` and 2 quants). Plain
-            // loads, not a gather: a gather that misses the cache serializes its misses.
-            let raw = block_words(rows[i].add(g * BYTES), BYTES, n);
-            dw[i] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
-        }
-        let da: [__m512; C] = std::array::from_fn(|c| _mm512_loadu_ps(a.d.as_ptr().add((t0 + c) * a.d_stride + g)));
-        let mut k = 0;
-        while k + 2 <= n {
-            pair::<R, C, true>(&rows, a, t0, g, k, &dw, &da, &mut acc);
-            k += 2;
-        }
-        if k < n {
-            pair::<R, C, false>(&rows, a, t0, g, k, &dw, &da, &mut acc);
-        }
-        g += 16;
-    }
-    for (i, acc) in acc.iter().enumerate() {
-        for (c, v) in acc.iter().enumerate() {
-            out.set(t0 + c, r0 + i, _mm512_reduce_add_ps(*v));
-        }
-    }
+pub(crate) unsafe fn pick(v: __m512, idx: &[i32; 16]) -> __m512 {
+    _mm512_permutexvar_ps(_mm512_loadu_si512(idx.as_ptr().cast()), v)
 }
 
-/// Blocks `g + k` and (if `TWO`) `g + k + 1` of one tile.
+/// From `scales4`: `[d0 ×8 | d1 ×8]`, `[d2 ×8 | d3 ×8]`.
+pub(crate) const PAIR_D: [[i32; 16]; 2] =
+    [[0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2], [4, 4, 4, 4, 4, 4, 4, 4, 6, 6, 6, 6, 6, 6, 6, 6]];
+/// From `scales4`: `[d0 ×4, d1 ×4, d2 ×4, d3 ×4]` (lane `4i + c` holds row `i`'s).
+pub(crate) const SPREAD_D: [i32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6];
+/// From `scales4`: `[m0 ×4, m1 ×4, m2 ×4, m3 ×4]`.
+const SPREAD_M: [i32; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7];
+
+/// One tile: rows `r0..r0+R` × tokens `t0..t0+C` (`R, C <= 4`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn pair<const R: usize, const C: usize, const TWO: bool>(
-    rows: &[*const u8; R],
+unsafe fn tile<F: Format, const VNNI: bool, const R: usize, const C: usize>(
+    w: &QMatrix<'_>,
     a: &Q8View<'_>,
+    out: &Out,
+    r0: usize,
     t0: usize,
-    g: usize,
-    k: usize,
-    dw: &[__m512; R],
-    da: &[__m512; C],
-    acc: &mut [[__m512; C]; R],
 ) {
-    let idx = _mm512_add_epi32(
-        _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-        _mm512_set1_epi32(k as i32),
-    );
-    let blk = g + k;
-    let zero = _mm512_setzero_si512();
-    let mut wq = [zero; R];
-    let mut init = [zero; R];
-    let mut dwp = [_mm512_setzero_ps(); R];
-    for i in 0..R {
-        wq[i] = quants::<TWO>(rows[i].add(blk * BYTES));
-        init[i] = _mm512_sub_epi32(zero, dot::<true>(zero, _mm512_set1_epi8(0x80u8 as i8), wq[i]));
-        dwp[i] = _mm512_permutexvar_ps(idx, dw[i]);
+    let pairs = R.div_ceil(2);
+    let nb = w.cols() / 32;
+    // Rows past `R` repeat the last one (read, never written).
+    let rows: [*const u8; 4] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i.min(R - 1)) * w.row_size()));
+    let mut acc = [[_mm512_setzero_ps(); C]; 2];
+    let mut mins = _mm512_setzero_ps();
+    for b in 0..nb {
+        let at: [*const u8; 4] = rows.map(|r| r.add(b * F::BYTES));
+        let scales = scales4(at);
+        let mut wq = [_mm512_setzero_si512(); 2];
+        let mut dw = [_mm512_setzero_ps(); 2];
+        for p in 0..pairs {
+            wq[p] = F::pair(at[2 * p], at[2 * p + 1]);
+            dw[p] = pick(scales, &PAIR_D[p]);
+        }
+        if F::MIN {
+            let s = _mm512_broadcast_f32x4(_mm_loadu_ps(a.st.as_ptr().add(b * a.t_stride + t0)));
+            mins = _mm512_fmadd_ps(pick(scales, &SPREAD_M), s, mins);
+        }
+        for c in 0..C {
+            let t = t0 + c;
+            let y = _mm512_broadcast_i64x4(_mm256_loadu_si256(a.qs.as_ptr().add(t * a.qs_stride + b * 32).cast()));
+            let init = if F::SHIFT > 0 {
+                _mm512_broadcast_i64x4(_mm256_loadu_si256(a.g.as_ptr().add(t * a.d_stride + 8 * b).cast()))
+            } else {
+                _mm512_setzero_si512()
+            };
+            let da = _mm512_set1_ps(*a.d.get_unchecked(t * a.d_stride + b));
+            for p in 0..pairs {
+                let sums = _mm512_cvtepi32_ps(dot::<VNNI>(init, wq[p], y));
+                acc[p][c] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], da), sums, acc[p][c]);
+            }
+        }
     }
-    for c in 0..C {
-        let y = _mm512_loadu_si512(a.qs.as_ptr().add((t0 + c) * a.qs_stride + blk * 32).cast());
-        let dap = _mm512_permutexvar_ps(idx, da[c]);
-        for i in 0..R {
-            let p = dot::<true>(init[i], y, wq[i]);
-            acc[i][c] = _mm512_fmadd_ps(_mm512_mul_ps(dwp[i], dap), _mm512_cvtepi32_ps(p), acc[i][c]);
+    let mut m = [0.0f32; 16];
+    _mm512_storeu_ps(m.as_mut_ptr(), mins);
+    for (p, acc) in acc.iter().take(pairs).enumerate() {
+        for (c, v) in acc.iter().enumerate() {
+            let mut lanes = [0.0f32; 16];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), *v);
+            for h in 0..2 {
+                let i = 2 * p + h;
+                if i < R {
+                    let half: &[f32; 8] = lanes[8 * h..8 * h + 8].try_into().expect("8 lanes");
+                    let mut y = hsum8(half);
+                    if F::MIN {
+                        y += m[4 * i + c];
+                    }
+                    out.set(t0 + c, r0 + i, y);
+                }
+            }
         }
     }
 }
 
-/// The Q8_0 kernel (VNNI only: without it, `vpmaddubsw` would saturate on
-/// `(q + 128)·w`, so the AVX2 kernel serves AVX-512 CPUs without VNNI).
-///
-/// # Safety
-/// See [`crate::matmul::GemmFn`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_q8_0(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
-    drive_tiles!(rows, out.n_tokens, 4, 4, tile[](w, a, out));
+macro_rules! entry {
+    ($name:ident, $fmt:ty, $features:literal, $vnni:tt) => {
+        /// AVX-512 kernel of a 32-element format (see the module docs).
+        ///
+        /// # Safety
+        /// See [`crate::matmul::GemmFn`].
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $name(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+            let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
+            drive_tiles!(rows, out.n_tokens, 4, 4, tile[$fmt, $vnni](w, a, out));
+        }
+    };
 }
+
+entry!(q4_0_plain, Q4_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry!(q4_1_plain, Q4_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry!(q5_0_plain, Q5_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry!(q4_0_vnni, Q4_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+entry!(q4_1_vnni, Q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+entry!(q5_0_vnni, Q5_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+// Q8_0 needs VNNI: `vpmaddubsw` would saturate on `(q + 128)·a` (the AVX2 kernel
+// serves AVX-512 CPUs without it).
+entry!(q8_0_vnni, Q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);

@@ -10,8 +10,8 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use crate::matmul::{Acts, Out, QMatrix};
-use crate::quant::q4_k::unpack_scales;
 use crate::quant::BlockQ8K;
+use crate::x86::avx2::hsum;
 use crate::x86::drive_tiles;
 
 /// Row tile (threads split rows in multiples of it).
@@ -33,79 +33,6 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(p.cast::<u16>().read_unaligned()))))
 }
 
-/// Q4_K tile: rows `r0..r0+R` × tokens `t0..t0+C`.
-#[inline(always)]
-unsafe fn tile_q4_k<const VNNI: bool, const R: usize, const C: usize>(
-    w: &QMatrix<'_>,
-    a: &[BlockQ8K],
-    out: &Out,
-    r0: usize,
-    t0: usize,
-) {
-    const BYTES: usize = 144;
-    let nb = w.cols() / 256;
-    let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    let shifts = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
-    let low = _mm512_set1_epi8(0x0F);
-    for s in 0..nb {
-        let mut sc = [_mm512_setzero_si512(); R];
-        let mut mins = [_mm256_setzero_si256(); R];
-        let mut d = [0.0f32; R];
-        let mut dmin = [0.0f32; R];
-        for i in 0..R {
-            let p = rows[i].add(s * BYTES);
-            let (s8, m8) = unpack_scales(&*p.add(4).cast::<[u8; 12]>());
-            let s8 = _mm_cvtsi64_si128(i64::from_le_bytes(s8));
-            sc[i] = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(s8));
-            let m8 = _mm_cvtsi64_si128(i64::from_le_bytes(m8));
-            mins[i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8));
-            d[i] = f16_at(p);
-            dmin[i] = f16_at(p.add(2));
-        }
-        let ys: [&BlockQ8K; C] = std::array::from_fn(|c| a.get_unchecked((t0 + c) * nb + s));
-        for c in 0..C {
-            let bs = _mm256_loadu_si256(ys[c].bsums.as_ptr().cast());
-            for i in 0..R {
-                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[i], bs));
-                let f = _mm512_set1_ps(-dmin[i] * ys[c].d);
-                acc[i][c] = _mm512_fmadd_ps(f, _mm512_zextps256_ps512(m), acc[i][c]);
-            }
-        }
-        let mut isum = [[_mm512_setzero_si512(); C]; R];
-        for j in 0..4 {
-            let idx = _mm512_add_epi16(
-                _mm512_set1_epi16(2 * j as i16),
-                _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(1)),
-            );
-            let mut wq = [_mm512_setzero_si512(); R];
-            let mut scj = [_mm512_setzero_si512(); R];
-            for i in 0..R {
-                let q = _mm512_broadcast_i64x4(_mm256_loadu_si256(rows[i].add(s * BYTES + 16 + 32 * j).cast()));
-                wq[i] = _mm512_and_si512(_mm512_srlv_epi64(q, shifts), low);
-                scj[i] = _mm512_permutexvar_epi16(idx, sc[i]);
-            }
-            for c in 0..C {
-                let y = _mm512_loadu_si512(ys[c].qs.as_ptr().add(64 * j).cast());
-                for i in 0..R {
-                    isum[i][c] = dot16::<VNNI>(isum[i][c], _mm512_maddubs_epi16(wq[i], y), scj[i]);
-                }
-            }
-        }
-        for i in 0..R {
-            for c in 0..C {
-                let f = _mm512_set1_ps(d[i] * ys[c].d);
-                acc[i][c] = _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(isum[i][c]), acc[i][c]);
-            }
-        }
-    }
-    for i in 0..R {
-        for c in 0..C {
-            out.set(t0 + c, r0 + i, _mm512_reduce_add_ps(acc[i][c]));
-        }
-    }
-}
-
 /// Q6_K tile: rows `r0..r0+R` × tokens `t0..t0+C`.
 #[inline(always)]
 unsafe fn tile_q6_k<const VNNI: bool, const R: usize, const C: usize>(
@@ -118,7 +45,7 @@ unsafe fn tile_q6_k<const VNNI: bool, const R: usize, const C: usize>(
     const BYTES: usize = 210;
     let nb = w.cols() / 256;
     let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
     let low = _mm512_set1_epi8(0x0F);
     let three = _mm512_set1_epi8(3);
     let shift_lo = _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2);
@@ -188,14 +115,17 @@ unsafe fn tile_q6_k<const VNNI: bool, const R: usize, const C: usize>(
         }
         for i in 0..R {
             for c in 0..C {
-                let f = _mm512_set1_ps(d[i] * ys[c].d);
-                acc[i][c] = _mm512_fmadd_ps(f, _mm512_cvtepi32_ps(isum[i][c]), acc[i][c]);
+                // Lane L of a 64-quant chunk is lane L % 8 of ggml's 8 (exact integers).
+                let v = isum[i][c];
+                let lanes = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+                let f = _mm256_set1_ps(ys[c].d * d[i]);
+                acc[i][c] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(lanes), acc[i][c]);
             }
         }
     }
     for i in 0..R {
         for c in 0..C {
-            out.set(t0 + c, r0 + i, _mm512_reduce_add_ps(acc[i][c]));
+            out.set(t0 + c, r0 + i, hsum(acc[i][c]));
         }
     }
 }
@@ -214,19 +144,8 @@ macro_rules! entry {
     };
 }
 
-entry!(q4_k_plain, tile_q4_k, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
 entry!(q6_k_plain, tile_q6_k, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
-entry!(q4_k_vnni, tile_q4_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 entry!(q6_k_vnni, tile_q6_k, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
-
-/// The Q4_K kernel, with or without VNNI.
-pub(crate) unsafe fn gemm_q4_k<const VNNI: bool>(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    if VNNI {
-        q4_k_vnni(w, acts, rows, out)
-    } else {
-        q4_k_plain(w, acts, rows, out)
-    }
-}
 
 /// The Q6_K kernel, with or without VNNI.
 pub(crate) unsafe fn gemm_q6_k<const VNNI: bool>(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {

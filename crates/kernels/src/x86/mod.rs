@@ -13,43 +13,52 @@ mod avx2;
 mod avx2_k;
 mod avx512;
 mod avx512_k;
-mod avx512_nib;
+mod avx512_q4_0r;
+mod avx512_q4_k;
 mod float;
 
 use crate::cpu::Isa;
 use crate::matmul::{GemmFn, Prep};
+use crate::quant::order::is_repacked;
 use crate::GgmlType;
 
-/// The SIMD kernel for `ty` at level `isa`: activation layout, kernel, row tile.
-/// `None` for the scalar level.
+/// The SIMD kernel for a matrix of `ty` with `rows` rows at level `isa`: activation
+/// layout, kernel, row tile. `None` for the scalar level.
 pub(crate) fn select(ty: GgmlType, rows: usize, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
-    let _ = rows;
+    use avx512::Format;
     use GgmlType::*;
-    let signed = Prep::Q8 { offset: false, quad: false };
-    let offset = Prep::Q8 { offset: true, quad: false };
-    let quad_signed = Prep::Q8 { offset: false, quad: true };
-    let quad_offset = Prep::Q8 { offset: true, quad: true };
+    let q8 = |shift: u32| Prep::Q8 { shift };
+    let repacked = is_repacked(ty, rows);
+    let vnni = isa == Isa::Avx512Vnni;
     Some(match (isa, ty) {
         (Isa::Scalar, _) => return None,
-        (Isa::Avx2, Q4_0) => (signed, avx2::gemm_q4_0, avx2::ROWS),
-        (Isa::Avx2, Q4_1) => (signed, avx2::gemm_q4_1, avx2::ROWS),
-        (Isa::Avx2, Q5_0) => (signed, avx2::gemm_q5_0, avx2::ROWS),
-        (Isa::Avx2 | Isa::Avx512, Q8_0) => (signed, avx2::gemm_q8_0, avx2::ROWS),
-        (Isa::Avx2, Q4_K) => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
+        (Isa::Avx2, Q4_0) if repacked => (q8(0), avx2::gemm_q4_0_repacked, avx2::ROWS),
+        (Isa::Avx2, Q4_0) => (q8(0), avx2::gemm_q4_0, avx2::ROWS),
+        (Isa::Avx2, Q4_1) => (q8(0), avx2::gemm_q4_1, avx2::ROWS),
+        (Isa::Avx2, Q5_0) => (q8(0), avx2::gemm_q5_0, avx2::ROWS),
+        (Isa::Avx2 | Isa::Avx512, Q8_0) => (q8(0), avx2::gemm_q8_0, avx2::ROWS),
+        (Isa::Avx2, Q4_K) if repacked => (Prep::Q8K, avx2_k::gemm_q4_k_repacked, avx2_k::ROWS),
+        (_, Q4_K) if !repacked => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
         (Isa::Avx2, Q6_K) => (Prep::Q8K, avx2_k::gemm_q6_k, avx2_k::ROWS),
         (Isa::Avx2, F32 | F16 | BF16) => (Prep::Float, float::avx2_gemm(ty), float::ROWS),
-        (Isa::Avx512, Q4_0) => (quad_offset, avx512_nib::gemm_q4_0::<false>, avx512::ROWS),
-        (Isa::Avx512, Q4_1) => (quad_signed, avx512_nib::gemm_q4_1::<false>, avx512::ROWS),
-        (Isa::Avx512, Q5_0) => (quad_offset, avx512_nib::gemm_q5_0::<false>, avx512::ROWS),
-        (Isa::Avx512Vnni, Q4_0) => (quad_offset, avx512_nib::gemm_q4_0::<true>, avx512::ROWS),
-        (Isa::Avx512Vnni, Q4_1) => (quad_signed, avx512_nib::gemm_q4_1::<true>, avx512::ROWS),
-        (Isa::Avx512Vnni, Q5_0) => (quad_offset, avx512_nib::gemm_q5_0::<true>, avx512::ROWS),
-        (Isa::Avx512Vnni, Q8_0) => (offset, avx512::gemm_q8_0, avx512::ROWS),
-        (Isa::Avx512, Q4_K) => (Prep::Q8K, avx512_k::gemm_q4_k::<false>, avx512_k::ROWS),
+        (_, Q4_0) if repacked => {
+            let k = if vnni { avx512_q4_0r::q4_0_vnni } else { avx512_q4_0r::q4_0_plain };
+            (q8(avx512::Q4_0::SHIFT), k, avx512::ROWS)
+        }
+        (_, Q4_0) => {
+            let k = if vnni { avx512::q4_0_vnni } else { avx512::q4_0_plain };
+            (q8(avx512::Q4_0::SHIFT), k, avx512::ROWS)
+        }
+        (_, Q4_1) => (q8(0), if vnni { avx512::q4_1_vnni } else { avx512::q4_1_plain }, avx512::ROWS),
+        (_, Q5_0) => {
+            let k = if vnni { avx512::q5_0_vnni } else { avx512::q5_0_plain };
+            (q8(avx512::Q5_0::SHIFT), k, avx512::ROWS)
+        }
+        (_, Q8_0) => (q8(avx512::Q8_0::SHIFT), avx512::q8_0_vnni, avx512::ROWS),
+        (_, Q4_K) => (Prep::Q8K, if vnni { avx512_q4_k::q4_k_vnni } else { avx512_q4_k::q4_k_plain }, 4),
         (Isa::Avx512, Q6_K) => (Prep::Q8K, avx512_k::gemm_q6_k::<false>, avx512_k::ROWS),
-        (Isa::Avx512Vnni, Q4_K) => (Prep::Q8K, avx512_k::gemm_q4_k::<true>, avx512_k::ROWS),
         (Isa::Avx512Vnni, Q6_K) => (Prep::Q8K, avx512_k::gemm_q6_k::<true>, avx512_k::ROWS),
-        (Isa::Avx512 | Isa::Avx512Vnni, F32 | F16 | BF16) => (Prep::Float, float::avx512_gemm(ty), float::ROWS),
+        (_, F32 | F16 | BF16) => (Prep::Float, float::avx512_gemm(ty), float::ROWS),
         _ => return None,
     })
 }

@@ -4,7 +4,7 @@ use std::arch::x86_64::*;
 
 use half::f16;
 
-use crate::act::halves;
+use crate::act::TokenOut;
 use crate::quant::{BlockQ8K, QK};
 use crate::QK_K;
 
@@ -12,14 +12,17 @@ use crate::QK_K;
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/BW/VL. Slices as in `quantize_row_scalar`:
-/// `q.len() >= x.len()`, `d.len() == s.len() >= x.len() / 32`.
+/// `out.q.len() >= x.len()`, `out.d.len() == out.s.len() >= x.len() / 32`,
+/// `out.g.len() >= x.len() / 4`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(crate) unsafe fn q8_row_avx512(x: &[f32], q: &mut [u8], d: &mut [f32], s: &mut [f32], offset: bool, quad: bool) {
+pub(crate) unsafe fn q8_row_avx512(x: &[f32], out: TokenOut<'_>, shift: u32) {
     let nb = x.len() / QK;
-    assert!(q.len() >= nb.div_ceil(4) * 128 && d.len() >= nb && s.len() == d.len());
-    let pad = if offset { 0x80u8 } else { 0 };
-    q.fill(pad);
-    let flip = _mm_set1_epi8(pad as i8);
+    assert!(out.q.len() >= nb * QK && out.d.len() >= nb && out.s.len() == out.d.len() && out.g.len() >= 8 * nb);
+    out.q.fill(0);
+    out.g.fill(0);
+    let ones8 = _mm256_set1_epi8(1);
+    let ones16 = _mm256_set1_epi16(1);
+    let count = _mm_cvtsi32_si128(shift as i32);
     for b in 0..nb {
         // SAFETY: `b < nb`, so the 32 floats at `32·b` are inside `x`.
         let (v0, v1) =
@@ -31,17 +34,20 @@ pub(crate) unsafe fn q8_row_avx512(x: &[f32], q: &mut [u8], d: &mut [f32], s: &m
         let i0 = _mm512_cvt_roundps_epi32::<RNE>(_mm512_mul_ps(v0, id));
         let i1 = _mm512_cvt_roundps_epi32::<RNE>(_mm512_mul_ps(v1, id));
         let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
-        let (first, second) = halves(b, quad);
-        // SAFETY: both halves end within the first `ceil(nb / 4)·128` bytes (asserted above).
+        let q = _mm256_set_m128i(_mm512_cvtsepi32_epi8(i1), _mm512_cvtsepi32_epi8(i0));
+        // Sums of each 4 quants (exact: `vpmaddubsw` of 1·q cannot saturate).
+        let groups = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+        let corr = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sll_epi32(groups, count));
+        // SAFETY: `b < nb`: 32 bytes at `32·b` of `q`, 8 i32 at `8·b` of `g` (asserted above).
         unsafe {
-            _mm_storeu_si128(q.as_mut_ptr().add(first).cast(), _mm_xor_si128(_mm512_cvtsepi32_epi8(i0), flip));
-            _mm_storeu_si128(q.as_mut_ptr().add(second).cast(), _mm_xor_si128(_mm512_cvtsepi32_epi8(i1), flip));
+            _mm256_storeu_si256(out.q.as_mut_ptr().add(QK * b).cast(), q);
+            _mm256_storeu_si256(out.g.as_mut_ptr().add(8 * b).cast(), corr);
         }
-        d[b] = f16::from_f32(scale).to_f32();
-        s[b] = f16::from_f32(scale * sum as f32).to_f32();
+        out.d[b] = f16::from_f32(scale).to_f32();
+        out.s[b] = f16::from_f32(scale * sum as f32).to_f32();
     }
-    d[nb..].fill(0.0);
-    s[nb..].fill(0.0);
+    out.d[nb..].fill(0.0);
+    out.s[nb..].fill(0.0);
 }
 
 /// AVX-512 version of [`crate::quant::q8_k::quantize_row_q8_k`], bit for bit.
