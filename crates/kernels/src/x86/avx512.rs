@@ -138,6 +138,25 @@ pub(crate) const SPREAD_D: [i32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6
 /// From `scales4`: `[m0 ×4, m1 ×4, m2 ×4, m3 ×4]`.
 const SPREAD_M: [i32; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7];
 
+/// How far ahead of a tile's progress [`prefetch_ahead`] reaches, in bytes.
+pub(crate) const PREFETCH_DISTANCE: usize = 3072;
+
+/// Asks for the cache lines `PREFETCH_DISTANCE` bytes past `base + done`, `len`
+/// bytes of them: the bytes a tile of consecutive rows will read a few tiles from
+/// now. A tile reads its rows' blocks side by side, so the hardware sees several
+/// short streams that end before its own prefetcher has warmed up; reading ahead
+/// in the matrix's linear order keeps the memory system busy instead.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_ahead(base: *const u8, done: usize, len: usize) {
+    let ahead = base.wrapping_add(done + PREFETCH_DISTANCE);
+    let mut off = 0;
+    while off < len {
+        // A prefetch never faults, so the address may lie past the matrix.
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off).cast());
+        off += 64;
+    }
+}
+
 /// One tile: rows `r0..r0+R` × tokens `t0..t0+C` (`R, C <= 4`).
 #[inline(always)]
 unsafe fn tile<F: Format, const VNNI: bool, const R: usize, const C: usize>(
@@ -154,6 +173,7 @@ unsafe fn tile<F: Format, const VNNI: bool, const R: usize, const C: usize>(
     let mut acc = [[_mm512_setzero_ps(); C]; 2];
     let mut mins = _mm512_setzero_ps();
     for b in 0..nb {
+        prefetch_ahead(rows[0], b * R * F::BYTES, R * F::BYTES);
         let at: [*const u8; 4] = rows.map(|r| r.add(b * F::BYTES));
         let scales = scales4(at);
         let mut wq = [_mm512_setzero_si512(); 2];
