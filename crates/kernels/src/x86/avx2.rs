@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use crate::act::Q8View;
 use crate::matmul::{Acts, Out, QMatrix};
-use crate::x86::drive_tiles;
+use crate::x86::{drive_tiles, prefetch_ahead};
 
 /// Row tile (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 4;
@@ -108,6 +108,7 @@ unsafe fn tile<F: Legacy, const R: usize, const C: usize>(
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     let mut mins = [[0.0f32; C]; R];
     for b in 0..nb {
+        prefetch_ahead(rows[0], b * R * F::BYTES, R * F::BYTES);
         let mut wq = [_mm256_setzero_si256(); R];
         let mut dw = [_mm256_setzero_ps(); R];
         for i in 0..R {
@@ -157,6 +158,7 @@ unsafe fn tile_repacked<const R: usize, const C: usize>(
     let ones = _mm256_set1_epi16(1);
     let mut acc = [[0.0f32; C]; R];
     for b in 0..nb {
+        prefetch_ahead(rows[0], b * R * Q4_0::BYTES, R * Q4_0::BYTES);
         let mut wq = [_mm256_setzero_si256(); R];
         let mut dw = [0.0f32; R];
         for i in 0..R {

@@ -14,7 +14,7 @@ use crate::quant::order::repacked_gemm_token;
 use crate::quant::q4_k::unpack_scales;
 use crate::quant::BlockQ8K;
 use crate::x86::avx2::hsum;
-use crate::x86::drive_tiles;
+use crate::x86::{drive_tiles, prefetch_ahead};
 
 /// Row tile (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 4;
@@ -63,6 +63,7 @@ unsafe fn tile_q4_k<const REPACKED: bool, const R: usize, const C: usize>(
     let mut chain_m = [[0.0f32; C]; R];
     let low = _mm256_set1_epi8(0x0F);
     for s in 0..nb {
+        prefetch_ahead(rows[0], s * R * BYTES, R * BYTES);
         let ys: [&BlockQ8K; C] = std::array::from_fn(|c| a.get_unchecked((t0 + c) * nb + s));
         let mut sc = [[0i16; 8]; R];
         let mut d = [0.0f32; R];
@@ -153,6 +154,7 @@ unsafe fn tile_q6_k<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &[BlockQ
     let low = _mm256_set1_epi8(0x0F);
     let three = _mm256_set1_epi8(3);
     for s in 0..nb {
+        prefetch_ahead(rows[0], s * R * BYTES, R * BYTES);
         let ys: [&BlockQ8K; C] = std::array::from_fn(|c| a.get_unchecked((t0 + c) * nb + s));
         let mut sc = [[0i8; 16]; R];
         let mut d = [0.0f32; R];

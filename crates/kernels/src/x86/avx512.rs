@@ -17,7 +17,7 @@ use std::ops::Range;
 use crate::act::Q8View;
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::quant::order::hsum8;
-use crate::x86::drive_tiles;
+use crate::x86::{drive_tiles, prefetch_ahead};
 
 /// Row tile (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 4;
@@ -137,25 +137,6 @@ pub(crate) const PAIR_D: [[i32; 16]; 2] =
 pub(crate) const SPREAD_D: [i32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6];
 /// From `scales4`: `[m0 ×4, m1 ×4, m2 ×4, m3 ×4]`.
 const SPREAD_M: [i32; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7];
-
-/// How far ahead of a tile's progress [`prefetch_ahead`] reaches, in bytes.
-pub(crate) const PREFETCH_DISTANCE: usize = 3072;
-
-/// Asks for the cache lines `PREFETCH_DISTANCE` bytes past `base + done`, `len`
-/// bytes of them: the bytes a tile of consecutive rows will read a few tiles from
-/// now. A tile reads its rows' blocks side by side, so the hardware sees several
-/// short streams that end before its own prefetcher has warmed up; reading ahead
-/// in the matrix's linear order keeps the memory system busy instead.
-#[inline(always)]
-pub(crate) unsafe fn prefetch_ahead(base: *const u8, done: usize, len: usize) {
-    let ahead = base.wrapping_add(done + PREFETCH_DISTANCE);
-    let mut off = 0;
-    while off < len {
-        // A prefetch never faults, so the address may lie past the matrix.
-        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off).cast());
-        off += 64;
-    }
-}
 
 /// One tile: rows `r0..r0+R` × tokens `t0..t0+C` (`R, C <= 4`).
 #[inline(always)]

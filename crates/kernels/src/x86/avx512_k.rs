@@ -12,7 +12,7 @@ use std::ops::Range;
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::quant::BlockQ8K;
 use crate::x86::avx2::hsum;
-use crate::x86::drive_tiles;
+use crate::x86::{drive_tiles, prefetch_ahead};
 
 /// Row tile (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 4;
@@ -70,6 +70,7 @@ unsafe fn tile_q6_k<const VNNI: bool, const R: usize, const C: usize>(
         0x001F_001E,
     ));
     for s in 0..nb {
+        prefetch_ahead(rows[0], s * R * BYTES, R * BYTES);
         let mut sc = [_mm512_setzero_si512(); R];
         let mut d = [0.0f32; R];
         let ys: [&BlockQ8K; C] = std::array::from_fn(|c| a.get_unchecked((t0 + c) * nb + s));

@@ -13,7 +13,7 @@ use std::ops::Range;
 use crate::act::Q8View;
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::x86::avx512::{dot, pick, scales4, Format, Q4_0, SPREAD_D};
-use crate::x86::drive_tiles;
+use crate::x86::{drive_tiles, prefetch_ahead};
 
 /// The sums of the two 8-lane halves of each of `p[0..8]`: lane `4m + n` holds half
 /// `m % 2` of `p[n + 4·(m / 2)]`.
@@ -45,6 +45,7 @@ unsafe fn tile<const VNNI: bool, const R: usize, const C: usize>(
     let rows: [*const u8; 4] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i.min(R - 1)) * w.row_size()));
     let mut acc = _mm512_setzero_ps();
     for b in 0..nb {
+        prefetch_ahead(rows[0], b * R * BYTES, R * BYTES);
         let at: [*const u8; 4] = rows.map(|r| r.add(b * BYTES));
         let mut wq = [_mm512_setzero_si512(); 2];
         for p in 0..pairs {

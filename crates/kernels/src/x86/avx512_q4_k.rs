@@ -18,7 +18,7 @@ use crate::matmul::{Acts, Out, QMatrix};
 use crate::quant::order::repacked_gemm_token;
 use crate::quant::q4_k::unpack_scales;
 use crate::quant::BlockQ8K;
-use crate::x86::drive_tiles;
+use crate::x86::{drive_tiles, prefetch_ahead};
 
 /// Bytes per super-block.
 const BYTES: usize = 144;
@@ -145,6 +145,7 @@ unsafe fn tile<const VNNI: bool, const R: usize, const C: usize>(
     let mut acc = [_mm_setzero_ps(); C];
     let mut acc_m = [_mm_setzero_ps(); C];
     for s in 0..nb {
+        prefetch_ahead(rows[0], s * R * BYTES, R * BYTES);
         let ys: [&BlockQ8K; C] = std::array::from_fn(|c| a.get_unchecked((t0 + c) * nb + s));
         let steps: [[__m512i; 4]; C] = std::array::from_fn(|c| token_steps(ys[c]));
         let mut sums = [[_mm512_setzero_si512(); 4]; C];

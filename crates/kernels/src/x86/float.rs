@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::matmul::{Acts, GemmFn, Out, QMatrix};
 use crate::x86::avx2::hsum;
-use crate::x86::drive_tiles;
+use crate::x86::{drive_tiles, prefetch_ahead};
 use crate::GgmlType;
 
 /// Row tile (threads split rows in multiples of it).
@@ -94,6 +94,7 @@ unsafe fn tile512<F: Float, const R: usize, const C: usize>(
     let mut k = 0;
     while k < n {
         let mask: __mmask16 = if n - k >= 16 { 0xFFFF } else { (1u16 << (n - k)) - 1 };
+        prefetch_ahead(rows[0], R * k * F::BYTES, R * 16 * F::BYTES);
         let wv: [__m512; R] = std::array::from_fn(|i| F::load16(rows[i].add(k * F::BYTES), mask));
         for c in 0..C {
             let xv = _mm512_maskz_loadu_ps(mask, xs[c].add(k));
@@ -125,6 +126,7 @@ unsafe fn tile256<F: Float, const R: usize, const C: usize>(
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     let mut k = 0;
     while k + 8 <= n {
+        prefetch_ahead(rows[0], R * k * F::BYTES, R * 8 * F::BYTES);
         let wv: [__m256; R] = std::array::from_fn(|i| F::load8(rows[i].add(k * F::BYTES)));
         for c in 0..C {
             let xv = _mm256_loadu_ps(xs[c].add(k));

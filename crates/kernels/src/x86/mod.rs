@@ -17,6 +17,8 @@ mod avx512_q4_0r;
 mod avx512_q4_k;
 mod float;
 
+use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+
 use crate::cpu::Isa;
 use crate::matmul::{GemmFn, Prep};
 use crate::quant::order::is_repacked;
@@ -98,3 +100,22 @@ macro_rules! drive_tiles {
     }};
 }
 pub(crate) use drive_tiles;
+
+/// How far ahead of a tile's progress [`prefetch_ahead`] reaches, in bytes.
+pub(crate) const PREFETCH_DISTANCE: usize = 3072;
+
+/// Asks for the cache lines `PREFETCH_DISTANCE` bytes past `base + done`, `len`
+/// bytes of them: the bytes a tile of consecutive rows will read a few tiles from
+/// now. A tile reads its rows' blocks side by side, so the hardware sees several
+/// short streams that end before its own prefetcher has warmed up; reading ahead
+/// in the matrix's linear order keeps the memory system busy instead.
+#[inline(always)]
+pub(crate) unsafe fn prefetch_ahead(base: *const u8, done: usize, len: usize) {
+    let ahead = base.wrapping_add(done + PREFETCH_DISTANCE);
+    let mut off = 0;
+    while off < len {
+        // A prefetch never faults, so the address may lie past the matrix.
+        _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(off).cast());
+        off += 64;
+    }
+}
