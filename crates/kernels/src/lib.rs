@@ -27,6 +27,6 @@ mod x86;
 
 pub use cpu::{active_isa, Isa};
 pub use error::KernelError;
-pub use matmul::{dequantize_row, matmul, MatmulScratch, QMatrix};
+pub use matmul::{dequantize_row, matmul, matmul_multi, MatmulScratch, QMatrix};
 pub use pool::ThreadPool;
 pub use types::{GgmlType, QK_K};

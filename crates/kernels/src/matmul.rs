@@ -224,6 +224,94 @@ pub fn matmul_with_isa(
     }
 }
 
+/// The most matrices one [`matmul_multi`] call takes.
+pub const MAX_MULTI: usize = 4;
+
+/// `ys[i] = x · ws[i]ᵀ` for matrices that read the same activations (a layer's
+/// query/key/value projections, or its gate and up projections): `x` is quantized
+/// once and all the products run in one parallel region, each thread taking an
+/// equal share of all the matrices' row tiles. Each output is computed exactly as
+/// [`matmul`] computes it. Matrices of different types or widths fall back to one
+/// `matmul` per matrix.
+///
+/// # Panics
+/// If more than [`MAX_MULTI`] matrices are given, `ws` and `ys` differ in length, or
+/// a shape disagrees (as for `matmul`).
+pub fn matmul_multi(
+    ws: &[QMatrix],
+    x: &[f32],
+    n_tokens: usize,
+    ys: &mut [&mut [f32]],
+    scratch: &mut MatmulScratch,
+    pool: &ThreadPool,
+) {
+    let isa = active_isa();
+    assert!(ws.len() <= MAX_MULTI && ws.len() == ys.len(), "matmul_multi: {} matrices, {} outputs", ws.len(), ys.len());
+    let Some(first) = ws.first() else { return };
+    let same_shape = ws.iter().all(|w| w.ty() == first.ty() && w.cols() == first.cols() && w.rows() > 0);
+    let selected: [Option<(Prep, GemmFn, usize)>; MAX_MULTI] =
+        std::array::from_fn(|i| ws.get(i).map(|w| select(w.ty(), w.rows(), isa)));
+    let same_prep = selected.iter().flatten().all(|k| k.0 == selected[0].map_or(k.0, |f| f.0));
+    if !same_shape || !same_prep || n_tokens == 0 || first.cols() == 0 {
+        for (w, y) in ws.iter().zip(ys.iter_mut()) {
+            matmul_with_isa(isa, w, x, n_tokens, y, scratch, pool);
+        }
+        return;
+    }
+    for (w, y) in ws.iter().zip(ys.iter()) {
+        assert_eq!(
+            x.len(),
+            n_tokens * w.cols(),
+            "matmul_multi: x has {} values, want {n_tokens}x{}",
+            x.len(),
+            w.cols()
+        );
+        assert_eq!(
+            y.len(),
+            n_tokens * w.rows(),
+            "matmul_multi: y has {} values, want {n_tokens}x{}",
+            y.len(),
+            w.rows()
+        );
+    }
+    let prep = selected[0].expect("one matrix at least").0;
+    let acts = prepare(scratch, prep, isa, first, x, n_tokens, pool);
+    let outs: [Option<Out>; MAX_MULTI] =
+        std::array::from_fn(|i| ys.get_mut(i).map(|y| Out { ptr: y.as_mut_ptr(), ld: ws[i].rows(), n_tokens }));
+    // Row tiles of every matrix, numbered one after the other.
+    let units: [usize; MAX_MULTI] =
+        std::array::from_fn(|i| ws.get(i).zip(selected[i]).map_or(0, |(w, k)| w.rows().div_ceil(k.2)));
+    let total: usize = units.iter().sum();
+    let n_threads = pool.n_threads().min(total);
+    let work = |t: usize| {
+        if t >= n_threads {
+            return;
+        }
+        let mine = chunk(total, n_threads, t);
+        let mut first_unit = 0;
+        for (i, w) in ws.iter().enumerate() {
+            let (_, kernel, row_tile) = selected[i].expect("selected for every matrix");
+            let here = first_unit..first_unit + units[i];
+            first_unit = here.end;
+            let (start, end) = (mine.start.max(here.start), mine.end.min(here.end));
+            if start >= end {
+                continue;
+            }
+            let rows = (start - here.start) * row_tile..((end - here.start) * row_tile).min(w.rows());
+            let out = outs[i].as_ref().expect("an output for every matrix");
+            // SAFETY: as in `matmul_with_isa`: the kernel was selected for `isa`, which
+            // this CPU has; `acts` was prepared with the prep all these kernels share;
+            // threads get disjoint unit ranges, so disjoint rows of each output.
+            unsafe { kernel(w, &acts, rows, out) };
+        }
+    };
+    if n_threads == 1 {
+        work(0);
+    } else {
+        pool.run(&work);
+    }
+}
+
 /// Quantizes `x` as `prep` says, into `scratch`.
 fn prepare<'s>(
     scratch: &'s mut MatmulScratch,

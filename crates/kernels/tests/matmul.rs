@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use kernels::matmul::{matmul, matmul_with_isa, MatmulScratch, QMatrix};
+use kernels::matmul::{matmul, matmul_multi, matmul_with_isa, MatmulScratch, QMatrix};
 use kernels::{GgmlType, Isa, ThreadPool};
 
 /// Block counts per row to try for `ty` (odd ones on purpose).
@@ -107,6 +107,54 @@ fn thread_count_does_not_change_the_result() {
             }
         }
     }
+}
+
+#[test]
+fn matmul_multi_gives_the_bits_of_one_matmul_per_matrix() {
+    let pools: Vec<ThreadPool> = (1..=3).map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::default();
+    let mut rng = rng(5);
+    for ty in TYPES {
+        let cols = 3 * ty.block_size().max(32);
+        // Row counts of different tiles and repacking classes; n = 6 mixes tile edges.
+        for (row_counts, n) in [(&[9usize, 3, 3][..], 1usize), (&[64, 16, 24][..], 6), (&[17, 40][..], 5)] {
+            let data: Vec<_> = row_counts.iter().map(|&r| random_weights(&mut rng, ty, r, cols)).collect();
+            let ws: Vec<QMatrix> = row_counts
+                .iter()
+                .zip(&data)
+                .map(|(&r, d)| QMatrix::new(ty, r, cols, d.bytes()).expect("valid matrix"))
+                .collect();
+            let x = random_acts(&mut rng, n * cols);
+            for pool in &pools {
+                let want: Vec<Vec<f32>> = ws
+                    .iter()
+                    .map(|w| {
+                        let mut y = vec![f32::NAN; n * w.rows()];
+                        matmul(w, &x, n, &mut y, &mut scratch, pool);
+                        y
+                    })
+                    .collect();
+                let mut got: Vec<Vec<f32>> = ws.iter().map(|w| vec![f32::NAN; n * w.rows()]).collect();
+                let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|y| y.as_mut_slice()).collect();
+                matmul_multi(&ws, &x, n, &mut outs, &mut scratch, pool);
+                assert_eq!(got, want, "{ty} rows {row_counts:?} n {n}, {} threads", pool.n_threads());
+            }
+        }
+    }
+    // Matrices of different types take the fallback path and still agree.
+    let pool = &pools[1];
+    let (a, b) = (random_weights(&mut rng, GgmlType::Q4_1, 8, 64), random_weights(&mut rng, GgmlType::Q8_0, 5, 64));
+    let ws = [
+        QMatrix::new(GgmlType::Q4_1, 8, 64, a.bytes()).expect("valid"),
+        QMatrix::new(GgmlType::Q8_0, 5, 64, b.bytes()).expect("valid"),
+    ];
+    let x = random_acts(&mut rng, 2 * 64);
+    let (mut y0, mut y1) = (vec![0.0f32; 16], vec![0.0f32; 10]);
+    matmul_multi(&ws, &x, 2, &mut [&mut y0, &mut y1], &mut scratch, pool);
+    let (mut e0, mut e1) = (vec![0.0f32; 16], vec![0.0f32; 10]);
+    matmul(&ws[0], &x, 2, &mut e0, &mut scratch, pool);
+    matmul(&ws[1], &x, 2, &mut e1, &mut scratch, pool);
+    assert_eq!((y0, y1), (e0, e1));
 }
 
 #[test]

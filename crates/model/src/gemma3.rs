@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 
-use kernels::matmul::matmul;
+use kernels::matmul::{matmul, matmul_multi};
 use kernels::ops::{add_inplace, geglu, rms_norm, rms_norm_inplace, rope, rope_cos_sin, scale_inplace, RopeStyle};
 use kernels::ThreadPool;
 
@@ -173,9 +173,8 @@ impl Gemma3 {
             for (xr, xnr) in x.chunks_exact(e).zip(xn.chunks_exact_mut(e)) {
                 rms_norm(xr, &layer.attn_norm, hp.rms_eps, xnr);
             }
-            matmul(&layer.wq.qmatrix(), xn, n, q, scratch, pool);
-            matmul(&layer.wk.qmatrix(), xn, n, k, scratch, pool);
-            matmul(&layer.wv.qmatrix(), xn, n, v, scratch, pool);
+            let qkv = [layer.wq.qmatrix(), layer.wk.qmatrix(), layer.wv.qmatrix()];
+            matmul_multi(&qkv, xn, n, &mut [&mut *q, &mut *k, &mut *v], scratch, pool);
             let set = usize::from(layer.sliding);
             for (t, row) in ws.rows.iter().enumerate() {
                 let o = (set * n + t) * half_rot;
@@ -205,8 +204,8 @@ impl Gemma3 {
             for (xr, xnr) in x.chunks_exact(e).zip(xn.chunks_exact_mut(e)) {
                 rms_norm(xr, &layer.ffn_norm, hp.rms_eps, xnr);
             }
-            matmul(&layer.ffn_gate.qmatrix(), xn, n, gate, scratch, pool);
-            matmul(&layer.ffn_up.qmatrix(), xn, n, up, scratch, pool);
+            let gate_up = [layer.ffn_gate.qmatrix(), layer.ffn_up.qmatrix()];
+            matmul_multi(&gate_up, xn, n, &mut [&mut *gate, &mut *up], scratch, pool);
             geglu(gate, up);
             matmul(&layer.ffn_down.qmatrix(), gate, n, tmp, scratch, pool);
             for row in tmp.chunks_exact_mut(e) {

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kernels::matmul::matmul;
+use kernels::matmul::{matmul, matmul_multi};
 use kernels::ops::{add_inplace, rms_norm, rope, rope_cos_sin, swiglu, RopeStyle};
 use kernels::ThreadPool;
 
@@ -139,9 +139,8 @@ impl Llama {
             for (xr, xnr) in x.chunks_exact(e).zip(xn.chunks_exact_mut(e)) {
                 rms_norm(xr, &layer.attn_norm, hp.rms_eps, xnr);
             }
-            matmul(&layer.wq.qmatrix(), xn, n, q, scratch, pool);
-            matmul(&layer.wk.qmatrix(), xn, n, k, scratch, pool);
-            matmul(&layer.wv.qmatrix(), xn, n, v, scratch, pool);
+            let qkv = [layer.wq.qmatrix(), layer.wk.qmatrix(), layer.wv.qmatrix()];
+            matmul_multi(&qkv, xn, n, &mut [&mut *q, &mut *k, &mut *v], scratch, pool);
             for (t, row) in ws.rows.iter().enumerate() {
                 let (c, s) = (&cos[t * half_rot..][..half_rot], &sin[t * half_rot..][..half_rot]);
                 rope(&mut q[t * qd..(t + 1) * qd], hp.head_dim, c, s, RopeStyle::Interleaved);
@@ -157,8 +156,8 @@ impl Llama {
             for (xr, xnr) in x.chunks_exact(e).zip(xn.chunks_exact_mut(e)) {
                 rms_norm(xr, &layer.ffn_norm, hp.rms_eps, xnr);
             }
-            matmul(&layer.ffn_gate.qmatrix(), xn, n, gate, scratch, pool);
-            matmul(&layer.ffn_up.qmatrix(), xn, n, up, scratch, pool);
+            let gate_up = [layer.ffn_gate.qmatrix(), layer.ffn_up.qmatrix()];
+            matmul_multi(&gate_up, xn, n, &mut [&mut *gate, &mut *up], scratch, pool);
             swiglu(gate, up);
             matmul(&layer.ffn_down.qmatrix(), gate, n, tmp, scratch, pool);
             add_inplace(x, tmp);
