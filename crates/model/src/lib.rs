@@ -109,7 +109,12 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Opens and loads `path`.
     pub fn open(path: &Path) -> Result<LoadedModel, ModelError> {
-        let file = Arc::new(GgufFile::open(path)?);
+        LoadedModel::from_file(Arc::new(GgufFile::open(path)?))
+    }
+
+    /// Loads a parsed file: weights, vocabulary and chat template, each checked
+    /// against the others.
+    pub fn from_file(file: Arc<GgufFile>) -> Result<LoadedModel, ModelError> {
         let model = Model::load(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() != model.hparams().n_vocab {
