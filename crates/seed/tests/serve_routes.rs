@@ -71,21 +71,122 @@ fn bad_inputs() -> Vec<(&'static str, &'static str, String, u16, Option<&'static
             400,
             Some("messages[0].content[0].type"),
         ),
+        // Wrong types.
+        ("model of the wrong type", CHAT, c(json!({"model": 7})), 400, Some("model")),
+        ("max_tokens as a string", CHAT, c(json!({"max_tokens": "10"})), 400, Some("max_tokens")),
+        ("max_tokens negative", COMPLETIONS, p(json!({"max_tokens": -1})), 400, Some("max_tokens")),
+        ("max_tokens fractional", COMPLETIONS, p(json!({"max_tokens": 1.5})), 400, Some("max_tokens")),
+        ("n of 0", CHAT, c(json!({"n": 0})), 400, Some("n")),
+        ("n negative", COMPLETIONS, p(json!({"n": -3})), 400, Some("n")),
+        ("stream as a string", CHAT, c(json!({"stream": "yes"})), 400, Some("stream")),
+        ("messages as a string", CHAT, c(json!({"messages": "hello"})), 400, Some("messages")),
+        ("a message that is not an object", CHAT, c(json!({"messages": ["hi"]})), 400, Some("messages[0]")),
+        ("a message without a role", CHAT, c(json!({"messages": [{"content": "hi"}]})), 400, Some("messages[0].role")),
+        (
+            "an unknown role",
+            CHAT,
+            c(json!({"messages": [{"role": "wizard", "content": "hi"}]})),
+            400,
+            Some("messages[0].role"),
+        ),
+        (
+            "content of the wrong type",
+            CHAT,
+            c(json!({"messages": [{"role": "user", "content": 42}]})),
+            400,
+            Some("messages[0].content"),
+        ),
+        (
+            "a text part without text",
+            CHAT,
+            c(json!({"messages": [{"role": "user", "content": [{"type": "text"}]}]})),
+            400,
+            Some("messages[0].content[0].text"),
+        ),
+        ("prompt of the wrong type", COMPLETIONS, p(json!({"prompt": {"text": "hi"}})), 400, Some("prompt")),
+        (
+            "a prompt list with a number among strings",
+            COMPLETIONS,
+            p(json!({"prompt": ["a", 3]})),
+            400,
+            Some("prompt[1]"),
+        ),
+        ("a negative token id", COMPLETIONS, p(json!({"prompt": [1, -5]})), 400, Some("prompt[1]")),
+        ("an empty prompt list", COMPLETIONS, p(json!({"prompt": []})), 400, Some("prompt")),
+        ("stop of the wrong type", CHAT, c(json!({"stop": 5})), 400, Some("stop")),
+        ("a stop list with a number", CHAT, c(json!({"stop": ["a", 1]})), 400, Some("stop[1]")),
+        ("an empty stop string", CHAT, c(json!({"stop": [""]})), 400, Some("stop")),
+        ("a huge stop list", CHAT, c(json!({"stop": vec!["x"; 10_000]})), 400, Some("stop")),
+        // Out of range.
+        ("temperature negative", CHAT, c(json!({"temperature": -0.5})), 400, Some("temperature")),
+        ("top_k negative", CHAT, c(json!({"top_k": -2})), 400, Some("top_k")),
+        ("min_p above 1", CHAT, c(json!({"min_p": 1.5})), 400, Some("min_p")),
+        ("frequency_penalty above 2", CHAT, c(json!({"frequency_penalty": 2.5})), 400, Some("frequency_penalty")),
+        ("presence_penalty below -2", CHAT, c(json!({"presence_penalty": -2.5})), 400, Some("presence_penalty")),
+        ("repetition_penalty of 0", CHAT, c(json!({"repetition_penalty": 0})), 400, Some("repetition_penalty")),
+        ("a huge temperature", CHAT, c(json!({"temperature": 1e308})), 400, Some("temperature")),
+        (
+            "a number too large for f64",
+            CHAT,
+            chat(json!({})).to_string().replace("\"max_tokens\":4", "\"max_tokens\":1e999"),
+            400,
+            None,
+        ),
+        ("a huge max_tokens", COMPLETIONS, p(json!({"max_tokens": u64::MAX})), 400, Some("max_tokens")),
+        ("a seed that is not an integer", CHAT, c(json!({"seed": 1.5})), 400, Some("seed")),
+        ("top_logprobs without logprobs", CHAT, c(json!({"top_logprobs": 3})), 400, Some("top_logprobs")),
+        ("top_logprobs negative", CHAT, c(json!({"logprobs": true, "top_logprobs": -1})), 400, Some("top_logprobs")),
+        // Bad logit_bias.
+        ("logit_bias key not a number", CHAT, c(json!({"logit_bias": {"abc": 1}})), 400, Some("logit_bias")),
+        ("logit_bias negative key", CHAT, c(json!({"logit_bias": {"-1": 1}})), 400, Some("logit_bias")),
+        ("logit_bias value not a number", CHAT, c(json!({"logit_bias": {"42": "high"}})), 400, Some("logit_bias.42")),
+        ("logit_bias of the wrong type", CHAT, c(json!({"logit_bias": [1, 2]})), 400, Some("logit_bias")),
+        // Encoding and structure.
+        ("a lone surrogate escape", CHAT, c(json!({})).replace("Say hi.", "Say \\ud800 hi."), 400, None),
+        ("invalid UTF-8 in the body", CHAT, String::from_utf8_lossy(b"{\"model\": \"\xff\"}").into_owned(), 400, None),
+        ("deeply nested JSON", CHAT, format!("{}{}", "[".repeat(30_000), "]".repeat(30_000)), 400, None),
+        (
+            "deep nesting in a field",
+            CHAT,
+            c(json!({})).replacen("{", &format!("{{\"user\": {}1{},", "[".repeat(5_000), "]".repeat(5_000)), 1),
+            400,
+            None,
+        ),
+        // Tools (not supported by this server): a clear 400, not a silent ignore.
+        (
+            "tools with a bad schema",
+            CHAT,
+            c(json!({"tools": [{"type": "function", "function": {"name": 5}}]})),
+            400,
+            Some("tools"),
+        ),
+        ("tools of the wrong type", CHAT, c(json!({"tools": "calculator"})), 400, Some("tools")),
+        ("tool_choice of the wrong type", CHAT, c(json!({"tool_choice": 12})), 400, Some("tool_choice")),
+        ("tool_choice asking for a tool", CHAT, c(json!({"tool_choice": "required"})), 400, Some("tool_choice")),
     ]
 }
 
 #[tokio::test]
 async fn every_bad_input_is_a_4xx_in_the_openai_envelope() {
     let s = state();
-    for (what, route, body, status, param) in bad_inputs() {
+    let cases = bad_inputs();
+    assert!(cases.len() >= 50, "the table holds {} cases", cases.len());
+    let mut wrong = Vec::new();
+    for (what, route, body, status, param) in cases {
         let r = call(&s, "POST", route, body, &[]).await;
-        assert_eq!(r.status.as_u16(), status, "{what}: {}", r.text);
+        if r.status.as_u16() != status {
+            wrong.push(format!("{what}: status {} (want {status}): {}", r.status, r.text));
+            continue;
+        }
         let v = r.json();
         assert_envelope(&v);
         if let Some(param) = param {
-            assert_eq!(v["error"]["param"], param, "{what}: {v}");
+            if v["error"]["param"] != param {
+                wrong.push(format!("{what}: param {} (want {param})", v["error"]["param"]));
+            }
         }
     }
+    assert!(wrong.is_empty(), "{} cases answered wrongly:\n{}", wrong.len(), wrong.join("\n"));
 }
 
 #[tokio::test]

@@ -187,6 +187,13 @@ fn unsupported(f: &Fields) -> Result<(), ApiError> {
     if f.get("tools").is_some_and(|t| !matches!(t, Value::Array(a) if a.is_empty())) || f.has("functions") {
         return refuse(if f.has("tools") { "tools" } else { "functions" });
     }
+    // Without tools, "none" and "auto" mean the same; anything asking for a tool is refused.
+    match f.get("tool_choice") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "none" || s == "auto" => {}
+        Some(Value::String(_) | Value::Object(_)) => return refuse("tool_choice"),
+        Some(other) => return Err(wrong_type("tool_choice", "a string or an object", other)),
+    }
     if f.get("response_format").is_some_and(|r| r.get("type").and_then(Value::as_str) != Some("text")) {
         return refuse("response_format");
     }
