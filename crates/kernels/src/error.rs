@@ -53,4 +53,12 @@ pub enum KernelError {
         /// Address of the first byte.
         addr: usize,
     },
+    /// The interleaved layout exists only for some types and row counts.
+    #[error("no interleaved layout for {rows} rows of {ty} (Q4_1 with a multiple of 4 rows only)")]
+    NoInterleaving {
+        /// The element type.
+        ty: GgmlType,
+        /// Rows of the matrix.
+        rows: usize,
+    },
 }

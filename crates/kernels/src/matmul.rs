@@ -18,8 +18,21 @@ use crate::{GgmlType, KernelError};
 pub use crate::cpu::{active_isa, detected_isa, Isa};
 pub use crate::quant::dequantize_row;
 
-/// A row-major weight matrix borrowed from a model file: `rows` rows of `cols`
-/// elements of type `ty`.
+/// How a matrix's blocks are laid out in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Row after row, as a GGUF file stores them.
+    Rows,
+    /// Groups of 4 rows, block by block: for each block the 4 rows' scales side by
+    /// side (`d0 m0 d1 m1 d2 m2 d3 m3`, f16), then their 4 quant arrays. Same size
+    /// as `Rows`; made once at load by [`interleave`] (Q4_1 only), and read by a
+    /// kernel that fetches a block of 4 rows with one load for the scales and one
+    /// for the quants.
+    Interleaved4,
+}
+
+/// A weight matrix: `rows` rows of `cols` elements of type `ty`, borrowed from a
+/// model file (row-major) or from an interleaved copy (see [`Layout`]).
 #[derive(Clone, Copy, Debug)]
 pub struct QMatrix<'a> {
     ty: GgmlType,
@@ -27,6 +40,7 @@ pub struct QMatrix<'a> {
     cols: usize,
     row_size: usize,
     data: &'a [u8],
+    layout: Layout,
 }
 
 impl<'a> QMatrix<'a> {
@@ -49,7 +63,22 @@ impl<'a> QMatrix<'a> {
         if !data.is_empty() && !(data.as_ptr() as usize).is_multiple_of(align) {
             return Err(KernelError::Misaligned { ty, align, addr: data.as_ptr() as usize });
         }
-        Ok(QMatrix { ty, rows, cols, row_size, data })
+        Ok(QMatrix { ty, rows, cols, row_size, data, layout: Layout::Rows })
+    }
+
+    /// A matrix in the [`Layout::Interleaved4`] layout (as [`interleave`] makes it).
+    /// Checks what [`QMatrix::new`] checks, and that the type and row count allow
+    /// the layout.
+    pub fn interleaved(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, KernelError> {
+        if ty != GgmlType::Q4_1 || !rows.is_multiple_of(4) {
+            return Err(KernelError::NoInterleaving { ty, rows });
+        }
+        Ok(QMatrix { layout: Layout::Interleaved4, ..QMatrix::new(ty, rows, cols, data)? })
+    }
+
+    /// How the blocks are laid out.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// The element type.
@@ -75,15 +104,74 @@ impl<'a> QMatrix<'a> {
     /// The bytes of row `r`.
     ///
     /// # Panics
-    /// If `r >= rows()`.
+    /// If `r >= rows()`, or the matrix is interleaved (its rows are not contiguous).
     pub fn row(&self, r: usize) -> &'a [u8] {
         assert!(r < self.rows, "row {r} of a matrix with {} rows", self.rows);
+        assert_eq!(self.layout, Layout::Rows, "row {r} of an interleaved matrix");
         &self.data[r * self.row_size..(r + 1) * self.row_size]
     }
 
     /// All the matrix's bytes.
     pub fn data(&self) -> &'a [u8] {
         self.data
+    }
+}
+
+/// Whether [`interleave`] would repack a matrix of `ty` with `rows` rows: only
+/// where this CPU runs a kernel for the interleaved layout.
+pub fn interleaving_pays(ty: GgmlType, rows: usize) -> bool {
+    ty == GgmlType::Q4_1 && rows.is_multiple_of(4) && active_isa() >= Isa::Avx512
+}
+
+/// The [`Layout::Interleaved4`] copy of a row-major matrix, as `u64` words (so
+/// it is aligned for any block type) holding `data.len()` bytes; `None` where
+/// [`interleaving_pays`] says no.
+pub fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u64>> {
+    if !interleaving_pays(ty, rows) {
+        return None;
+    }
+    let m = QMatrix::new(ty, rows, cols, data).ok()?;
+    let (bytes, nb) = (ty.type_size(), cols / ty.block_size());
+    let mut words = vec![0u64; data.len().div_ceil(8)];
+    let out = bytemuck::cast_slice_mut::<u64, u8>(&mut words);
+    // Q4_1 block: d (2 bytes), m (2 bytes), 16 bytes of quants.
+    let scale_bytes = 4;
+    let group_block = 4 * bytes;
+    for g in 0..rows / 4 {
+        for b in 0..nb {
+            let at = g * 4 * m.row_size + b * group_block;
+            for i in 0..4 {
+                let block = &m.row(4 * g + i)[b * bytes..(b + 1) * bytes];
+                out[at + i * scale_bytes..][..scale_bytes].copy_from_slice(&block[..scale_bytes]);
+                let q = bytes - scale_bytes;
+                out[at + 4 * scale_bytes + i * q..][..q].copy_from_slice(&block[scale_bytes..]);
+            }
+        }
+    }
+    Some(words)
+}
+
+/// Dequantizes row `r` of `w`, whatever its layout, into `out` (`cols` values).
+///
+/// # Panics
+/// If `r >= w.rows()` or `out.len() != w.cols()`.
+pub fn dequantize_matrix_row(w: &QMatrix, r: usize, out: &mut [f32]) {
+    assert!(r < w.rows(), "row {r} of a matrix with {} rows", w.rows());
+    match w.layout() {
+        Layout::Rows => dequantize_row(w.ty(), w.row(r), out).expect("a valid matrix's row"),
+        Layout::Interleaved4 => {
+            let (bytes, bs) = (w.ty().type_size(), w.ty().block_size());
+            let (group, i) = (r / 4, r % 4);
+            let base = &w.data()[group * 4 * w.row_size()..][..4 * w.row_size()];
+            let mut block = [0u8; 20];
+            debug_assert_eq!(bytes, block.len(), "interleaving is Q4_1 only");
+            for (b, o) in out.chunks_exact_mut(bs).enumerate() {
+                let at = &base[b * 4 * bytes..][..4 * bytes];
+                block[..4].copy_from_slice(&at[4 * i..4 * i + 4]);
+                block[4..].copy_from_slice(&at[16 + 16 * i..16 + 16 * i + 16]);
+                dequantize_row(w.ty(), &block, o).expect("one whole block");
+            }
+        }
     }
 }
 
@@ -201,7 +289,7 @@ pub fn matmul_with_isa(
         y.fill(0.0); // an empty sum
         return;
     }
-    let (prep, kernel, row_tile) = select(w.ty(), w.rows(), isa);
+    let (prep, kernel, row_tile) = select(w, isa);
     let acts = prepare(scratch, prep, isa, w, x, n_tokens, pool);
     let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens };
     let units = w.rows().div_ceil(row_tile);
@@ -250,7 +338,7 @@ pub fn matmul_multi(
     let Some(first) = ws.first() else { return };
     let same_shape = ws.iter().all(|w| w.ty() == first.ty() && w.cols() == first.cols() && w.rows() > 0);
     let selected: [Option<(Prep, GemmFn, usize)>; MAX_MULTI] =
-        std::array::from_fn(|i| ws.get(i).map(|w| select(w.ty(), w.rows(), isa)));
+        std::array::from_fn(|i| ws.get(i).map(|w| select(w, isa)));
     let same_prep = selected.iter().flatten().all(|k| k.0 == selected[0].map_or(k.0, |f| f.0));
     if !same_shape || !same_prep || n_tokens == 0 || first.cols() == 0 {
         for (w, y) in ws.iter().zip(ys.iter_mut()) {
@@ -396,11 +484,16 @@ fn fill<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
 /// The kernel for a matrix of type `ty` with `rows` rows at level `isa`: how to
 /// prepare the activations, the kernel, and its row tile (threads split rows in
 /// multiples of it).
-fn select(ty: GgmlType, rows: usize, isa: Isa) -> (Prep, GemmFn, usize) {
+///
+/// # Panics
+/// If the matrix is interleaved and `isa` has no kernel for that layout (only
+/// [`interleave`] makes such matrices, and only where one exists).
+fn select(w: &QMatrix, isa: Isa) -> (Prep, GemmFn, usize) {
+    let (ty, rows) = (w.ty(), w.rows());
     #[cfg(target_arch = "x86_64")]
-    if let Some(k) = crate::x86::select(ty, rows, isa) {
+    if let Some(k) = crate::x86::select(ty, rows, w.layout(), isa) {
         return k;
     }
-    let _ = isa;
+    assert_eq!(w.layout(), Layout::Rows, "no {isa} kernel for an interleaved {ty} matrix");
     (Prep::Blocks, crate::scalar::gemm_fn(ty, rows), 1)
 }

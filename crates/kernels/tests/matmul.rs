@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use kernels::matmul::{matmul, matmul_multi, matmul_with_isa, MatmulScratch, QMatrix};
+use kernels::matmul::{
+    active_isa, interleave, interleaving_pays, matmul, matmul_multi, matmul_with_isa, Layout, MatmulScratch, QMatrix,
+};
 use kernels::{GgmlType, Isa, ThreadPool};
 
 /// Block counts per row to try for `ty` (odd ones on purpose).
@@ -155,6 +157,46 @@ fn matmul_multi_gives_the_bits_of_one_matmul_per_matrix() {
     matmul(&ws[0], &x, 2, &mut e0, &mut scratch, pool);
     matmul(&ws[1], &x, 2, &mut e1, &mut scratch, pool);
     assert_eq!((y0, y1), (e0, e1));
+}
+
+#[test]
+fn interleaved_q4_1_gives_the_bits_of_the_row_major_matrix() {
+    let ty = GgmlType::Q4_1;
+    assert_eq!(interleaving_pays(ty, 8), active_isa() >= Isa::Avx512);
+    assert!(!interleaving_pays(ty, 6) && !interleaving_pays(GgmlType::Q4_0, 8));
+    let mut rng = rng(6);
+    let data = random_weights(&mut rng, ty, 6, 64);
+    assert!(interleave(ty, 6, 64, data.bytes()).is_none(), "6 rows are not whole groups");
+    assert!(
+        QMatrix::interleaved(GgmlType::Q4_0, 8, 64, random_weights(&mut rng, GgmlType::Q4_0, 8, 64).bytes()).is_err()
+    );
+    let pools: Vec<ThreadPool> = (1..=3).map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::default();
+    for (rows, cols) in [(4usize, 32usize), (8, 96), (36, 576), (64, 160)] {
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
+        let Some(words) = interleave(ty, rows, cols, data.bytes()) else {
+            eprintln!("skipped: this CPU has no kernel for interleaved Q4_1 (it needs AVX-512)");
+            return;
+        };
+        let packed = &bytemuck::cast_slice::<u64, u8>(&words)[..data.bytes().len()];
+        assert_ne!(packed, data.bytes(), "the layout must differ for this test to mean anything");
+        let wi = QMatrix::interleaved(ty, rows, cols, packed).expect("valid interleaved matrix");
+        assert_eq!(wi.layout(), Layout::Interleaved4);
+        for n in [1usize, 3, 4, 5, 9] {
+            let x = random_acts(&mut rng, n * cols);
+            for pool in &pools {
+                let (mut want, mut got) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
+                matmul(&w, &x, n, &mut want, &mut scratch, pool);
+                matmul(&wi, &x, n, &mut got, &mut scratch, pool);
+                assert_eq!(got, want, "{rows}x{cols}, {n} tokens, {} threads", pool.n_threads());
+                // Beside a row-major matrix in one region.
+                let (mut a, mut b) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
+                matmul_multi(&[wi, w], &x, n, &mut [&mut a, &mut b], &mut scratch, pool);
+                assert_eq!((&a, &b), (&want, &want));
+            }
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kernels::matmul::{dequantize_row, QMatrix};
+use kernels::matmul::{dequantize_matrix_row, dequantize_row, interleave, QMatrix};
 use kernels::GgmlType;
 
 use crate::error::ModelError;
@@ -30,6 +30,9 @@ enum Bytes {
     /// Copied out because the file's alignment did not suit the kernels
     /// (`u64` storage keeps every block type aligned). Holds `len` bytes.
     Owned(Vec<u64>, usize),
+    /// Repacked at load into `kernels::matmul::Layout::Interleaved4`, where this
+    /// CPU has a faster kernel for that layout. Holds `len` bytes.
+    Interleaved(Vec<u64>, usize),
 }
 
 impl Matrix {
@@ -39,6 +42,12 @@ impl Matrix {
         check_shape(info, &[cols, rows])?;
         let data = file.tensor_data(info);
         // Validate once here; `qmatrix()` rebuilds the view from checked parts.
+        if QMatrix::new(info.ty, rows, cols, data).is_ok() {
+            if let Some(words) = interleave(info.ty, rows, cols, data) {
+                let bytes = Bytes::Interleaved(words, data.len());
+                return Ok(Matrix { name: name.into(), ty: info.ty, rows, cols, bytes });
+            }
+        }
         let bytes = match QMatrix::new(info.ty, rows, cols, data) {
             Ok(_) => Bytes::Mapped(Arc::clone(file), index),
             Err(kernels::KernelError::Misaligned { .. }) => {
@@ -77,19 +86,22 @@ impl Matrix {
     fn data(&self) -> &[u8] {
         match &self.bytes {
             Bytes::Mapped(file, index) => file.tensor_data(&file.tensors()[*index]),
-            Bytes::Owned(words, len) => &bytemuck::cast_slice(words)[..*len],
+            Bytes::Owned(words, len) | Bytes::Interleaved(words, len) => &bytemuck::cast_slice(words)[..*len],
         }
     }
 
     /// The kernels' view of this matrix.
     pub fn qmatrix(&self) -> QMatrix<'_> {
-        QMatrix::new(self.ty, self.rows, self.cols, self.data()).expect("matrix validated at load")
+        let m = match self.bytes {
+            Bytes::Interleaved(..) => QMatrix::interleaved(self.ty, self.rows, self.cols, self.data()),
+            _ => QMatrix::new(self.ty, self.rows, self.cols, self.data()),
+        };
+        m.expect("matrix validated at load")
     }
 
     /// Dequantizes row `r` into `out` (shape `(cols,)`): the embedding lookup.
     pub fn dequantize_row_into(&self, r: usize, out: &mut [f32]) {
-        let m = self.qmatrix();
-        dequantize_row(self.ty, m.row(r), out).expect("matrix validated at load");
+        dequantize_matrix_row(&self.qmatrix(), r, out);
     }
 
     /// The tensor's name.

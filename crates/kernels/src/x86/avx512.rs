@@ -138,7 +138,68 @@ pub(crate) const SPREAD_D: [i32; 16] = [0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6
 /// From `scales4`: `[m0 ×4, m1 ×4, m2 ×4, m3 ×4]`.
 const SPREAD_M: [i32; 16] = [1, 1, 1, 1, 3, 3, 3, 3, 5, 5, 5, 5, 7, 7, 7, 7];
 
-/// One tile: rows `r0..r0+R` × tokens `t0..t0+C` (`R, C <= 4`).
+/// Where a tile's weight blocks come from.
+trait Source {
+    /// Block `b` of the tile's 4 rows: the scales as [`scales4`] lays them out, and
+    /// the offset quants of rows (0, 1) and (2, 3) as [`Format::pair`] does.
+    unsafe fn block(&self, b: usize) -> (__m512, [__m512i; 2]);
+}
+
+/// Rows of a row-major matrix (rows past the tile's repeat its last one).
+struct RowBlocks<F> {
+    rows: [*const u8; 4],
+    pairs: usize,
+    step: usize,
+    format: std::marker::PhantomData<F>,
+}
+
+impl<F: Format> Source for RowBlocks<F> {
+    #[inline(always)]
+    unsafe fn block(&self, b: usize) -> (__m512, [__m512i; 2]) {
+        prefetch_ahead(self.rows[0], b * self.step, self.step);
+        let at: [*const u8; 4] = self.rows.map(|r| r.add(b * F::BYTES));
+        let mut wq = [_mm512_setzero_si512(); 2];
+        for (p, q) in wq.iter_mut().enumerate().take(self.pairs) {
+            *q = F::pair(at[2 * p], at[2 * p + 1]);
+        }
+        (scales4(at), wq)
+    }
+}
+
+/// A group of 4 rows of an interleaved Q4_1 matrix (see `matmul::Layout`).
+struct Interleaved {
+    group: *const u8,
+}
+
+impl Source for Interleaved {
+    #[inline(always)]
+    unsafe fn block(&self, b: usize) -> (__m512, [__m512i; 2]) {
+        const BLOCK: usize = 4 * Q4_1::BYTES;
+        let p = self.group.add(b * BLOCK);
+        prefetch_ahead(self.group, b * BLOCK, BLOCK);
+        let scales = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(p.cast())));
+        // 64-bit lanes 2i, 2i+1 hold row i's 16 bytes; each pair wants
+        // [row a, row a, row b, row b], low nibbles from the first copy, high from the second.
+        let q = _mm512_loadu_si512(p.add(16).cast());
+        let wq = [
+            interleaved_pair(q, _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3)),
+            interleaved_pair(q, _mm512_setr_epi64(4, 5, 4, 5, 6, 7, 6, 7)),
+        ];
+        (scales, wq)
+    }
+}
+
+/// The nibbles of two rows of a group's block, `q`'s 64-bit lanes picked by `idx`
+/// as `[row a, row a, row b, row b]`: the low nibbles of the first copy, the high
+/// nibbles of the second, one per byte (what [`nibble_pair`] gives for row-major
+/// blocks).
+#[inline(always)]
+unsafe fn interleaved_pair(q: __m512i, idx: __m512i) -> __m512i {
+    let shift = _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4);
+    _mm512_and_si512(_mm512_srlv_epi64(_mm512_permutexvar_epi64(idx, q), shift), _mm512_set1_epi8(0x0F))
+}
+
+/// One tile: rows `r0..r0+R` × tokens `t0..t0+C` (`R, C <= 4`) of a row-major matrix.
 #[inline(always)]
 unsafe fn tile<F: Format, const VNNI: bool, const R: usize, const C: usize>(
     w: &QMatrix<'_>,
@@ -147,20 +208,43 @@ unsafe fn tile<F: Format, const VNNI: bool, const R: usize, const C: usize>(
     r0: usize,
     t0: usize,
 ) {
-    let pairs = R.div_ceil(2);
-    let nb = w.cols() / 32;
     // Rows past `R` repeat the last one (read, never written).
     let rows: [*const u8; 4] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i.min(R - 1)) * w.row_size()));
+    let src = RowBlocks::<F> { rows, pairs: R.div_ceil(2), step: R * F::BYTES, format: std::marker::PhantomData };
+    tile_from::<F, VNNI, R, C>(&src, w.cols() / 32, a, out, r0, t0);
+}
+
+/// One tile: rows `r0..r0+4` × tokens `t0..t0+C` of an interleaved Q4_1 matrix.
+#[inline(always)]
+unsafe fn tile_interleaved<const VNNI: bool, const R: usize, const C: usize>(
+    w: &QMatrix<'_>,
+    a: &Q8View<'_>,
+    out: &Out,
+    r0: usize,
+    t0: usize,
+) {
+    debug_assert!(R == 4 && r0.is_multiple_of(4), "interleaved groups are whole");
+    let src = Interleaved { group: w.data().as_ptr().add(r0 * w.row_size()) };
+    tile_from::<Q4_1, VNNI, 4, C>(&src, w.cols() / 32, a, out, r0, t0);
+}
+
+/// The arithmetic of a tile, whatever the weights' layout.
+#[inline(always)]
+unsafe fn tile_from<F: Format, const VNNI: bool, const R: usize, const C: usize>(
+    src: &impl Source,
+    nb: usize,
+    a: &Q8View<'_>,
+    out: &Out,
+    r0: usize,
+    t0: usize,
+) {
+    let pairs = R.div_ceil(2);
     let mut acc = [[_mm512_setzero_ps(); C]; 2];
     let mut mins = _mm512_setzero_ps();
     for b in 0..nb {
-        prefetch_ahead(rows[0], b * R * F::BYTES, R * F::BYTES);
-        let at: [*const u8; 4] = rows.map(|r| r.add(b * F::BYTES));
-        let scales = scales4(at);
-        let mut wq = [_mm512_setzero_si512(); 2];
+        let (scales, wq) = src.block(b);
         let mut dw = [_mm512_setzero_ps(); 2];
         for p in 0..pairs {
-            wq[p] = F::pair(at[2 * p], at[2 * p + 1]);
             dw[p] = pick(scales, &PAIR_D[p]);
         }
         if F::MIN {
@@ -215,6 +299,26 @@ macro_rules! entry {
             drive_tiles!(rows, out.n_tokens, 4, 4, tile[$fmt, $vnni](w, a, out));
         }
     };
+}
+
+/// AVX-512 kernel of an interleaved Q4_1 matrix (rows in whole groups of 4).
+///
+/// # Safety
+/// See [`crate::matmul::GemmFn`]; `rows` must start and end on a group boundary.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
+pub(crate) unsafe fn q4_1x4_plain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
+    drive_tiles!(rows, out.n_tokens, 4, 4, tile_interleaved[false](w, a, out));
+}
+
+/// [`q4_1x4_plain`] with VNNI.
+///
+/// # Safety
+/// See [`q4_1x4_plain`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+pub(crate) unsafe fn q4_1x4_vnni(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
+    drive_tiles!(rows, out.n_tokens, 4, 4, tile_interleaved[true](w, a, out));
 }
 
 entry!(q4_0_plain, Q4_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);

@@ -20,15 +20,22 @@ mod float;
 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
 
 use crate::cpu::Isa;
-use crate::matmul::{GemmFn, Prep};
+use crate::matmul::{GemmFn, Layout, Prep};
 use crate::quant::order::is_repacked;
 use crate::GgmlType;
 
 /// The SIMD kernel for a matrix of `ty` with `rows` rows at level `isa`: activation
 /// layout, kernel, row tile. `None` for the scalar level.
-pub(crate) fn select(ty: GgmlType, rows: usize, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
+pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
     use avx512::Format;
     use GgmlType::*;
+    if layout == Layout::Interleaved4 {
+        return match (isa, ty) {
+            (Isa::Avx512, Q4_1) => Some((Prep::Q8 { shift: 0 }, avx512::q4_1x4_plain, 4)),
+            (Isa::Avx512Vnni, Q4_1) => Some((Prep::Q8 { shift: 0 }, avx512::q4_1x4_vnni, 4)),
+            _ => None,
+        };
+    }
     let q8 = |shift: u32| Prep::Q8 { shift };
     let repacked = is_repacked(ty, rows);
     let vnni = isa == Isa::Avx512Vnni;
