@@ -23,11 +23,12 @@ pub use crate::quant::dequantize_row;
 pub enum Layout {
     /// Row after row, as a GGUF file stores them.
     Rows,
-    /// Groups of 4 rows, block by block: for each block the 4 rows' scales side by
-    /// side (`d0 m0 d1 m1 d2 m2 d3 m3`, f16), then their 4 quant arrays. Same size
-    /// as `Rows`; made once at load by [`interleave`] (Q4_1 only), and read by a
-    /// kernel that fetches a block of 4 rows with one load for the scales and one
-    /// for the quants.
+    /// Groups of 4 rows, block by block: for each block the 4 rows' fields side
+    /// by side, field after field — Q4_1: `d0 m0 d1 m1 d2 m2 d3 m3` (f16), then
+    /// the 4 rows' 16 bytes of nibbles; Q5_0: `d0 d1 d2 d3`, the 4 rows' 4 bytes of
+    /// fifth bits, then their nibbles. Same size as `Rows`; made once at load by
+    /// [`interleave`], and read by kernels that fetch a block of 4 rows with one
+    /// load per field.
     Interleaved4,
 }
 
@@ -70,7 +71,7 @@ impl<'a> QMatrix<'a> {
     /// Checks what [`QMatrix::new`] checks, and that the type and row count allow
     /// the layout.
     pub fn interleaved(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, KernelError> {
-        if ty != GgmlType::Q4_1 || !rows.is_multiple_of(4) {
+        if !interleavable(ty) || !rows.is_multiple_of(4) {
             return Err(KernelError::NoInterleaving { ty, rows });
         }
         Ok(QMatrix { layout: Layout::Interleaved4, ..QMatrix::new(ty, rows, cols, data)? })
@@ -120,7 +121,22 @@ impl<'a> QMatrix<'a> {
 /// Whether [`interleave`] would repack a matrix of `ty` with `rows` rows: only
 /// where this CPU runs a kernel for the interleaved layout.
 pub fn interleaving_pays(ty: GgmlType, rows: usize) -> bool {
-    ty == GgmlType::Q4_1 && rows.is_multiple_of(4) && active_isa() >= Isa::Avx512
+    interleavable(ty) && rows.is_multiple_of(4) && active_isa() >= Isa::Avx512
+}
+
+/// The types [`Layout::Interleaved4`] exists for.
+fn interleavable(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0)
+}
+
+/// The fields of one block of an interleavable type: (offset, length) in the
+/// row-major block, in the order the interleaved layout stores them.
+fn block_fields(ty: GgmlType) -> &'static [(usize, usize)] {
+    match ty {
+        GgmlType::Q4_1 => &[(0, 4), (4, 16)],         // d and m together; nibbles
+        GgmlType::Q5_0 => &[(0, 2), (2, 4), (6, 16)], // d; fifth bits; nibbles
+        _ => &[],
+    }
 }
 
 /// The [`Layout::Interleaved4`] copy of a row-major matrix, as `u64` words (so
@@ -134,17 +150,15 @@ pub fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option
     let (bytes, nb) = (ty.type_size(), cols / ty.block_size());
     let mut words = vec![0u64; data.len().div_ceil(8)];
     let out = bytemuck::cast_slice_mut::<u64, u8>(&mut words);
-    // Q4_1 block: d (2 bytes), m (2 bytes), 16 bytes of quants.
-    let scale_bytes = 4;
-    let group_block = 4 * bytes;
     for g in 0..rows / 4 {
         for b in 0..nb {
-            let at = g * 4 * m.row_size + b * group_block;
-            for i in 0..4 {
-                let block = &m.row(4 * g + i)[b * bytes..(b + 1) * bytes];
-                out[at + i * scale_bytes..][..scale_bytes].copy_from_slice(&block[..scale_bytes]);
-                let q = bytes - scale_bytes;
-                out[at + 4 * scale_bytes + i * q..][..q].copy_from_slice(&block[scale_bytes..]);
+            let mut at = g * 4 * m.row_size + b * 4 * bytes;
+            for &(offset, len) in block_fields(ty) {
+                for i in 0..4 {
+                    let block = &m.row(4 * g + i)[b * bytes..(b + 1) * bytes];
+                    out[at + i * len..][..len].copy_from_slice(&block[offset..offset + len]);
+                }
+                at += 4 * len;
             }
         }
     }
@@ -163,13 +177,14 @@ pub fn dequantize_matrix_row(w: &QMatrix, r: usize, out: &mut [f32]) {
             let (bytes, bs) = (w.ty().type_size(), w.ty().block_size());
             let (group, i) = (r / 4, r % 4);
             let base = &w.data()[group * 4 * w.row_size()..][..4 * w.row_size()];
-            let mut block = [0u8; 20];
-            debug_assert_eq!(bytes, block.len(), "interleaving is Q4_1 only");
+            let mut block = [0u8; 32];
             for (b, o) in out.chunks_exact_mut(bs).enumerate() {
-                let at = &base[b * 4 * bytes..][..4 * bytes];
-                block[..4].copy_from_slice(&at[4 * i..4 * i + 4]);
-                block[4..].copy_from_slice(&at[16 + 16 * i..16 + 16 * i + 16]);
-                dequantize_row(w.ty(), &block, o).expect("one whole block");
+                let mut at = b * 4 * bytes;
+                for &(offset, len) in block_fields(w.ty()) {
+                    block[offset..offset + len].copy_from_slice(&base[at + i * len..][..len]);
+                    at += 4 * len;
+                }
+                dequantize_row(w.ty(), &block[..bytes], o).expect("one whole block");
             }
         }
     }

@@ -5,7 +5,8 @@ mod common;
 
 use common::*;
 use kernels::matmul::{
-    active_isa, interleave, interleaving_pays, matmul, matmul_multi, matmul_with_isa, Layout, MatmulScratch, QMatrix,
+    active_isa, dequantize_matrix_row, interleave, interleaving_pays, matmul, matmul_multi, matmul_with_isa, Layout,
+    MatmulScratch, QMatrix,
 };
 use kernels::{GgmlType, Isa, ThreadPool};
 
@@ -160,8 +161,13 @@ fn matmul_multi_gives_the_bits_of_one_matmul_per_matrix() {
 }
 
 #[test]
-fn interleaved_q4_1_gives_the_bits_of_the_row_major_matrix() {
-    let ty = GgmlType::Q4_1;
+fn interleaved_matrices_give_the_bits_of_the_row_major_ones() {
+    for ty in [GgmlType::Q4_1, GgmlType::Q5_0] {
+        interleaved_matches(ty);
+    }
+}
+
+fn interleaved_matches(ty: GgmlType) {
     assert_eq!(interleaving_pays(ty, 8), active_isa() >= Isa::Avx512);
     assert!(!interleaving_pays(ty, 6) && !interleaving_pays(GgmlType::Q4_0, 8));
     let mut rng = rng(6);
@@ -176,20 +182,27 @@ fn interleaved_q4_1_gives_the_bits_of_the_row_major_matrix() {
         let data = random_weights(&mut rng, ty, rows, cols);
         let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
         let Some(words) = interleave(ty, rows, cols, data.bytes()) else {
-            eprintln!("skipped: this CPU has no kernel for interleaved Q4_1 (it needs AVX-512)");
+            eprintln!("skipped: this CPU has no kernel for interleaved {ty} (it needs AVX-512)");
             return;
         };
         let packed = &bytemuck::cast_slice::<u64, u8>(&words)[..data.bytes().len()];
         assert_ne!(packed, data.bytes(), "the layout must differ for this test to mean anything");
         let wi = QMatrix::interleaved(ty, rows, cols, packed).expect("valid interleaved matrix");
         assert_eq!(wi.layout(), Layout::Interleaved4);
+        // Every row dequantizes as the row-major row does.
+        for r in 0..rows {
+            let (mut a, mut b) = (vec![0.0f32; cols], vec![1.0f32; cols]);
+            dequantize_matrix_row(&w, r, &mut a);
+            dequantize_matrix_row(&wi, r, &mut b);
+            assert_eq!(a, b, "{ty} row {r}");
+        }
         for n in [1usize, 3, 4, 5, 9] {
             let x = random_acts(&mut rng, n * cols);
             for pool in &pools {
                 let (mut want, mut got) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
                 matmul(&w, &x, n, &mut want, &mut scratch, pool);
                 matmul(&wi, &x, n, &mut got, &mut scratch, pool);
-                assert_eq!(got, want, "{rows}x{cols}, {n} tokens, {} threads", pool.n_threads());
+                assert_eq!(got, want, "{ty} {rows}x{cols}, {n} tokens, {} threads", pool.n_threads());
                 // Beside a row-major matrix in one region.
                 let (mut a, mut b) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
                 matmul_multi(&[wi, w], &x, n, &mut [&mut a, &mut b], &mut scratch, pool);

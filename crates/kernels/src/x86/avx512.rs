@@ -167,11 +167,11 @@ impl<F: Format> Source for RowBlocks<F> {
 }
 
 /// A group of 4 rows of an interleaved Q4_1 matrix (see `matmul::Layout`).
-struct Interleaved {
+struct InterleavedQ4_1 {
     group: *const u8,
 }
 
-impl Source for Interleaved {
+impl Source for InterleavedQ4_1 {
     #[inline(always)]
     unsafe fn block(&self, b: usize) -> (__m512, [__m512i; 2]) {
         const BLOCK: usize = 4 * Q4_1::BYTES;
@@ -185,6 +185,36 @@ impl Source for Interleaved {
             interleaved_pair(q, _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3)),
             interleaved_pair(q, _mm512_setr_epi64(4, 5, 4, 5, 6, 7, 6, 7)),
         ];
+        (scales, wq)
+    }
+}
+
+/// A group of 4 rows of an interleaved Q5_0 matrix: per block the 4 scales
+/// (8 bytes), the 4 rows' fifth bits (16 bytes), then their nibbles (64 bytes).
+struct InterleavedQ5_0 {
+    group: *const u8,
+}
+
+impl Source for InterleavedQ5_0 {
+    #[inline(always)]
+    unsafe fn block(&self, b: usize) -> (__m512, [__m512i; 2]) {
+        const BLOCK: usize = 4 * Q5_0::BYTES;
+        let p = self.group.add(b * BLOCK);
+        prefetch_ahead(self.group, b * BLOCK, BLOCK);
+        // [d0 d1 d2 d3] to the lanes `scales4` gives them: 0, 2, 4, 6.
+        let d = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(p.cast())));
+        let scales = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0), d);
+        let q = _mm512_loadu_si512(p.add(24).cast());
+        let sixteen = _mm512_set1_epi8(16);
+        let mut wq = [
+            interleaved_pair(q, _mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3)),
+            interleaved_pair(q, _mm512_setr_epi64(4, 5, 4, 5, 6, 7, 6, 7)),
+        ];
+        for (k, w) in wq.iter_mut().enumerate() {
+            // Rows 2k and 2k+1's fifth bits, side by side: bit j of the 64 is element j's.
+            let bits = p.add(8 + 8 * k).cast::<u64>().read_unaligned();
+            *w = _mm512_mask_add_epi8(*w, bits, *w, sixteen);
+        }
         (scales, wq)
     }
 }
@@ -214,9 +244,9 @@ unsafe fn tile<F: Format, const VNNI: bool, const R: usize, const C: usize>(
     tile_from::<F, VNNI, R, C>(&src, w.cols() / 32, a, out, r0, t0);
 }
 
-/// One tile: rows `r0..r0+4` × tokens `t0..t0+C` of an interleaved Q4_1 matrix.
+/// One tile: rows `r0..r0+4` × tokens `t0..t0+C` of an interleaved matrix.
 #[inline(always)]
-unsafe fn tile_interleaved<const VNNI: bool, const R: usize, const C: usize>(
+unsafe fn tile_interleaved<F: Format, const VNNI: bool, const R: usize, const C: usize>(
     w: &QMatrix<'_>,
     a: &Q8View<'_>,
     out: &Out,
@@ -224,8 +254,13 @@ unsafe fn tile_interleaved<const VNNI: bool, const R: usize, const C: usize>(
     t0: usize,
 ) {
     debug_assert!(R == 4 && r0.is_multiple_of(4), "interleaved groups are whole");
-    let src = Interleaved { group: w.data().as_ptr().add(r0 * w.row_size()) };
-    tile_from::<Q4_1, VNNI, 4, C>(&src, w.cols() / 32, a, out, r0, t0);
+    let group = w.data().as_ptr().add(r0 * w.row_size());
+    let nb = w.cols() / 32;
+    if F::MIN {
+        tile_from::<Q4_1, VNNI, 4, C>(&InterleavedQ4_1 { group }, nb, a, out, r0, t0);
+    } else {
+        tile_from::<Q5_0, VNNI, 4, C>(&InterleavedQ5_0 { group }, nb, a, out, r0, t0);
+    }
 }
 
 /// The arithmetic of a tile, whatever the weights' layout.
@@ -301,25 +336,25 @@ macro_rules! entry {
     };
 }
 
-/// AVX-512 kernel of an interleaved Q4_1 matrix (rows in whole groups of 4).
-///
-/// # Safety
-/// See [`crate::matmul::GemmFn`]; `rows` must start and end on a group boundary.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma,f16c")]
-pub(crate) unsafe fn q4_1x4_plain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
-    drive_tiles!(rows, out.n_tokens, 4, 4, tile_interleaved[false](w, a, out));
+macro_rules! entry_interleaved {
+    ($name:ident, $fmt:ty, $features:literal, $vnni:tt) => {
+        /// AVX-512 kernel of an interleaved matrix (see `matmul::Layout`).
+        ///
+        /// # Safety
+        /// See [`crate::matmul::GemmFn`]; `rows` must start and end on a group
+        /// boundary (the row tile is 4).
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $name(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+            let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
+            drive_tiles!(rows, out.n_tokens, 4, 4, tile_interleaved[$fmt, $vnni](w, a, out));
+        }
+    };
 }
 
-/// [`q4_1x4_plain`] with VNNI.
-///
-/// # Safety
-/// See [`q4_1x4_plain`].
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-pub(crate) unsafe fn q4_1x4_vnni(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
-    drive_tiles!(rows, out.n_tokens, 4, 4, tile_interleaved[true](w, a, out));
-}
+entry_interleaved!(q4_1x4_plain, Q4_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry_interleaved!(q4_1x4_vnni, Q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+entry_interleaved!(q5_0x4_plain, Q5_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry_interleaved!(q5_0x4_vnni, Q5_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 
 entry!(q4_0_plain, Q4_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
 entry!(q4_1_plain, Q4_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);

@@ -29,14 +29,16 @@ use crate::GgmlType;
 pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
     use avx512::Format;
     use GgmlType::*;
+    let q8 = |shift: u32| Prep::Q8 { shift };
     if layout == Layout::Interleaved4 {
         return match (isa, ty) {
-            (Isa::Avx512, Q4_1) => Some((Prep::Q8 { shift: 0 }, avx512::q4_1x4_plain, 4)),
-            (Isa::Avx512Vnni, Q4_1) => Some((Prep::Q8 { shift: 0 }, avx512::q4_1x4_vnni, 4)),
+            (Isa::Avx512, Q4_1) => Some((q8(0), avx512::q4_1x4_plain, 4)),
+            (Isa::Avx512Vnni, Q4_1) => Some((q8(0), avx512::q4_1x4_vnni, 4)),
+            (Isa::Avx512, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512::q5_0x4_plain, 4)),
+            (Isa::Avx512Vnni, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512::q5_0x4_vnni, 4)),
             _ => None,
         };
     }
-    let q8 = |shift: u32| Prep::Q8 { shift };
     let repacked = is_repacked(ty, rows);
     let vnni = isa == Isa::Avx512Vnni;
     Some(match (isa, ty) {
