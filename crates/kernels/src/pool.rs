@@ -17,6 +17,23 @@ use std::time::{Duration, Instant};
 /// How long a worker spins for the next region before it parks.
 const SPIN_FOR: Duration = Duration::from_micros(500);
 
+/// Polls of a shared flag before a waiting thread starts yielding its core on each
+/// poll. A region usually ends within this many polls; past it, the thread we wait
+/// for may have been descheduled (more runnable threads than cores), and spinning
+/// on would hold the core it needs for a whole time slice.
+const PURE_SPINS: u32 = 256;
+
+/// One poll of a wait loop: a pause, or after [`PURE_SPINS`] polls, a yield.
+#[inline]
+fn backoff(spins: &mut u32) {
+    *spins = spins.saturating_add(1);
+    if *spins > PURE_SPINS {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
 /// The job of the current region: a borrowed closure with its lifetime erased.
 /// It is only dereferenced between the epoch bump that publishes it and the
 /// `pending` count that `run` waits on, while the borrow is still alive.
@@ -35,6 +52,11 @@ struct Shared {
     /// Parking for idle workers: the mutex orders "check epoch, then wait" against
     /// "bump epoch, then notify", so no wake-up is lost.
     sleep: Mutex<()>,
+    /// Workers parked (or about to park) on `wake`. `run` bumps the epoch and then
+    /// reads this, a parking worker counts itself and then reads the epoch, both
+    /// `SeqCst`: so either `run` sees the sleeper and notifies it, or the sleeper
+    /// sees the new epoch. Regions with every worker spinning make no syscall.
+    sleepers: AtomicUsize,
     wake: Condvar,
 }
 
@@ -68,6 +90,7 @@ impl ThreadPool {
             panicked: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             sleep: Mutex::new(()),
+            sleepers: AtomicUsize::new(0),
             wake: Condvar::new(),
         });
         let workers = (1..n_threads)
@@ -118,22 +141,18 @@ impl ThreadPool {
         }
         shared.panicked.store(false, Ordering::Relaxed);
         shared.pending.store(self.n_threads - 1, Ordering::Relaxed);
-        {
-            let _guard = shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
-            shared.epoch.fetch_add(1, Ordering::Release);
+        shared.epoch.fetch_add(1, Ordering::SeqCst);
+        if shared.sleepers.load(Ordering::SeqCst) > 0 {
+            // Taking the lock orders this notify after a parking worker's epoch check.
+            drop(shared.sleep.lock().unwrap_or_else(|e| e.into_inner()));
+            shared.wake.notify_all();
         }
-        shared.wake.notify_all();
 
         let mine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0)));
 
         let mut spins = 0u32;
         while shared.pending.load(Ordering::Acquire) != 0 {
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(1024) {
-                std::thread::yield_now();
-            } else {
-                std::hint::spin_loop();
-            }
+            backoff(&mut spins);
         }
         if let Err(payload) = mine {
             std::panic::resume_unwind(payload);
@@ -318,20 +337,20 @@ fn worker_loop(shared: &Shared, index: usize) {
             if e != seen || shared.shutdown.load(Ordering::Relaxed) {
                 break e;
             }
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) && started.elapsed() > SPIN_FOR {
+            if spins.is_multiple_of(64) && started.elapsed() > SPIN_FOR {
                 let mut guard = shared.sleep.lock().unwrap_or_else(|e| e.into_inner());
+                shared.sleepers.fetch_add(1, Ordering::SeqCst);
                 loop {
-                    let e = shared.epoch.load(Ordering::Acquire);
+                    let e = shared.epoch.load(Ordering::SeqCst);
                     if e != seen || shared.shutdown.load(Ordering::Relaxed) {
                         break;
                     }
                     guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
                 }
+                shared.sleepers.fetch_sub(1, Ordering::SeqCst);
                 drop(guard);
-            } else {
-                std::hint::spin_loop();
             }
+            backoff(&mut spins);
         };
         if shared.shutdown.load(Ordering::Relaxed) {
             return;
