@@ -227,7 +227,7 @@ mod tests {
     use super::*;
 
     fn moe(n_expert: usize, n_used: usize, norm_weights: bool) -> MoeFfn {
-        let m = || Matrix::zeros_for_tests(1, 32);
+        let m = || Matrix::f32_for_tests(1, 32, &[0.0; 32]);
         MoeFfn { router: m(), gate: m(), up: m(), down: m(), n_expert, n_used, n_ff: 1, n_embd: 1, norm_weights }
     }
 
@@ -245,5 +245,71 @@ mod tests {
         let f = moe(4, 2, false);
         f.route(1, &mut s);
         assert_eq!(s.chosen, vec![(1, 0.4), (3, 0.3)]);
+    }
+    /// Pseudo-random values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forward_matches_a_naive_mixture_for_every_row_of_a_batch() {
+        let (ne, nu, e, ff, n) = (5, 2, 32, 8, 7);
+        let (router, gate, up, down) =
+            (values(ne * e, 1), values(ne * ff * e, 2), values(ne * ff * e, 3), values(ne * e * ff, 4));
+        let f = MoeFfn {
+            router: Matrix::f32_for_tests(ne, e, &router),
+            gate: Matrix::f32_for_tests(ne * ff, e, &gate),
+            up: Matrix::f32_for_tests(ne * ff, e, &up),
+            down: Matrix::f32_for_tests(ne * e, ff, &down),
+            n_expert: ne,
+            n_used: nu,
+            n_ff: ff,
+            n_embd: e,
+            norm_weights: true,
+        };
+        let xn = values(n * e, 5);
+        let mut out = vec![f32::NAN; n * e];
+        let pool = ThreadPool::new(1);
+        f.forward(&xn, n, &mut out, &mut MoeScratch::default(), &mut MatmulScratch::default(), &pool);
+
+        let dot = |w: &[f32], x: &[f32]| w.iter().zip(x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
+        let mut experts_used = std::collections::HashSet::new();
+        for t in 0..n {
+            let x = &xn[t * e..(t + 1) * e];
+            let logits: Vec<f64> = (0..ne).map(|j| dot(&router[j * e..(j + 1) * e], x)).collect();
+            let mut order: Vec<usize> = (0..ne).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+            // A softmax renormalised over the top nu is a softmax over the top nu.
+            let top = &order[..nu];
+            experts_used.extend(top.iter().copied());
+            let z: f64 = top.iter().map(|&j| (logits[j] - logits[top[0]]).exp()).sum();
+            let mut want = vec![0.0f64; e];
+            for &j in top {
+                let w = (logits[j] - logits[top[0]]).exp() / z;
+                let h: Vec<f64> = (0..ff)
+                    .map(|i| {
+                        let r = (j * ff + i) * e;
+                        let g = dot(&gate[r..r + e], x);
+                        g / (1.0 + (-g).exp()) * dot(&up[r..r + e], x)
+                    })
+                    .collect();
+                for (o, wo) in want.iter_mut().enumerate() {
+                    let r = (j * e + o) * ff;
+                    *wo += w * down[r..r + ff].iter().zip(&h).map(|(a, b)| f64::from(*a) * b).sum::<f64>();
+                }
+            }
+            for (o, (&got, &w)) in out[t * e..(t + 1) * e].iter().zip(&want).enumerate() {
+                assert!((f64::from(got) - w).abs() < 1e-4 * (1.0 + w.abs()), "row {t} output {o}: {got} vs {w}");
+            }
+        }
+        assert!(experts_used.len() >= 3, "the batch should exercise several experts");
     }
 }

@@ -96,17 +96,14 @@ impl Matrix {
         Ok(Matrix { name: name.into(), ty: info.ty, rows, cols, bytes })
     }
 
-    /// An all-zero F32 matrix, for unit tests that need one.
+    /// An F32 matrix holding `values` (row-major), for unit tests.
     #[cfg(test)]
-    pub(crate) fn zeros_for_tests(rows: usize, cols: usize) -> Matrix {
+    pub(crate) fn f32_for_tests(rows: usize, cols: usize, values: &[f32]) -> Matrix {
+        assert_eq!(values.len(), rows * cols);
         let len = rows * cols * 4;
-        Matrix {
-            name: "test".into(),
-            ty: GgmlType::F32,
-            rows,
-            cols,
-            bytes: Bytes::Owned(vec![0; len.div_ceil(8)], len),
-        }
+        let mut words = vec![0u64; len.div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len].copy_from_slice(bytemuck::cast_slice(values));
+        Matrix { name: "test".into(), ty: GgmlType::F32, rows, cols, bytes: Bytes::Owned(words, len) }
     }
 
     /// Like [`Matrix::load`], or `None` when the file has no tensor `name`.
