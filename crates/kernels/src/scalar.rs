@@ -8,7 +8,7 @@ use bytemuck::Pod;
 
 use crate::matmul::{Acts, GemmFn, Out, QMatrix};
 use crate::quant::order::{is_repacked, repacked_gemm_token};
-use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q6_k, q8};
+use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q5_k, q6_k, q8};
 use crate::GgmlType;
 
 /// The scalar kernel for a matrix of `ty` (a supported type) with `rows` rows.
@@ -22,6 +22,7 @@ pub(crate) fn gemm_fn(ty: GgmlType, rows: usize) -> GemmFn {
         GgmlType::Q8_0 => gemm_q8_0,
         GgmlType::Q4_K if repacked => gemm_q4_k_repacked,
         GgmlType::Q4_K => gemm_q4_k_plain,
+        GgmlType::Q5_K => gemm_q5_k,
         GgmlType::Q6_K => gemm_q6_k,
         GgmlType::F16 => gemm_f16,
         GgmlType::BF16 => gemm_bf16,
@@ -72,6 +73,7 @@ unsafe fn gemm_q4_k_repacked(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize
         }
     }
 }
+scalar_gemm!(gemm_q5_k, Q8K, q5_k::vec_dot);
 scalar_gemm!(gemm_q6_k, Q8K, q6_k::vec_dot);
 scalar_gemm!(gemm_f16, F16, quant::float::vec_dot_f16);
 scalar_gemm!(gemm_bf16, BF16, quant::float::vec_dot_bf16);

@@ -22,6 +22,7 @@ fn round_trip_tolerance(ty: GgmlType) -> f32 {
         GgmlType::Q4_1 => 1.0 / 15.0 + 1.0 / 256.0,
         // 6-bit scales and minimums on top of the 4-bit steps.
         GgmlType::Q4_K => 0.09,
+        GgmlType::Q5_K => 0.05,
         GgmlType::Q6_K => 0.5 / 31.0 + 0.02,
         _ => unreachable!(),
     }

@@ -13,7 +13,7 @@ use kernels::{GgmlType, Isa, ThreadPool};
 /// Block counts per row to try for `ty` (odd ones on purpose).
 fn block_counts(ty: GgmlType) -> &'static [usize] {
     match ty {
-        GgmlType::Q4_K | GgmlType::Q6_K => &[1, 3, 5],
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => &[1, 3, 5],
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => &[1, 7, 16, 17, 33, 100],
         _ => &[1, 3, 7, 16, 17, 33],
     }

@@ -75,6 +75,8 @@ pub struct Workspace {
     pub(crate) scratch: MatmulScratch,
     /// Attention's buffers.
     pub(crate) attn: AttnScratch,
+    /// A mixture of experts' buffers.
+    pub(crate) moe: crate::qwen3moe::MoeScratch,
     n_vocab: usize,
 }
 

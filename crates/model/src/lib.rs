@@ -2,7 +2,8 @@
 //!
 //! - [`gguf`]: the GGUF reader (the file is hostile input);
 //! - [`hparams`], [`weights`]: hyper-parameters and weights, checked against each other;
-//! - [`llama`], [`gemma3`]: one file per architecture, each with `forward(batch, kv) -> logits`;
+//! - [`llama`], [`qwen2`], [`qwen3`], [`qwen3moe`], [`gemma3`]: one file per architecture, each
+//!   with `forward(batch, kv) -> logits`; the first four share the decoder stack in `decoder`;
 //! - [`attention`], [`kv_cache`], [`batch`]: what the architectures share: paged KV
 //!   cache, causal attention over it, and the multi-sequence batch;
 //! - [`tokenizer`]: byte-level BPE (gpt2) and SentencePiece-style (llama) vocabularies;
@@ -21,12 +22,16 @@ use kernels::ThreadPool;
 pub mod attention;
 pub mod batch;
 pub mod chat;
+mod decoder;
 pub mod error;
 pub mod gemma3;
 pub mod gguf;
 pub mod hparams;
 pub mod kv_cache;
 pub mod llama;
+pub mod qwen2;
+pub mod qwen3;
+pub mod qwen3moe;
 pub mod sampler;
 pub mod session;
 pub mod tokenizer;
@@ -42,7 +47,7 @@ use gguf::GgufFile;
 use tokenizer::Tokenizer;
 
 /// Architectures with a forward pass, by their `general.architecture` name.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "qwen3moe"];
 
 /// A model's forward pass, chosen by architecture.
 pub enum Model {
@@ -50,15 +55,28 @@ pub enum Model {
     Llama(llama::Llama),
     /// `gemma3`.
     Gemma3(gemma3::Gemma3),
+    /// `qwen2`.
+    Qwen2(qwen2::Qwen2),
+    /// `qwen3`.
+    Qwen3(qwen3::Qwen3),
+    /// `qwen3moe`.
+    Qwen3Moe(qwen3moe::Qwen3Moe),
 }
 
 impl Model {
     /// Loads the architecture named in `file`'s metadata.
     pub fn load(file: &Arc<GgufFile>) -> Result<Model, ModelError> {
+        let arch = file.get_str("general.architecture")?;
+        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
+            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
+        }
         let hp = HParams::from_gguf(file)?;
         match hp.arch.as_str() {
             "llama" => Ok(Model::Llama(llama::Llama::load(file, hp)?)),
             "gemma3" => Ok(Model::Gemma3(gemma3::Gemma3::load(file, hp)?)),
+            "qwen2" => Ok(Model::Qwen2(qwen2::Qwen2::load(file, hp)?)),
+            "qwen3" => Ok(Model::Qwen3(qwen3::Qwen3::load(file, hp)?)),
+            "qwen3moe" => Ok(Model::Qwen3Moe(qwen3moe::Qwen3Moe::load(file, hp)?)),
             other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -68,6 +86,9 @@ impl Model {
         match self {
             Model::Llama(m) => m.hparams(),
             Model::Gemma3(m) => m.hparams(),
+            Model::Qwen2(m) => m.hparams(),
+            Model::Qwen3(m) => m.hparams(),
+            Model::Qwen3Moe(m) => m.hparams(),
         }
     }
 
@@ -76,6 +97,9 @@ impl Model {
         match self {
             Model::Llama(m) => m.weight_bytes(),
             Model::Gemma3(m) => m.weight_bytes(),
+            Model::Qwen2(m) => m.weight_bytes(),
+            Model::Qwen3(m) => m.weight_bytes(),
+            Model::Qwen3Moe(m) => m.weight_bytes(),
         }
     }
 
@@ -90,6 +114,9 @@ impl Model {
         match self {
             Model::Llama(m) => m.forward(batch, kv, ws, pool),
             Model::Gemma3(m) => m.forward(batch, kv, ws, pool),
+            Model::Qwen2(m) => m.forward(batch, kv, ws, pool),
+            Model::Qwen3(m) => m.forward(batch, kv, ws, pool),
+            Model::Qwen3Moe(m) => m.forward(batch, kv, ws, pool),
         }
     }
 }

@@ -38,11 +38,37 @@ enum Bytes {
 impl Matrix {
     /// Loads the tensor `name` and checks that it is `(rows, cols)`.
     pub fn load(file: &Arc<GgufFile>, name: &str, rows: usize, cols: usize) -> Result<Matrix, ModelError> {
+        Matrix::load_dims(file, name, &[cols, rows], rows, cols, rows)
+    }
+
+    /// Loads the 3-D tensor `name` of `n` stacked `(rows, cols)` matrices (GGUF
+    /// `dims = [cols, rows, n]`, e.g. a mixture of experts' weights) as one
+    /// `(n·rows, cols)` matrix; [`Matrix::rows_view`] gives matrix `i` back.
+    pub fn load_stacked(
+        file: &Arc<GgufFile>,
+        name: &str,
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Matrix, ModelError> {
+        let all = rows.checked_mul(n).ok_or_else(|| ModelError::metadata(name, "too many rows"))?;
+        Matrix::load_dims(file, name, &[cols, rows, n], all, cols, rows)
+    }
+
+    fn load_dims(
+        file: &Arc<GgufFile>,
+        name: &str,
+        dims: &[usize],
+        rows: usize,
+        cols: usize,
+        rows_per_matrix: usize,
+    ) -> Result<Matrix, ModelError> {
         let (index, info) = find(file, name)?;
-        check_shape(info, &[cols, rows])?;
+        check_shape(info, dims)?;
         let data = file.tensor_data(info);
         // Validate once here; `qmatrix()` rebuilds the view from checked parts.
-        if QMatrix::new(info.ty, rows, cols, data).is_ok() {
+        // Interleaving keeps groups of 4 rows, which must not straddle two matrices of a stack.
+        if QMatrix::new(info.ty, rows, cols, data).is_ok() && rows_per_matrix.is_multiple_of(4) {
             if let Some(words) = interleave(info.ty, rows, cols, data) {
                 let bytes = Bytes::Interleaved(words, data.len());
                 return Ok(Matrix { name: name.into(), ty: info.ty, rows, cols, bytes });
@@ -68,6 +94,16 @@ impl Matrix {
             }
         };
         Ok(Matrix { name: name.into(), ty: info.ty, rows, cols, bytes })
+    }
+
+    /// An F32 matrix holding `values` (row-major), for unit tests.
+    #[cfg(test)]
+    pub(crate) fn f32_for_tests(rows: usize, cols: usize, values: &[f32]) -> Matrix {
+        assert_eq!(values.len(), rows * cols);
+        let len = rows * cols * 4;
+        let mut words = vec![0u64; len.div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len].copy_from_slice(bytemuck::cast_slice(values));
+        Matrix { name: "test".into(), ty: GgmlType::F32, rows, cols, bytes: Bytes::Owned(words, len) }
     }
 
     /// Like [`Matrix::load`], or `None` when the file has no tensor `name`.
@@ -97,6 +133,19 @@ impl Matrix {
             _ => QMatrix::new(self.ty, self.rows, self.cols, self.data()),
         };
         m.expect("matrix validated at load")
+    }
+
+    /// The kernels' view of rows `start..start + n` (one matrix of a stack).
+    /// An interleaved matrix keeps groups of 4 rows together, so `start` and `n`
+    /// must then be multiples of 4 (a stack of matrices whose row counts are).
+    pub fn rows_view(&self, start: usize, n: usize) -> QMatrix<'_> {
+        let rs = self.ty.row_size(self.cols).expect("matrix validated at load");
+        let data = &self.data()[start * rs..(start + n) * rs];
+        let m = match self.bytes {
+            Bytes::Interleaved(..) => QMatrix::interleaved(self.ty, n, self.cols, data),
+            _ => QMatrix::new(self.ty, n, self.cols, data),
+        };
+        m.expect("rows within the matrix")
     }
 
     /// Dequantizes row `r` into `out` (shape `(cols,)`): the embedding lookup.

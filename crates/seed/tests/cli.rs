@@ -93,3 +93,44 @@ fn a_corrupt_model_file_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.gguf") && !err.contains("panicked"), "{err}");
 }
+
+/// A GGUF file with no tensors and the one metadata key `general.architecture`.
+fn gguf_with_architecture(arch: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"GGUF");
+    b.extend_from_slice(&3u32.to_le_bytes()); // version
+    b.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    b.extend_from_slice(&1u64.to_le_bytes()); // metadata pairs
+    let key = b"general.architecture";
+    b.extend_from_slice(&(key.len() as u64).to_le_bytes());
+    b.extend_from_slice(key);
+    b.extend_from_slice(&8u32.to_le_bytes()); // string
+    b.extend_from_slice(&(arch.len() as u64).to_le_bytes());
+    b.extend_from_slice(arch.as_bytes());
+    b
+}
+
+#[test]
+fn an_unsupported_architecture_is_named_in_the_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("other.gguf");
+    std::fs::write(&path, gguf_with_architecture("mamba")).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_seed"))
+        .args(["generate", "--model", path.to_str().expect("utf8"), "--prompt", "x"])
+        .output()
+        .expect("run seed");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("architecture 'mamba' is not supported") && err.contains("qwen3moe"), "{err}");
+}
+
+#[test]
+fn models_lists_the_supported_architectures() {
+    let out = Command::new(env!("CARGO_BIN_EXE_seed")).arg("models").output().expect("run seed");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("architectures:")).unwrap_or_else(|| panic!("{text}"));
+    for arch in ["llama", "gemma3", "qwen2", "qwen3", "qwen3moe"] {
+        assert!(line.split([' ', ',']).any(|w| w == arch), "{arch} missing from {line:?}");
+    }
+}

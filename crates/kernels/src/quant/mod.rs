@@ -11,7 +11,7 @@
 //! |---|---|
 //! | Q4_0, Q5_0, Q8_0 | Q8_0 |
 //! | Q4_1 | Q8_1 (`s = d·Σq`) |
-//! | Q4_K, Q6_K | Q8_K (with `bsums`) |
+//! | Q4_K, Q5_K, Q6_K | Q8_K (with `bsums`) |
 //! | F16 / BF16 / F32 | f16 / bf16 / f32 |
 
 pub mod float;
@@ -20,6 +20,7 @@ pub mod q4_0;
 pub mod q4_1;
 pub mod q4_k;
 pub mod q5_0;
+pub mod q5_k;
 pub mod q6_k;
 pub mod q8;
 pub mod q8_k;
@@ -28,6 +29,7 @@ pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
 pub use q4_k::BlockQ4K;
 pub use q5_0::BlockQ5_0;
+pub use q5_k::BlockQ5K;
 pub use q6_k::BlockQ6K;
 pub use q8::{BlockQ8_0, BlockQ8_1};
 pub use q8_k::BlockQ8K;
@@ -61,7 +63,7 @@ impl DotType {
         Some(match ty {
             GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => DotType::Q8_0,
             GgmlType::Q4_1 => DotType::Q8_1,
-            GgmlType::Q4_K | GgmlType::Q6_K => DotType::Q8K,
+            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => DotType::Q8K,
             GgmlType::F16 => DotType::F16,
             GgmlType::BF16 => DotType::BF16,
             GgmlType::F32 => DotType::F32,
@@ -113,6 +115,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
         GgmlType::Q5_0 => q5_0::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q8_0 => q8::dequantize_row_q8_0(cast_blocks(ty, src)?, dst),
         GgmlType::Q4_K => q4_k::dequantize_row(cast_blocks(ty, src)?, dst),
+        GgmlType::Q5_K => q5_k::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q6_K => q6_k::dequantize_row(cast_blocks(ty, src)?, dst),
         _ => return Err(KernelError::UnsupportedType(ty)),
     }
@@ -149,6 +152,7 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
         GgmlType::Q5_0 => q5_0::quantize_row(src, blocks!()),
         GgmlType::Q8_0 => q8::quantize_row_q8_0(src, blocks!()),
         GgmlType::Q4_K => q4_k::quantize_row(src, blocks!()),
+        GgmlType::Q5_K => q5_k::quantize_row(src, blocks!()),
         GgmlType::Q6_K => q6_k::quantize_row(src, blocks!()),
         _ => return Err(KernelError::UnsupportedType(ty)),
     }

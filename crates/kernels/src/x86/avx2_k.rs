@@ -1,4 +1,4 @@
-//! AVX2 kernels of the K-quants (Q4_K, Q6_K) against Q8_K activations: 32 quants
+//! AVX2 kernels of the K-quants (Q4_K, Q5_K, Q6_K) against Q8_K activations: 32 quants
 //! per vector, `vpmaddubsw` into i16 pairs, `vpmaddwd` with the group scales. The
 //! integer lanes and float steps are ggml's (see `quant::order` and the scalar
 //! `vec_dot`s): 8 lanes per super-block, Q4_K's minimums in 4 more, and for
@@ -144,6 +144,79 @@ unsafe fn tile_q4_k<const REPACKED: bool, const R: usize, const C: usize>(
     }
 }
 
+/// Q5_K tile: rows `r0..r0+R` × tokens `t0..t0+C`, in the order of ggml's
+/// `ggml_vec_dot_q5_K_q8_K`: 8 lanes of scaled sums per super-block, the minimum
+/// products summed exactly into one scalar chain.
+#[inline(always)]
+unsafe fn tile_q5_k<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &[BlockQ8K], out: &Out, r0: usize, t0: usize) {
+    const BYTES: usize = 176;
+    let nb = w.cols() / 256;
+    let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
+    let mut acc = [[_mm256_setzero_ps(); C]; R];
+    let mut summs = [[0.0f32; C]; R];
+    let low = _mm256_set1_epi8(0x0F);
+    let sixteen = _mm256_set1_epi8(0x10);
+    for s in 0..nb {
+        let ys: [&BlockQ8K; C] = std::array::from_fn(|c| a.get_unchecked((t0 + c) * nb + s));
+        let mut sc = [[0i16; 8]; R];
+        let mut d = [0.0f32; R];
+        let mut dmin = [0.0f32; R];
+        let mut hbits = [_mm256_setzero_si256(); R];
+        for i in 0..R {
+            let p = rows[i].add(s * BYTES);
+            let (s8, m8) = unpack_scales(&*p.add(4).cast::<[u8; 12]>());
+            sc[i] = s8.map(i16::from);
+            d[i] = f16_at(p);
+            dmin[i] = f16_at(p.add(2));
+            hbits[i] = _mm256_loadu_si256(p.add(16).cast());
+            for c in 0..C {
+                let m = hsum_i32x4(min_products(m8, ys[c]));
+                summs[i][c] = (-ys[c].d * dmin[i]).mul_add(m as f32, summs[i][c]);
+            }
+        }
+        let mut isum = [[_mm256_setzero_si256(); C]; R];
+        for j in 0..4 {
+            let mut lo = [_mm256_setzero_si256(); R];
+            let mut hi = [_mm256_setzero_si256(); R];
+            for i in 0..R {
+                let q = _mm256_loadu_si256(rows[i].add(s * BYTES + 48 + 32 * j).cast());
+                // Bit 2j (2j + 1) of each qh byte, moved to bit 4.
+                let h = hbits[i];
+                let h0 = _mm256_and_si256(
+                    _mm256_slli_epi16::<4>(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * j as i32))),
+                    sixteen,
+                );
+                let h1 = _mm256_and_si256(
+                    _mm256_slli_epi16::<4>(_mm256_srl_epi16(h, _mm_cvtsi32_si128(2 * j as i32 + 1))),
+                    sixteen,
+                );
+                lo[i] = _mm256_or_si256(_mm256_and_si256(q, low), h0);
+                hi[i] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), low), h1);
+            }
+            for c in 0..C {
+                let y0 = _mm256_loadu_si256(ys[c].qs.as_ptr().add(64 * j).cast());
+                let y1 = _mm256_loadu_si256(ys[c].qs.as_ptr().add(64 * j + 32).cast());
+                for i in 0..R {
+                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], y0), _mm256_set1_epi16(sc[i][2 * j]));
+                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], y1), _mm256_set1_epi16(sc[i][2 * j + 1]));
+                    isum[i][c] = _mm256_add_epi32(isum[i][c], _mm256_add_epi32(p0, p1));
+                }
+            }
+        }
+        for i in 0..R {
+            for c in 0..C {
+                let f = _mm256_set1_ps(ys[c].d * d[i]);
+                acc[i][c] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(isum[i][c]), acc[i][c]);
+            }
+        }
+    }
+    for i in 0..R {
+        for c in 0..C {
+            out.set(t0 + c, r0 + i, hsum(acc[i][c]) + summs[i][c]);
+        }
+    }
+}
+
 /// Q6_K tile: rows `r0..r0+R` × tokens `t0..t0+C`.
 #[inline(always)]
 unsafe fn tile_q6_k<const R: usize, const C: usize>(w: &QMatrix<'_>, a: &[BlockQ8K], out: &Out, r0: usize, t0: usize) {
@@ -234,4 +307,5 @@ macro_rules! entry {
 
 entry!(gemm_q4_k, tile_q4_k[false]);
 entry!(gemm_q4_k_repacked, tile_q4_k[true]);
+entry!(gemm_q5_k, tile_q5_k[]);
 entry!(gemm_q6_k, tile_q6_k[]);

@@ -51,6 +51,8 @@ pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Opt
         (Isa::Avx2, Q4_K) if repacked => (Prep::Q8K, avx2_k::gemm_q4_k_repacked, avx2_k::ROWS),
         (_, Q4_K) if !repacked => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
         (Isa::Avx2, Q6_K) => (Prep::Q8K, avx2_k::gemm_q6_k, avx2_k::ROWS),
+        // ggml has no AVX-512 Q5_K dot product: its AVX2 one runs at every level.
+        (_, Q5_K) => (Prep::Q8K, avx2_k::gemm_q5_k, avx2_k::ROWS),
         (Isa::Avx2, F32 | F16 | BF16) => (Prep::Float, float::avx2_gemm(ty), float::ROWS),
         (_, Q4_0) if repacked => {
             let k = if vnni { avx512_q4_0r::q4_0_vnni } else { avx512_q4_0r::q4_0_plain };

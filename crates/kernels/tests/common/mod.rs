@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Every weight type the kernels support.
-pub const TYPES: [GgmlType; 9] = [
+pub const TYPES: [GgmlType; 10] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -18,6 +18,7 @@ pub const TYPES: [GgmlType; 9] = [
     GgmlType::Q5_0,
     GgmlType::Q8_0,
     GgmlType::Q4_K,
+    GgmlType::Q5_K,
     GgmlType::Q6_K,
 ];
 
@@ -82,7 +83,7 @@ pub fn random_weights(rng: &mut ChaCha8Rng, ty: GgmlType, rows: usize, cols: usi
                         b[0..2].copy_from_slice(&scale(rng, 0.001, 0.05, false));
                         b[2..4].copy_from_slice(&scale(rng, 0.0, 0.4, true));
                     }
-                    GgmlType::Q4_K => {
+                    GgmlType::Q4_K | GgmlType::Q5_K => {
                         b[0..2].copy_from_slice(&scale(rng, 0.0001, 0.002, false));
                         b[2..4].copy_from_slice(&scale(rng, 0.0001, 0.002, false));
                     }
@@ -136,7 +137,7 @@ pub fn reference(ty: GgmlType, w: &[f32], rows: usize, cols: usize, x: &[f32], n
 /// Largest change quantizing each activation to `ty`'s dot type can make to it.
 fn act_error(ty: GgmlType, x: &[f32], cols: usize) -> Vec<f32> {
     let block = match ty {
-        GgmlType::Q4_K | GgmlType::Q6_K => 256,
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => 256,
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
         _ => 32,
     };

@@ -1,4 +1,5 @@
-//! `seed models`: the catalogue, and which models are in the cache.
+//! `seed models`: the catalogue, which models are in the cache, and which GGUF
+//! architectures Seed can run.
 
 use seed::catalogue::{self, CATALOGUE, DEFAULT_MODEL};
 
@@ -17,5 +18,6 @@ pub fn run() -> anyhow::Result<()> {
         );
     }
     println!("\ncache: {}", catalogue::seed_home()?.join("models").display());
+    println!("architectures: {}", model::SUPPORTED_ARCHITECTURES.join(", "));
     Ok(())
 }

@@ -62,6 +62,8 @@ pub struct Stats {
     pub sum: f64,
     pub max: f32,
     pub argmax_checked: usize,
+    /// Positions skipped as exempt.
+    pub exempt: usize,
 }
 
 impl Stats {
@@ -79,7 +81,11 @@ impl std::fmt::Display for Stats {
             self.mean(),
             self.max,
             self.argmax_checked
-        )
+        )?;
+        if self.exempt > 0 {
+            write!(f, "; {} exempt", self.exempt)?;
+        }
+        Ok(())
     }
 }
 
@@ -92,6 +98,19 @@ impl std::fmt::Display for Stats {
 /// positions: the first 63 tokens in one run (one-row kernel) for `L < 64`, and all
 /// tokens in one run (tiled) for `L >= 64`.
 pub fn check_teacher_forced(m: &LoadedModel, pool: &ThreadPool, case: &Case, tol: f32, stats: &mut Stats) {
+    check_teacher_forced_except(m, pool, case, tol, &[], stats);
+}
+
+/// [`check_teacher_forced`], with the generated positions in `exempt` neither
+/// bounded nor counted (e.g. a mixture of experts' router near-ties).
+pub fn check_teacher_forced_except(
+    m: &LoadedModel,
+    pool: &ThreadPool,
+    case: &Case,
+    tol: f32,
+    exempt: &[usize],
+    stats: &mut Stats,
+) {
     let mut tokens = case.prompt_ids.clone();
     tokens.extend_from_slice(&case.generated);
     let first = case.prompt_ids.len() - 1; // row whose logits predict generated[0]
@@ -118,6 +137,10 @@ pub fn check_teacher_forced(m: &LoadedModel, pool: &ThreadPool, case: &Case, tol
     }
     assert_eq!(rows.len(), case.forced.len());
     for (p, ours, our_argmax) in rows {
+        if exempt.contains(&p) {
+            stats.exempt += 1;
+            continue;
+        }
         let (target, theirs, ref top) = case.forced[p];
         if let Some(theirs) = theirs {
             let d = (ours - theirs).abs();
@@ -147,7 +170,12 @@ pub fn check_teacher_forced(m: &LoadedModel, pool: &ThreadPool, case: &Case, tol
 /// the first position whose top-2 margin is below `tol`. Returns the number of
 /// positions compared.
 pub fn check_greedy(m: &LoadedModel, pool: &ThreadPool, case: &Case, tol: f32) -> usize {
-    let comparable = (0..case.generated.len()).take_while(|&p| case.margin(p) >= tol).count();
+    check_greedy_until(m, pool, case, tol, case.generated.len())
+}
+
+/// [`check_greedy`], comparing at most the first `limit` generated tokens.
+pub fn check_greedy_until(m: &LoadedModel, pool: &ThreadPool, case: &Case, tol: f32, limit: usize) -> usize {
+    let comparable = (0..case.generated.len().min(limit)).take_while(|&p| case.margin(p) >= tol).count();
     let mut session = Session::new(&m.model, pool, case.prompt_ids.len() + comparable + 1).expect("session");
     let mut logits = session.feed(&case.prompt_ids).expect("prefill").to_vec();
     for p in 0..comparable {
