@@ -134,3 +134,84 @@ fn models_lists_the_supported_architectures() {
         assert!(line.split([' ', ',']).any(|w| w == arch), "{arch} missing from {line:?}");
     }
 }
+
+/// `seed run` in a pseudo-terminal (made by util-linux `script`): the line editor
+/// prompts, a multi-turn exchange keeps context, `/clear` forgets it, and the up
+/// arrow brings back the last input.
+#[test]
+fn run_in_a_terminal_chats_and_clears() {
+    use std::io::Read;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let first = "What is the capital of France?";
+    let follow = "And of Germany?";
+    // The reference answers, from the piped mode (greedy, so the same).
+    let alone = run_piped(format!("{follow}\n").as_bytes(), &[]);
+    let chat = run_piped(format!("{first}\n{follow}\n").as_bytes(), &[]);
+    let chat_second = chat.lines().last().expect("an answer").trim().to_string();
+
+    let bin = seed().get_program().to_string_lossy().into_owned();
+    let mut child = Command::new("script")
+        .args(["-qfec", &format!("{bin} run -n 24"), "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::<u8>::new();
+    // Waits until the output holds `count` prompts.
+    let mut wait_prompts = |count: usize| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = String::from_utf8_lossy(&seen).into_owned();
+            if text.matches(">>> ").count() >= count {
+                return text;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(chunk) => seen.extend_from_slice(&chunk),
+                Err(_) => panic!("no prompt #{count} in {text:?}"),
+            }
+        }
+    };
+    // rustyline redraws the prompt on some keys, so count prompts after each step.
+    let mut send = |s: &str| {
+        stdin.write_all(s.as_bytes()).expect("write");
+        stdin.flush().expect("flush");
+    };
+    wait_prompts(1);
+    send(&format!("{first}\r"));
+    let after_first = wait_prompts(2).matches(">>> ").count();
+    send(&format!("{follow}\r"));
+    let after_second = wait_prompts(after_first + 1);
+    send("/clear\r");
+    let n = wait_prompts(after_second.matches(">>> ").count() + 1).matches(">>> ").count();
+    send(&format!("{follow}\r"));
+    let n = wait_prompts(n + 1).matches(">>> ").count();
+    // The up arrow brings back the last input.
+    send("\x1b[A\r");
+    let n = wait_prompts(n + 2).matches(">>> ").count();
+    let _ = n;
+    send("/bye\r");
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+    let text = String::from_utf8_lossy(&seen).replace('\r', "");
+    let (before, after) = text.split_once("(conversation cleared)").expect("/clear answered");
+    assert!(before.contains(&chat_second), "{chat_second:?} not in {before:?}");
+    assert!(after.contains(alone.trim()), "{alone:?} not in {after:?}");
+    // The recalled input shows up a second time after /clear.
+    assert!(after.matches(follow).count() >= 2, "{after:?}");
+}

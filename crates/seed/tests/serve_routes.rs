@@ -497,3 +497,15 @@ async fn streamed_text_never_splits_a_character() {
     // Each chunk is a JSON string, so whole characters; together they are the answer.
     assert_eq!(streamed_text(&frames), whole);
 }
+
+#[tokio::test]
+async fn the_chat_page_is_served_at_the_root_even_with_an_api_key() {
+    let mut cfg = serving::config();
+    cfg.api_key = Some("sk-test".into());
+    let guarded = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
+    let r = call(&guarded, "GET", "/", "", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text.starts_with("<!doctype html>") && r.text.contains("/v1/chat/completions"), "{}", r.text);
+    // Everything is in the page: nothing is fetched from another host.
+    assert!(!r.text.contains("http://") && !r.text.contains("https://") && !r.text.contains("src="));
+}

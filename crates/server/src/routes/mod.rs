@@ -30,6 +30,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::extract::require_api_key))
         .with_state(state)
+        // The chat page is public (it asks for the key when the API answers 401).
+        .merge(Router::new().route("/", get(page)))
+}
+
+/// The web chat page (one self-contained file, embedded at build time).
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("../../../../web/index.html"))
 }
 
 async fn not_found(req: Request) -> ApiError {
