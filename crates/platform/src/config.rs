@@ -143,11 +143,14 @@ pub struct Config {
     pub editions: Vec<Edition>,
     /// Tenants, in file order.
     pub tenants: Vec<Tenant>,
+    /// The API key store (`keys = "…"` at the top of the file; default `seed-keys.json`).
+    pub keys: PathBuf,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
+    keys: Option<Spanned<String>>,
     #[serde(default)]
     region: Vec<Spanned<RawRegion>>,
     #[serde(default)]
@@ -196,6 +199,9 @@ impl Config {
             if region.store.is_relative() {
                 region.store = base.join(&region.store);
             }
+        }
+        if config.keys.is_relative() {
+            config.keys = base.join(&config.keys);
         }
         Ok(config)
     }
@@ -344,7 +350,14 @@ impl Config {
                 weight,
             });
         }
-        Ok(Config { regions, editions, tenants })
+        let keys = match &raw.keys {
+            Some(k) if k.get_ref().trim().is_empty() => {
+                return Err(invalid(k.span().start, "empty `keys` path".into()))
+            }
+            Some(k) => PathBuf::from(k.get_ref()),
+            None => PathBuf::from("seed-keys.json"),
+        };
+        Ok(Config { regions, editions, tenants, keys })
     }
 
     /// The edition named `name`.

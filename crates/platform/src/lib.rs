@@ -3,5 +3,7 @@
 //! here too, so the HTTP server stays a thin layer over them.
 
 pub mod config;
+pub mod keys;
 
 pub use config::{Config, ConfigError, Edition, Quotas, Region, Tenant};
+pub use keys::{KeyError, KeyInfo, KeyStore};
