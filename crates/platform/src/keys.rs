@@ -80,6 +80,12 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
 impl KeyStore {
     /// A store at `path` (the file need not exist yet).
     pub fn open(path: impl Into<PathBuf>) -> KeyStore {

@@ -396,3 +396,37 @@ async fn streamed_text_never_splits_a_character() {
     // Each chunk is a JSON string, so whole characters; together they are the answer.
     assert_eq!(streamed_text(&frames), whole);
 }
+
+#[tokio::test]
+async fn tenant_keys_guard_every_route_with_one_401() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = platform::KeyStore::open(dir.path().join("keys.json"));
+    let (live, secret) = store.create("acme").expect("create");
+    let (dead, revoked_secret) = store.create("acme").expect("create");
+    store.revoke(&dead.id).expect("revoke");
+    let mut cfg = serving::config();
+    cfg.keys = Some(std::sync::Arc::new(platform::KeyStore::open(dir.path().join("keys.json"))));
+    let guarded = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
+    assert_eq!(call(&guarded, "GET", "/health", "", &[]).await.status, StatusCode::OK);
+    let malformed = "Basic abc".to_string();
+    let unknown = format!("Bearer {}", "sk-seed-0".repeat(8));
+    let revoked = format!("Bearer {revoked_secret}");
+    let mut bodies = Vec::new();
+    for (method, path) in [("GET", "/v1/models"), ("POST", CHAT), ("POST", COMPLETIONS)] {
+        let r = call(&guarded, method, path, completion(json!({})).to_string(), &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "missing: {method} {path}");
+        bodies.push(r.text);
+        for header in [&malformed, &unknown, &revoked] {
+            let r = call(&guarded, method, path, "", &[("authorization", header.as_str())]).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{header}: {method} {path}");
+            assert_envelope(&r.json());
+            bodies.push(r.text);
+        }
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every 401 is the same: {bodies:?}");
+    let ok = format!("Bearer {secret}");
+    let ok = [("authorization", ok.as_str())];
+    assert_eq!(call(&guarded, "GET", "/v1/models", "", &ok).await.status, StatusCode::OK, "{}", live.id);
+    let r = call(&guarded, "POST", COMPLETIONS, completion(json!({})).to_string(), &ok).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

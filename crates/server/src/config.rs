@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub aliases: Vec<String>,
     /// When set, every route but `/health` needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// When set (a platform config with tenants), every route but `/health` needs a tenant's key
+    /// from this store; the request then carries its [`crate::extract::Caller`].
+    pub keys: Option<std::sync::Arc<platform::KeyStore>>,
     /// Request caps.
     pub limits: Limits,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
@@ -58,6 +61,7 @@ impl ServerConfig {
             model_id: model_id.into(),
             aliases: Vec::new(),
             api_key: None,
+            keys: None,
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
         }
