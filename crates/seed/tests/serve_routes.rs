@@ -430,3 +430,59 @@ async fn tenant_keys_guard_every_route_with_one_401() {
     let r = call(&guarded, "POST", COMPLETIONS, completion(json!({})).to_string(), &ok).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_tenant_gets_403_for_editions_outside_its_region_or_allow_list() {
+    let config = platform::Config::parse(
+        r#"
+        [[region]]
+        name = "cn"
+        [[region]]
+        name = "global"
+        [[edition]]
+        name = "doubao"
+        model = "gemma3-270m"
+        regions = ["cn"]
+        [[edition]]
+        name = "cici"
+        model = "smollm2-135m-instruct"
+        regions = ["global"]
+        [[tenant]]
+        id = "acme"
+        region = "cn"
+        editions = ["doubao"]
+        [[tenant]]
+        id = "globex"
+        region = "global"
+        editions = ["cici"]
+        "#,
+    )
+    .expect("config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = platform::KeyStore::open(dir.path().join("keys.json"));
+    let (_, acme) = store.create("acme").expect("create");
+    let (_, globex) = store.create("globex").expect("create");
+    let mut cfg = serving::config();
+    cfg.aliases.push("cici".into());
+    cfg.keys = Some(std::sync::Arc::new(store));
+    cfg.platform = Some(std::sync::Arc::new(config));
+    let s = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
+    let acme = format!("Bearer {acme}");
+    let globex = format!("Bearer {globex}");
+    for (key, model, status) in [
+        (&acme, "cici", StatusCode::FORBIDDEN),
+        (&globex, "doubao", StatusCode::FORBIDDEN),
+        (&globex, "nonexistent", StatusCode::FORBIDDEN),
+        (&globex, "cici", StatusCode::OK),
+    ] {
+        for path in [CHAT, COMPLETIONS] {
+            let body = if path == CHAT { chat(json!({"model": model})) } else { completion(json!({"model": model})) };
+            let r = call(&s, "POST", path, body.to_string(), &[("authorization", key.as_str())]).await;
+            assert_eq!(r.status, status, "{model} {path}: {}", r.text);
+            if status == StatusCode::FORBIDDEN {
+                assert_envelope(&r.json());
+                assert!(r.text.contains("may not use"), "{}", r.text);
+            }
+        }
+    }
+}

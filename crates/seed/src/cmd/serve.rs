@@ -36,7 +36,8 @@ pub struct ServeArgs {
     api_key: Option<String>,
     /// Platform configuration (regions, editions, tenants), validated before anything starts.
     /// With tenants defined, every route but /health needs a tenant key (`seed keys create`).
-    /// Routing requests by edition is not wired yet: the server still serves `--model`.
+    /// A tenant may use only editions allowed to it and served in its region (else 403); editions
+    /// whose `model` is `--model` answer to their names (one model per process for now).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
     /// The KV pool holds `--ctx` × `--parallel` positions (unless --kv-memory);
@@ -97,6 +98,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     cfg.api_key = args.api_key.clone();
     if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {
         cfg.keys = Some(Arc::new(platform::KeyStore::open(&c.keys)));
+    }
+    if let Some(c) = &platform {
+        // Editions of the served model answer to their names (one model per process for now).
+        let served = &args.model.model;
+        cfg.aliases.extend(c.editions.iter().filter(|e| &e.model == served).map(|e| e.name.clone()));
+        cfg.platform = Some(Arc::new(c.clone()));
     }
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
     cfg.limits.max_body_bytes = args.max_body;
