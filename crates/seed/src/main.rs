@@ -34,6 +34,8 @@ enum Command {
     Perplexity(cmd::perplexity::PerplexityArgs),
     /// Serve the OpenAI-compatible HTTP API (chat, completions, streaming, metrics).
     Serve(cmd::serve::ServeArgs),
+    /// Manage API keys of the tenants in a platform config (`--config seed.toml`).
+    Keys(cmd::keys::KeysArgs),
 }
 
 fn main() -> Result<()> {
@@ -51,5 +53,6 @@ fn main() -> Result<()> {
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Keys(args) => cmd::keys::run(args),
     }
 }

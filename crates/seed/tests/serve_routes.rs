@@ -509,3 +509,93 @@ async fn the_chat_page_is_served_at_the_root_even_with_an_api_key() {
     // Everything is in the page: nothing is fetched from another host.
     assert!(!r.text.contains("http://") && !r.text.contains("https://") && !r.text.contains("src="));
 }
+
+#[tokio::test]
+async fn tenant_keys_guard_every_route_with_one_401() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = platform::KeyStore::open(dir.path().join("keys.json"));
+    let (live, secret) = store.create("acme").expect("create");
+    let (dead, revoked_secret) = store.create("acme").expect("create");
+    store.revoke(&dead.id).expect("revoke");
+    let mut cfg = serving::config();
+    cfg.keys = Some(std::sync::Arc::new(platform::KeyStore::open(dir.path().join("keys.json"))));
+    let guarded = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
+    assert_eq!(call(&guarded, "GET", "/health", "", &[]).await.status, StatusCode::OK);
+    let malformed = "Basic abc".to_string();
+    let unknown = format!("Bearer {}", "sk-seed-0".repeat(8));
+    let revoked = format!("Bearer {revoked_secret}");
+    let mut bodies = Vec::new();
+    for (method, path) in [("GET", "/v1/models"), ("POST", CHAT), ("POST", COMPLETIONS)] {
+        let r = call(&guarded, method, path, completion(json!({})).to_string(), &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "missing: {method} {path}");
+        bodies.push(r.text);
+        for header in [&malformed, &unknown, &revoked] {
+            let r = call(&guarded, method, path, "", &[("authorization", header.as_str())]).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{header}: {method} {path}");
+            assert_envelope(&r.json());
+            bodies.push(r.text);
+        }
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "every 401 is the same: {bodies:?}");
+    let ok = format!("Bearer {secret}");
+    let ok = [("authorization", ok.as_str())];
+    assert_eq!(call(&guarded, "GET", "/v1/models", "", &ok).await.status, StatusCode::OK, "{}", live.id);
+    let r = call(&guarded, "POST", COMPLETIONS, completion(json!({})).to_string(), &ok).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_tenant_gets_403_for_editions_outside_its_region_or_allow_list() {
+    let config = platform::Config::parse(
+        r#"
+        [[region]]
+        name = "cn"
+        [[region]]
+        name = "global"
+        [[edition]]
+        name = "doubao"
+        model = "gemma3-270m"
+        regions = ["cn"]
+        [[edition]]
+        name = "cici"
+        model = "smollm2-135m-instruct"
+        regions = ["global"]
+        [[tenant]]
+        id = "acme"
+        region = "cn"
+        editions = ["doubao"]
+        [[tenant]]
+        id = "globex"
+        region = "global"
+        editions = ["cici"]
+        "#,
+    )
+    .expect("config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = platform::KeyStore::open(dir.path().join("keys.json"));
+    let (_, acme) = store.create("acme").expect("create");
+    let (_, globex) = store.create("globex").expect("create");
+    let mut cfg = serving::config();
+    cfg.aliases.push("cici".into());
+    cfg.keys = Some(std::sync::Arc::new(store));
+    cfg.platform = Some(std::sync::Arc::new(config));
+    let s = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
+    let acme = format!("Bearer {acme}");
+    let globex = format!("Bearer {globex}");
+    for (key, model, status) in [
+        (&acme, "cici", StatusCode::FORBIDDEN),
+        (&globex, "doubao", StatusCode::FORBIDDEN),
+        (&globex, "nonexistent", StatusCode::FORBIDDEN),
+        (&globex, "cici", StatusCode::OK),
+    ] {
+        for path in [CHAT, COMPLETIONS] {
+            let body = if path == CHAT { chat(json!({"model": model})) } else { completion(json!({"model": model})) };
+            let r = call(&s, "POST", path, body.to_string(), &[("authorization", key.as_str())]).await;
+            assert_eq!(r.status, status, "{model} {path}: {}", r.text);
+            if status == StatusCode::FORBIDDEN {
+                assert_envelope(&r.json());
+                assert!(r.text.contains("may not use"), "{}", r.text);
+            }
+        }
+    }
+}

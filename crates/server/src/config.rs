@@ -45,6 +45,12 @@ pub struct ServerConfig {
     pub aliases: Vec<String>,
     /// When set, every route but `/health` needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// When set (a platform config with tenants), every route but `/health` needs a tenant's key
+    /// from this store; the request then carries its [`crate::extract::Caller`].
+    pub keys: Option<std::sync::Arc<platform::KeyStore>>,
+    /// The platform configuration: with a [`crate::extract::Caller`], a request's `model` must
+    /// be an edition its tenant may use (served in its region and allowed to it), else 403.
+    pub platform: Option<std::sync::Arc<platform::Config>>,
     /// Request caps.
     pub limits: Limits,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
@@ -58,9 +64,28 @@ impl ServerConfig {
             model_id: model_id.into(),
             aliases: Vec::new(),
             api_key: None,
+            keys: None,
+            platform: None,
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// With a platform config and a caller: 403 unless the caller's tenant may use `model`.
+    pub fn check_edition(&self, caller: Option<&crate::extract::Caller>, model: &str) -> Result<(), crate::ApiError> {
+        let (Some(p), Some(caller)) = (&self.platform, caller) else { return Ok(()) };
+        let Some(tenant) = p.tenant(&caller.tenant) else {
+            return Err(crate::ApiError::Forbidden(format!("tenant `{}` is not configured", caller.tenant)));
+        };
+        if p.may_use(tenant, model) {
+            return Ok(());
+        }
+        Err(crate::ApiError::Forbidden(format!(
+            "tenant `{}` (region `{}`) may not use `{model}`; its editions: {}",
+            tenant.id,
+            tenant.region,
+            tenant.editions.join(", ")
+        )))
     }
 
     /// Whether a request's `model` names the served model.

@@ -32,6 +32,9 @@ pub enum ApiError {
     /// Missing or wrong API key (401).
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The caller's tenant may not use this edition (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The model named in the request is not served here (404).
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -97,6 +101,7 @@ impl ApiError {
             | ApiError::NotFound { .. }
             | ApiError::MethodNotAllowed(_) => "invalid_request_error",
             ApiError::Unauthorized(_) => "authentication_error",
+            ApiError::Forbidden(_) => "permission_error",
             ApiError::Busy { .. } => "rate_limit_error",
             ApiError::Unavailable(_) | ApiError::Internal(_) => "server_error",
         }
@@ -115,6 +120,7 @@ impl ApiError {
             ApiError::Invalid { code, .. } => *code,
             ApiError::TooLarge { .. } => Some("request_too_large"),
             ApiError::Unauthorized(_) => Some("invalid_api_key"),
+            ApiError::Forbidden(_) => Some("model_not_allowed"),
             ApiError::ModelNotFound(_) => Some("model_not_found"),
             ApiError::NotFound { .. } => Some("unknown_url"),
             ApiError::MethodNotAllowed(_) => Some("method_not_allowed"),

@@ -33,9 +33,38 @@ impl FromRequest<AppState> for JsonBody {
     }
 }
 
-/// Middleware: with an API key configured, every route but `/health` needs
-/// `Authorization: Bearer <key>`.
-pub async fn require_api_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// The authenticated caller of a request (present when tenant keys are configured).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The tenant the key belongs to.
+    pub tenant: String,
+    /// The key's public id.
+    pub key_id: String,
+}
+
+/// The one answer for a missing, malformed, unknown or revoked tenant key.
+const BAD_KEY: &str = "a valid API key is required: send `Authorization: Bearer <key>`";
+
+/// Middleware: with an API key or a tenant key store configured, every route but `/health`
+/// needs `Authorization: Bearer <key>`.
+pub async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(keys) = &state.config().keys {
+        if req.uri().path() != "/health" {
+            let given = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match given.and_then(|g| keys.authenticate(g)) {
+                Some(key) => {
+                    req.extensions_mut().insert(Caller { tenant: key.tenant, key_id: key.id });
+                }
+                None => return ApiError::Unauthorized(BAD_KEY).into_response(),
+            }
+        }
+        return next.run(req).await;
+    }
     if let Some(key) = &state.config().api_key {
         if req.uri().path() != "/health" {
             let given = req

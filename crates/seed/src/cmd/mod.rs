@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod common;
 pub mod generate;
+pub mod keys;
 pub mod models;
 pub mod perplexity;
 pub mod run;

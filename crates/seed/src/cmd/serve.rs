@@ -34,6 +34,12 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer KEY` on every route but /health.
     #[arg(long)]
     api_key: Option<String>,
+    /// Platform configuration (regions, editions, tenants), validated before anything starts.
+    /// With tenants defined, every route but /health needs a tenant key (`seed keys create`).
+    /// A tenant may use only editions allowed to it and served in its region (else 403); editions
+    /// whose `model` is `--model` answer to their names (one model per process for now).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// The KV pool holds `--ctx` × `--parallel` positions (unless --kv-memory);
     /// any number of requests run at once while their tokens fit.
     #[arg(long, short = 'p', default_value_t = 8)]
@@ -77,11 +83,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.prefill_chunk > 0 && args.batch_tokens >= args.prefill_chunk,
         "--batch-tokens must be at least --prefill-chunk"
     );
+    let platform = match &args.config {
+        Some(p) => Some(platform::Config::load(p).with_context(|| format!("invalid config {}", p.display()))?),
+        None => None,
+    };
+    anyhow::ensure!(
+        !(args.api_key.is_some() && platform.as_ref().is_some_and(|c| !c.tenants.is_empty())),
+        "--api-key and a config with tenants exclude each other: tenants use `seed keys` keys"
+    );
     let path = catalogue::resolve_model(&args.model.model)?;
     let model_id = args.model_id.clone().unwrap_or_else(|| default_id(&args.model.model, &path));
     let mut cfg = ServerConfig::new(model_id);
     cfg.aliases = args.alias.clone();
     cfg.api_key = args.api_key.clone();
+    if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {
+        cfg.keys = Some(Arc::new(platform::KeyStore::open(&c.keys)));
+    }
+    if let Some(c) = &platform {
+        // Editions of the served model answer to their names (one model per process for now).
+        let served = &args.model.model;
+        cfg.aliases.extend(c.editions.iter().filter(|e| &e.model == served).map(|e| e.name.clone()));
+        cfg.platform = Some(Arc::new(c.clone()));
+    }
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
     cfg.limits.max_body_bytes = args.max_body;
     let state = AppState::new(cfg);

@@ -17,14 +17,23 @@ use crate::state::{unix_now, AppState};
 use crate::validate::{self, Context, Prompt};
 
 /// The handler.
-pub async fn handler(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
-    tally(&state, run(&state, body).await)
+pub async fn handler(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::extract::Caller>>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    tally(&state, run(&state, caller.as_ref().map(|c| &c.0), body).await)
 }
 
-async fn run(state: &AppState, body: serde_json::Value) -> Result<Response, ApiError> {
+async fn run(
+    state: &AppState,
+    caller: Option<&crate::extract::Caller>,
+    body: serde_json::Value,
+) -> Result<Response, ApiError> {
     let backend = state.backend()?;
     let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
     let req = validate::completion::parse(&body, ctx)?;
+    state.config().check_edition(caller, &req.model)?;
     if !state.config().serves(&req.model) {
         return Err(ApiError::ModelNotFound(req.model));
     }

@@ -1,0 +1,154 @@
+//! `seed.toml` parsing and validation: the shipped example loads; each kind of mistake is
+//! rejected with an error naming its line.
+
+use std::path::Path;
+
+use platform::{Config, ConfigError};
+
+const BASE: &str = r#"
+[[region]]
+name = "cn"
+store = "cn.sqlite"
+
+[[region]]
+name = "global"
+store = "global.sqlite"
+
+[[edition]]
+name = "doubao"
+model = "gemma3-270m"
+regions = ["cn"]
+
+[[edition]]
+name = "cici"
+model = "smollm2-135m-instruct"
+regions = ["global"]
+"#;
+
+fn err(extra: &str) -> ConfigError {
+    Config::parse(&format!("{BASE}{extra}")).expect_err("config should be rejected")
+}
+
+/// Line (1-based) of the first occurrence of `needle` in BASE + extra.
+fn line_of(extra: &str, needle: &str) -> usize {
+    let text = format!("{BASE}{extra}");
+    let at = text.find(needle).expect("needle present");
+    text[..at].matches('\n').count() + 1
+}
+
+#[test]
+fn shipped_example_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed.toml");
+    let config = Config::load(&path).expect("examples/seed.toml is valid");
+    let doubao = config.edition("doubao").expect("doubao");
+    assert_eq!(doubao.model, "gemma3-270m");
+    assert_eq!(doubao.regions, ["cn"]);
+    assert!(doubao.system.as_deref().is_some_and(|s| s.contains("豆包")));
+    let cici = config.edition("cici").expect("cici");
+    assert_eq!(cici.model, "smollm2-135m-instruct");
+    assert_eq!(cici.regions, ["global"]);
+    assert!(config.region("cn").expect("cn").store.ends_with("seed-cn.sqlite"));
+    assert!(config.region("cn").expect("cn").store.is_absolute() || path.is_relative());
+    let acme = config.tenant("acme-cn").expect("tenant");
+    assert!(config.may_use(acme, "doubao"));
+    assert!(!config.may_use(acme, "cici"));
+    assert_eq!(acme.quotas.requests_per_minute, Some(60));
+}
+
+#[test]
+fn valid_tenant_parses_with_defaults() {
+    let c = Config::parse(&format!("{BASE}\n[[tenant]]\nid = \"t\"\nregion = \"cn\"\neditions = [\"doubao\"]\n"))
+        .expect("valid");
+    let t = c.tenant("t").expect("t");
+    assert_eq!(t.weight, 1);
+    assert_eq!(t.quotas, Default::default());
+    assert_eq!(c.region("global").expect("g").store, Path::new("global.sqlite"));
+}
+
+#[test]
+fn duplicate_region_names_its_line() {
+    let extra = "\n[[region]]\nname = \"cn\"\nstore = \"other.sqlite\"\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("duplicate region `cn`"), "{e}");
+    assert_eq!(e.line(), BASE.matches('\n').count() + 3, "{e}");
+}
+
+#[test]
+fn duplicate_edition() {
+    let extra = "\n[[edition]]\nname = \"cici\"\nmodel = \"x\"\nregions = [\"global\"]\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("duplicate edition `cici`"), "{e}");
+    assert_eq!(e.line(), BASE.matches('\n').count() + 3);
+}
+
+#[test]
+fn shared_store_rejected() {
+    let e = err("\n[[region]]\nname = \"eu\"\nstore = \"cn.sqlite\"\n");
+    assert!(e.to_string().contains("shares its store"), "{e}");
+}
+
+#[test]
+fn edition_in_unknown_region() {
+    let extra = "\n[[edition]]\nname = \"x\"\nmodel = \"m\"\nregions = [\"mars\"]\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("unknown region `mars`"), "{e}");
+    assert_eq!(e.line(), line_of(extra, "[\"mars\"]"));
+}
+
+#[test]
+fn tenant_unknown_region_and_edition() {
+    let extra = "\n[[tenant]]\nid = \"t\"\nregion = \"eu\"\neditions = [\"cici\"]\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("tenant `t`: unknown region `eu`"), "{e}");
+    assert_eq!(e.line(), line_of(extra, "region = \"eu\""));
+
+    let extra = "\n[[tenant]]\nid = \"t\"\nregion = \"cn\"\neditions = [\"nope\"]\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("unknown edition `nope`"), "{e}");
+    assert_eq!(e.line(), line_of(extra, "[\"nope\"]"));
+}
+
+#[test]
+fn tenant_allowed_edition_outside_its_region() {
+    let extra = "\n[[tenant]]\nid = \"t\"\nregion = \"cn\"\neditions = [\"doubao\", \"cici\"]\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("not served in `cn`"), "{e}");
+}
+
+#[test]
+fn impossible_quotas() {
+    let extra =
+        "\n[[tenant]]\nid = \"t\"\nregion = \"cn\"\neditions = [\"doubao\"]\nquotas = { requests_per_minute = 0 }\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("requests_per_minute = 0"), "{e}");
+    assert_eq!(e.line(), line_of(extra, "quotas"));
+
+    let extra = "\n[[tenant]]\nid = \"t\"\nregion = \"cn\"\neditions = [\"doubao\"]\nquotas = { tokens_per_minute = 100, tokens_per_month = 10 }\n";
+    assert!(err(extra).to_string().contains("exceeds tokens_per_month"));
+
+    let extra =
+        "\n[[tenant]]\nid = \"t\"\nregion = \"cn\"\neditions = [\"doubao\"]\nquotas = { requests_per_minute = -1 }\n";
+    assert!(matches!(err(extra), ConfigError::Syntax { .. }));
+}
+
+#[test]
+fn bad_prices_sampling_and_names() {
+    let e = err("\n[[edition]]\nname = \"x\"\nmodel = \"m\"\nregions = [\"cn\"]\nprices = { input = -1.0 }\n");
+    assert!(e.to_string().contains("non-negative"), "{e}");
+    let e = err("\n[[edition]]\nname = \"x\"\nmodel = \"m\"\nregions = [\"cn\"]\nsampling = { temperature = 9.0 }\n");
+    assert!(e.to_string().contains("sampling out of range"), "{e}");
+    let e = err("\n[[edition]]\nname = \"a b\"\nmodel = \"m\"\nregions = [\"cn\"]\n");
+    assert!(e.to_string().contains("must be 1-64"), "{e}");
+}
+
+#[test]
+fn unknown_field_and_syntax_name_the_line() {
+    let extra = "\n[[tenant]]\nid = \"t\"\nregoin = \"cn\"\neditions = [\"doubao\"]\n";
+    let e = err(extra);
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    assert!(e.to_string().contains("regoin"), "{e}");
+    assert!(e.line() > 0, "{e}");
+
+    let e = Config::parse("[[region]]\nname = \n").expect_err("syntax");
+    assert_eq!(e.line(), 2, "{e}");
+}
