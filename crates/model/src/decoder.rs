@@ -148,8 +148,9 @@ impl Layer {
     }
 }
 
-/// A loaded decoder stack.
-pub(crate) struct Decoder {
+/// A loaded decoder stack: the forward pass of the Llama family (`llama`, `qwen2`,
+/// `qwen3`, `qwen3moe`); each architecture's file says only what it loads.
+pub struct Decoder {
     hp: HParams,
     tok_embd: Matrix, // (n_vocab, n_embd)
     layers: Vec<Layer>,
@@ -178,13 +179,13 @@ impl Decoder {
     }
 
     /// The hyper-parameters.
-    pub(crate) fn hparams(&self) -> &HParams {
+    pub fn hparams(&self) -> &HParams {
         &self.hp
     }
 
     /// Bytes of weights read per single-token decode step: every matrix once (for
     /// a mixture of experts, the router and the experts one token uses), plus the output.
-    pub(crate) fn weight_bytes(&self) -> usize {
+    pub fn weight_bytes(&self) -> usize {
         let per_layer: usize = self
             .layers
             .iter()
@@ -201,7 +202,7 @@ impl Decoder {
 
     /// Runs `batch` through the model: stores each token's keys and values in `kv`
     /// and leaves the requested logits in `ws` (see [`Workspace::logits`]).
-    pub(crate) fn forward(
+    pub fn forward(
         &self,
         batch: &[SeqBatch],
         kv: &mut KvCache,

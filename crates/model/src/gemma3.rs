@@ -117,7 +117,7 @@ impl Gemma3 {
         per_layer + self.tok_embd.size_bytes()
     }
 
-    /// Runs `batch` through the model (see `Llama::forward`).
+    /// Runs `batch` through the model (see [`crate::Decoder::forward`]).
     pub fn forward(
         &self,
         batch: &[SeqBatch],

@@ -38,6 +38,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use batch::{Logits, SeqBatch, Workspace};
+pub use decoder::Decoder;
 pub use error::ModelError;
 pub use hparams::HParams;
 pub use kv_cache::{BlockAllocator, KvCache};
@@ -52,15 +53,15 @@ pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen
 /// A model's forward pass, chosen by architecture.
 pub enum Model {
     /// `llama`.
-    Llama(llama::Llama),
+    Llama(Decoder),
     /// `gemma3`.
     Gemma3(gemma3::Gemma3),
     /// `qwen2`.
-    Qwen2(qwen2::Qwen2),
+    Qwen2(Decoder),
     /// `qwen3`.
-    Qwen3(qwen3::Qwen3),
+    Qwen3(Decoder),
     /// `qwen3moe`.
-    Qwen3Moe(qwen3moe::Qwen3Moe),
+    Qwen3Moe(Decoder),
 }
 
 impl Model {
@@ -72,11 +73,11 @@ impl Model {
         }
         let hp = HParams::from_gguf(file)?;
         match hp.arch.as_str() {
-            "llama" => Ok(Model::Llama(llama::Llama::load(file, hp)?)),
+            "llama" => Ok(Model::Llama(llama::load(file, hp)?)),
             "gemma3" => Ok(Model::Gemma3(gemma3::Gemma3::load(file, hp)?)),
-            "qwen2" => Ok(Model::Qwen2(qwen2::Qwen2::load(file, hp)?)),
-            "qwen3" => Ok(Model::Qwen3(qwen3::Qwen3::load(file, hp)?)),
-            "qwen3moe" => Ok(Model::Qwen3Moe(qwen3moe::Qwen3Moe::load(file, hp)?)),
+            "qwen2" => Ok(Model::Qwen2(qwen2::load(file, hp)?)),
+            "qwen3" => Ok(Model::Qwen3(qwen3::load(file, hp)?)),
+            "qwen3moe" => Ok(Model::Qwen3Moe(qwen3moe::load(file, hp)?)),
             other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -84,26 +85,20 @@ impl Model {
     /// The hyper-parameters.
     pub fn hparams(&self) -> &HParams {
         match self {
-            Model::Llama(m) => m.hparams(),
+            Model::Llama(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Qwen3Moe(m) => m.hparams(),
             Model::Gemma3(m) => m.hparams(),
-            Model::Qwen2(m) => m.hparams(),
-            Model::Qwen3(m) => m.hparams(),
-            Model::Qwen3Moe(m) => m.hparams(),
         }
     }
 
     /// Bytes of weights read by one decode step.
     pub fn weight_bytes(&self) -> usize {
         match self {
-            Model::Llama(m) => m.weight_bytes(),
+            Model::Llama(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Qwen3Moe(m) => m.weight_bytes(),
             Model::Gemma3(m) => m.weight_bytes(),
-            Model::Qwen2(m) => m.weight_bytes(),
-            Model::Qwen3(m) => m.weight_bytes(),
-            Model::Qwen3Moe(m) => m.weight_bytes(),
         }
     }
 
-    /// Runs one batch (see [`llama::Llama::forward`]); logits end up in `ws`.
+    /// Runs one batch (see [`Decoder::forward`]); logits end up in `ws`.
     pub fn forward(
         &self,
         batch: &[SeqBatch],
@@ -112,11 +107,8 @@ impl Model {
         pool: &ThreadPool,
     ) -> Result<(), ModelError> {
         match self {
-            Model::Llama(m) => m.forward(batch, kv, ws, pool),
+            Model::Llama(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Qwen3Moe(m) => m.forward(batch, kv, ws, pool),
             Model::Gemma3(m) => m.forward(batch, kv, ws, pool),
-            Model::Qwen2(m) => m.forward(batch, kv, ws, pool),
-            Model::Qwen3(m) => m.forward(batch, kv, ws, pool),
-            Model::Qwen3Moe(m) => m.forward(batch, kv, ws, pool),
         }
     }
 }

@@ -9,17 +9,11 @@
 use std::sync::Arc;
 
 use kernels::ops::RopeStyle;
-use kernels::ThreadPool;
 
-use crate::batch::{SeqBatch, Workspace};
 use crate::decoder::{AttnOptions, Decoder, DenseFfn, Ffn, Layer};
 use crate::error::ModelError;
 use crate::gguf::GgufFile;
 use crate::hparams::HParams;
-use crate::kv_cache::KvCache;
-
-/// A loaded Llama model.
-pub struct Llama(Decoder);
 
 /// Loads a stack of dense blocks (the Llama layout with `opts`) and its RoPE pairing.
 pub(crate) fn load_dense(
@@ -34,31 +28,7 @@ pub(crate) fn load_dense(
     Decoder::load(file, hp, rope, layers)
 }
 
-impl Llama {
-    /// Loads the weights of `file`, checking every shape against `hp`.
-    pub fn load(file: &Arc<GgufFile>, hp: HParams) -> Result<Llama, ModelError> {
-        load_dense(file, hp, AttnOptions::default(), RopeStyle::Interleaved).map(Llama)
-    }
-
-    /// The hyper-parameters.
-    pub fn hparams(&self) -> &HParams {
-        self.0.hparams()
-    }
-
-    /// Bytes of weights read per decode step (every matrix once, plus the output).
-    pub fn weight_bytes(&self) -> usize {
-        self.0.weight_bytes()
-    }
-
-    /// Runs `batch` through the model: stores each token's keys and values in `kv`
-    /// and leaves the requested logits in `ws` (see [`Workspace::logits`]).
-    pub fn forward(
-        &self,
-        batch: &[SeqBatch],
-        kv: &mut KvCache,
-        ws: &mut Workspace,
-        pool: &ThreadPool,
-    ) -> Result<(), ModelError> {
-        self.0.forward(batch, kv, ws, pool)
-    }
+/// Loads the weights of `file`, checking every shape against `hp`.
+pub fn load(file: &Arc<GgufFile>, hp: HParams) -> Result<Decoder, ModelError> {
+    load_dense(file, hp, AttnOptions::default(), RopeStyle::Interleaved)
 }

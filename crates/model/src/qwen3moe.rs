@@ -19,12 +19,11 @@ use kernels::matmul::{matmul, matmul_multi, MatmulScratch};
 use kernels::ops::{softmax, swiglu, RopeStyle};
 use kernels::ThreadPool;
 
-use crate::batch::{buf, SeqBatch, Workspace};
+use crate::batch::buf;
 use crate::decoder::{AttnOptions, Decoder, Ffn, Layer};
 use crate::error::ModelError;
 use crate::gguf::GgufFile;
 use crate::hparams::HParams;
-use crate::kv_cache::KvCache;
 use crate::weights::Matrix;
 
 /// Most experts accepted (guards buffer sizing against absurd metadata).
@@ -187,39 +186,13 @@ impl MoeFfn {
     }
 }
 
-/// A loaded Qwen3-MoE model.
-pub struct Qwen3Moe(Decoder);
-
-impl Qwen3Moe {
-    /// Loads the weights of `file`, checking every shape against `hp`.
-    pub fn load(file: &Arc<GgufFile>, hp: HParams) -> Result<Qwen3Moe, ModelError> {
-        let opts = AttnOptions { biases: false, qk_norm: true };
-        let layers = (0..hp.n_layer)
-            .map(|i| Layer::load(file, &hp, i, opts, Ffn::Moe(MoeFfn::load(file, &hp, i)?)))
-            .collect::<Result<Vec<_>, ModelError>>()?;
-        Decoder::load(file, hp, RopeStyle::Neox, layers).map(Qwen3Moe)
-    }
-
-    /// The hyper-parameters.
-    pub fn hparams(&self) -> &HParams {
-        self.0.hparams()
-    }
-
-    /// Bytes of weights one token reads per decode step (the experts it uses).
-    pub fn weight_bytes(&self) -> usize {
-        self.0.weight_bytes()
-    }
-
-    /// Runs `batch` through the model (see [`crate::llama::Llama::forward`]).
-    pub fn forward(
-        &self,
-        batch: &[SeqBatch],
-        kv: &mut KvCache,
-        ws: &mut Workspace,
-        pool: &ThreadPool,
-    ) -> Result<(), ModelError> {
-        self.0.forward(batch, kv, ws, pool)
-    }
+/// Loads the weights of `file`, checking every shape against `hp`.
+pub fn load(file: &Arc<GgufFile>, hp: HParams) -> Result<Decoder, ModelError> {
+    let opts = AttnOptions { biases: false, qk_norm: true };
+    let layers = (0..hp.n_layer)
+        .map(|i| Layer::load(file, &hp, i, opts, Ffn::Moe(MoeFfn::load(file, &hp, i)?)))
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    Decoder::load(file, hp, RopeStyle::Neox, layers)
 }
 
 #[cfg(test)]
