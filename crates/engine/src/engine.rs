@@ -303,6 +303,7 @@ impl Worker {
                         pos: w.start,
                         block_table: &seq.table,
                         logits: if w.sample { Logits::Last } else { Logits::None },
+                        generated_from: seq.n_prompt,
                     })
                 })
                 .collect();

@@ -54,7 +54,7 @@ pub enum KernelError {
         addr: usize,
     },
     /// The interleaved layout exists only for some types and row counts.
-    #[error("no interleaved layout for {rows} rows of {ty} (Q4_1 or Q5_0 with a multiple of 4 rows only)")]
+    #[error("no such interleaved layout for {rows} rows of {ty} (groups of 4: Q4_1 or Q5_0; groups of 16: Q4_1)")]
     NoInterleaving {
         /// The element type.
         ty: GgmlType,

@@ -30,6 +30,26 @@ pub enum Layout {
     /// [`interleave`], and read by kernels that fetch a block of 4 rows with one
     /// load per field.
     Interleaved4,
+    /// Groups of 16 rows, block by block, laid out so that one 512-bit lane holds
+    /// one row (Q4_1 only): for each block the 16 rows' `d` (f16), their 16 `m`,
+    /// then 4 runs of 64 bytes, run `j` holding bytes `4j..4j + 4` of each row's
+    /// nibbles side by side (row `i` at `4i`). Its kernels compute given text in
+    /// ggml's order (the bits of `Rows`) and the tokens flagged by
+    /// [`MatmulScratch::set_fast_tokens`] in a faster order of their own: the exact
+    /// sum in f64, rounded once (`quant::q4_1::vec_dot_chain`).
+    Interleaved16,
+}
+
+impl Layout {
+    /// Rows per group: a matrix in this layout has a whole number of groups, and
+    /// threads split it on group boundaries.
+    pub fn group(self) -> usize {
+        match self {
+            Layout::Rows => 1,
+            Layout::Interleaved4 => 4,
+            Layout::Interleaved16 => 16,
+        }
+    }
 }
 
 /// A weight matrix: `rows` rows of `cols` elements of type `ty`, borrowed from a
@@ -67,14 +87,20 @@ impl<'a> QMatrix<'a> {
         Ok(QMatrix { ty, rows, cols, row_size, data, layout: Layout::Rows })
     }
 
-    /// A matrix in the [`Layout::Interleaved4`] layout (as [`interleave`] makes it).
-    /// Checks what [`QMatrix::new`] checks, and that the type and row count allow
-    /// the layout.
-    pub fn interleaved(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self, KernelError> {
-        if !interleavable(ty) || !rows.is_multiple_of(4) {
+    /// A matrix in an interleaved `layout` (as [`interleave`] makes it). Checks
+    /// what [`QMatrix::new`] checks, and that the type and row count allow the
+    /// layout.
+    pub fn interleaved(
+        layout: Layout,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<Self, KernelError> {
+        if layout == Layout::Rows || !layout_exists(layout, ty) || !rows.is_multiple_of(layout.group()) {
             return Err(KernelError::NoInterleaving { ty, rows });
         }
-        Ok(QMatrix { layout: Layout::Interleaved4, ..QMatrix::new(ty, rows, cols, data)? })
+        Ok(QMatrix { layout, ..QMatrix::new(ty, rows, cols, data)? })
     }
 
     /// How the blocks are laid out.
@@ -118,51 +144,92 @@ impl<'a> QMatrix<'a> {
     }
 }
 
-/// Whether [`interleave`] would repack a matrix of `ty` with `rows` rows: only
-/// where this CPU runs a kernel for the interleaved layout.
+/// The layout [`interleave`] repacks a matrix of `ty` with `rows` rows into, where
+/// this CPU runs a faster kernel for it: Q4_1 in groups of 16 rows where it can,
+/// else Q4_1 and Q5_0 in groups of 4; `None` to keep the rows as they are.
+pub fn interleaved_layout(ty: GgmlType, rows: usize) -> Option<Layout> {
+    if active_isa() < Isa::Avx512 {
+        return None;
+    }
+    [Layout::Interleaved16, Layout::Interleaved4]
+        .into_iter()
+        .find(|&l| layout_exists(l, ty) && rows.is_multiple_of(l.group()))
+}
+
+/// Whether [`interleave`] would repack a matrix of `ty` with `rows` rows.
 pub fn interleaving_pays(ty: GgmlType, rows: usize) -> bool {
-    interleavable(ty) && rows.is_multiple_of(4) && active_isa() >= Isa::Avx512
+    interleaved_layout(ty, rows).is_some()
 }
 
-/// The types [`Layout::Interleaved4`] exists for.
-fn interleavable(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0)
-}
-
-/// The fields of one block of an interleavable type: (offset, length) in the
-/// row-major block, in the order the interleaved layout stores them.
-fn block_fields(ty: GgmlType) -> &'static [(usize, usize)] {
-    match ty {
-        GgmlType::Q4_1 => &[(0, 4), (4, 16)],         // d and m together; nibbles
-        GgmlType::Q5_0 => &[(0, 2), (2, 4), (6, 16)], // d; fifth bits; nibbles
-        _ => &[],
+/// Whether `layout` is defined for `ty`.
+fn layout_exists(layout: Layout, ty: GgmlType) -> bool {
+    match layout {
+        Layout::Rows => true,
+        Layout::Interleaved4 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0),
+        Layout::Interleaved16 => ty == GgmlType::Q4_1,
     }
 }
 
-/// The [`Layout::Interleaved4`] copy of a row-major matrix, as `u64` words (so
-/// it is aligned for any block type) holding `data.len()` bytes; `None` where
-/// [`interleaving_pays`] says no.
-pub fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u64>> {
-    if !interleaving_pays(ty, rows) {
+/// The interleaved copy of a row-major matrix in the layout
+/// [`interleaved_layout`] picks, as `u64` words (so it is aligned for any block
+/// type) holding `data.len()` bytes; `None` where that layout is the rows as they
+/// are, or `data` is not a valid matrix.
+pub fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<(Layout, Vec<u64>)> {
+    let layout = interleaved_layout(ty, rows)?;
+    interleave_as(layout, ty, rows, cols, data).map(|words| (layout, words))
+}
+
+/// The copy of a row-major matrix in `layout` (an interleaved one defined for
+/// `ty` and `rows`), as [`interleave`] makes it, whatever this CPU runs.
+pub fn interleave_as(layout: Layout, ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u64>> {
+    if layout == Layout::Rows || !layout_exists(layout, ty) || !rows.is_multiple_of(layout.group()) {
         return None;
     }
     let m = QMatrix::new(ty, rows, cols, data).ok()?;
-    let (bytes, nb) = (ty.type_size(), cols / ty.block_size());
+    let (bytes, nb, g) = (ty.type_size(), cols / ty.block_size(), layout.group());
     let mut words = vec![0u64; data.len().div_ceil(8)];
     let out = bytemuck::cast_slice_mut::<u64, u8>(&mut words);
-    for g in 0..rows / 4 {
+    for group in 0..rows / g {
         for b in 0..nb {
-            let mut at = g * 4 * m.row_size + b * 4 * bytes;
-            for &(offset, len) in block_fields(ty) {
-                for i in 0..4 {
-                    let block = &m.row(4 * g + i)[b * bytes..(b + 1) * bytes];
-                    out[at + i * len..][..len].copy_from_slice(&block[offset..offset + len]);
+            let at = group * g * m.row_size + b * g * bytes;
+            for i in 0..g {
+                let block = &m.row(g * group + i)[b * bytes..(b + 1) * bytes];
+                for (from, to, len) in block_moves(layout, ty, i) {
+                    out[at + to..][..len].copy_from_slice(&block[from..from + len]);
                 }
-                at += 4 * len;
             }
         }
     }
     Some(words)
+}
+
+/// Where the bytes of row `i`'s block go in its group's block of `layout`:
+/// (offset in the row-major block, offset in the group's block, length).
+fn block_moves(layout: Layout, ty: GgmlType, i: usize) -> Vec<(usize, usize, usize)> {
+    match (layout, ty) {
+        // d and m together; nibbles.
+        (Layout::Interleaved4, GgmlType::Q4_1) => vec![(0, 4 * i, 4), (4, 16 + 16 * i, 16)],
+        // d; fifth bits; nibbles.
+        (Layout::Interleaved4, GgmlType::Q5_0) => vec![(0, 2 * i, 2), (2, 8 + 4 * i, 4), (6, 24 + 16 * i, 16)],
+        // d; m; 4 runs of each row's 4 nibble bytes.
+        (Layout::Interleaved16, GgmlType::Q4_1) => {
+            let mut v = vec![(0, 2 * i, 2), (2, 32 + 2 * i, 2)];
+            v.extend((0..4).map(|j| (4 + 4 * j, 64 + 64 * j + 4 * i, 4)));
+            v
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The row-major bytes of block `b` of row `r` of an interleaved matrix.
+pub(crate) fn interleaved_block(w: &QMatrix, r: usize, b: usize) -> [u8; 32] {
+    let (bytes, g) = (w.ty().type_size(), w.layout().group());
+    let at = (r / g) * g * w.row_size() + b * g * bytes;
+    let mut block = [0u8; 32];
+    for (from, to, len) in block_moves(w.layout(), w.ty(), r % g) {
+        block[from..from + len].copy_from_slice(&w.data()[at + to..][..len]);
+    }
+    block
 }
 
 /// Dequantizes row `r` of `w`, whatever its layout, into `out` (`cols` values).
@@ -173,17 +240,10 @@ pub fn dequantize_matrix_row(w: &QMatrix, r: usize, out: &mut [f32]) {
     assert!(r < w.rows(), "row {r} of a matrix with {} rows", w.rows());
     match w.layout() {
         Layout::Rows => dequantize_row(w.ty(), w.row(r), out).expect("a valid matrix's row"),
-        Layout::Interleaved4 => {
+        Layout::Interleaved4 | Layout::Interleaved16 => {
             let (bytes, bs) = (w.ty().type_size(), w.ty().block_size());
-            let (group, i) = (r / 4, r % 4);
-            let base = &w.data()[group * 4 * w.row_size()..][..4 * w.row_size()];
-            let mut block = [0u8; 32];
             for (b, o) in out.chunks_exact_mut(bs).enumerate() {
-                let mut at = b * 4 * bytes;
-                for &(offset, len) in block_fields(w.ty()) {
-                    block[offset..offset + len].copy_from_slice(&base[at + i * len..][..len]);
-                    at += 4 * len;
-                }
+                let block = interleaved_block(w, r, b);
                 dequantize_row(w.ty(), &block[..bytes], o).expect("one whole block");
             }
         }
@@ -194,6 +254,8 @@ pub fn dequantize_matrix_row(w: &QMatrix, r: usize, out: &mut [f32]) {
 /// shape has been seen once, calls do not allocate.
 #[derive(Default)]
 pub struct MatmulScratch {
+    /// Which tokens may use a layout's fast order (see [`MatmulScratch::set_fast_tokens`]).
+    fast: Vec<bool>,
     q8: Q8Buf,
     b8_0: Vec<BlockQ8_0>,
     b8_1: Vec<BlockQ8_1>,
@@ -201,6 +263,26 @@ pub struct MatmulScratch {
     h16: Vec<f16>,
     bh16: Vec<bf16>,
     f32s: Vec<f32>,
+}
+
+impl MatmulScratch {
+    /// Lets the products that follow compute token `t` in the fast order of the
+    /// matrix's layout where `fast[t]` (only [`Layout::Interleaved16`] has one: an
+    /// exact f64 sum, rounded once), and in ggml's order elsewhere. It applies to
+    /// the calls whose token count equals `fast.len()`; every other call, and
+    /// every call after [`MatmulScratch::clear_fast_tokens`], uses ggml's order for
+    /// all tokens. A model sets it for the tokens it decodes, so that prompts are
+    /// computed exactly as llama.cpp computes them while decoding takes the fast
+    /// path; each token's result depends only on its own flag, never on the batch.
+    pub fn set_fast_tokens(&mut self, fast: impl IntoIterator<Item = bool>) {
+        self.fast.clear();
+        self.fast.extend(fast);
+    }
+
+    /// Back to ggml's order for every token.
+    pub fn clear_fast_tokens(&mut self) {
+        self.fast.clear();
+    }
 }
 
 impl std::fmt::Debug for MatmulScratch {
@@ -229,17 +311,19 @@ pub(crate) enum Acts<'a> {
 
 /// Where a kernel writes: `y` of shape `(n_tokens, ld)`. Threads write disjoint rows
 /// (columns of `y`) through this shared handle.
-pub(crate) struct Out {
+pub(crate) struct Out<'f> {
     ptr: *mut f32,
     ld: usize,
     pub(crate) n_tokens: usize,
+    /// Token `t` may use the layout's fast order where `fast[t]` (empty: none may).
+    fast: &'f [bool],
 }
 
 // SAFETY: `Out` is only used inside one `pool.run` region, while the `&mut [f32]` it
 // was made from is borrowed, and each thread writes only its own rows `r`.
-unsafe impl Sync for Out {}
+unsafe impl Sync for Out<'_> {}
 
-impl Out {
+impl Out<'_> {
     /// Writes `y[t][r] = v`.
     ///
     /// # Safety
@@ -249,6 +333,26 @@ impl Out {
         debug_assert!(t < self.n_tokens && r < self.ld);
         // SAFETY: in bounds of the `(n_tokens, ld)` buffer per the caller's contract.
         unsafe { *self.ptr.add(t * self.ld + r) = v };
+    }
+}
+
+impl Out<'_> {
+    /// Whether token `t` may use the layout's fast order.
+    #[inline(always)]
+    pub(crate) fn fast(&self, t: usize) -> bool {
+        self.fast.get(t).copied().unwrap_or(false)
+    }
+
+    /// The address of `y[t][r]`, for kernels that store several rows at once.
+    ///
+    /// # Safety
+    /// `t < n_tokens` and `r < ld`; writes through it follow [`Out::set`]'s contract
+    /// for every row they touch.
+    #[inline(always)]
+    pub(crate) unsafe fn at(&self, t: usize, r: usize) -> *mut f32 {
+        debug_assert!(t < self.n_tokens && r < self.ld);
+        // SAFETY: in bounds per the caller's contract.
+        unsafe { self.ptr.add(t * self.ld + r) }
     }
 }
 
@@ -305,8 +409,9 @@ pub fn matmul_with_isa(
         return;
     }
     let (prep, kernel, row_tile) = select(w, isa);
+    let fast = std::mem::take(&mut scratch.fast);
     let acts = prepare(scratch, prep, isa, w, x, n_tokens, pool);
-    let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens };
+    let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens, fast: fast_for(&fast, n_tokens) };
     let units = w.rows().div_ceil(row_tile);
     let n_threads = pool.n_threads().min(units);
     let work = |i: usize| {
@@ -325,6 +430,7 @@ pub fn matmul_with_isa(
     } else {
         pool.run(&work);
     }
+    scratch.fast = fast;
 }
 
 /// The most matrices one [`matmul_multi`] call takes.
@@ -378,9 +484,11 @@ pub fn matmul_multi(
         );
     }
     let prep = selected[0].expect("one matrix at least").0;
+    let fast = std::mem::take(&mut scratch.fast);
     let acts = prepare(scratch, prep, isa, first, x, n_tokens, pool);
-    let outs: [Option<Out>; MAX_MULTI] =
-        std::array::from_fn(|i| ys.get_mut(i).map(|y| Out { ptr: y.as_mut_ptr(), ld: ws[i].rows(), n_tokens }));
+    let outs: [Option<Out>; MAX_MULTI] = std::array::from_fn(|i| {
+        ys.get_mut(i).map(|y| Out { ptr: y.as_mut_ptr(), ld: ws[i].rows(), n_tokens, fast: fast_for(&fast, n_tokens) })
+    });
     // Row tiles of every matrix, numbered one after the other.
     let units: [usize; MAX_MULTI] =
         std::array::from_fn(|i| ws.get(i).zip(selected[i]).map_or(0, |(w, k)| w.rows().div_ceil(k.2)));
@@ -412,6 +520,16 @@ pub fn matmul_multi(
         work(0);
     } else {
         pool.run(&work);
+    }
+    scratch.fast = fast;
+}
+
+/// The fast-order flags that apply to a call of `n_tokens` tokens.
+fn fast_for(fast: &[bool], n_tokens: usize) -> &[bool] {
+    if fast.len() == n_tokens {
+        fast
+    } else {
+        &[]
     }
 }
 
@@ -498,17 +616,13 @@ fn fill<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
 
 /// The kernel for a matrix of type `ty` with `rows` rows at level `isa`: how to
 /// prepare the activations, the kernel, and its row tile (threads split rows in
-/// multiples of it).
-///
-/// # Panics
-/// If the matrix is interleaved and `isa` has no kernel for that layout (only
-/// [`interleave`] makes such matrices, and only where one exists).
+/// multiples of it). Every layout has a scalar kernel, so any level computes any
+/// matrix.
 fn select(w: &QMatrix, isa: Isa) -> (Prep, GemmFn, usize) {
     let (ty, rows) = (w.ty(), w.rows());
     #[cfg(target_arch = "x86_64")]
     if let Some(k) = crate::x86::select(ty, rows, w.layout(), isa) {
         return k;
     }
-    assert_eq!(w.layout(), Layout::Rows, "no {isa} kernel for an interleaved {ty} matrix");
-    (Prep::Blocks, crate::scalar::gemm_fn(ty, rows), 1)
+    (Prep::Blocks, crate::scalar::gemm_fn(ty, rows, w.layout()), w.layout().group())
 }

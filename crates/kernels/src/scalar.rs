@@ -1,19 +1,27 @@
 //! The scalar kernels: a loop over (row, token) calling each format's reference
 //! `vec_dot` on ggml's block layouts. Slow and plainly in ggml's order of float
-//! operations; every SIMD kernel is tested to give the same bits.
+//! operations (or, for the 16-row interleaved layout, in that layout's own order);
+//! every SIMD kernel is tested to give the same bits.
 
 use std::ops::Range;
 
 use bytemuck::Pod;
 
-use crate::matmul::{Acts, GemmFn, Out, QMatrix};
+use crate::matmul::{interleaved_block, Acts, GemmFn, Layout, Out, QMatrix};
 use crate::quant::order::{is_repacked, repacked_gemm_token};
 use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q5_k, q6_k, q8};
 use crate::GgmlType;
 
-/// The scalar kernel for a matrix of `ty` (a supported type) with `rows` rows.
-pub(crate) fn gemm_fn(ty: GgmlType, rows: usize) -> GemmFn {
+/// The scalar kernel for a matrix of `ty` (a supported type) with `rows` rows in
+/// `layout`.
+pub(crate) fn gemm_fn(ty: GgmlType, rows: usize, layout: Layout) -> GemmFn {
     let repacked = is_repacked(ty, rows);
+    match (layout, ty) {
+        (Layout::Rows, _) => {}
+        (Layout::Interleaved16, _) => return gemm_q4_1_chain,
+        (Layout::Interleaved4, GgmlType::Q4_1) => return gemm_q4_1_interleaved,
+        (Layout::Interleaved4, _) => return gemm_q5_0_interleaved,
+    }
     match ty {
         GgmlType::Q4_0 if repacked => gemm_q4_0_repacked,
         GgmlType::Q4_0 => gemm_q4_0_plain,
@@ -41,6 +49,49 @@ fn run<W: Pod, A>(w: &QMatrix<'_>, acts: &[A], rows: Range<usize>, out: &Out, do
             unsafe { out.set(t, r, dot(wr, a)) };
         }
     }
+}
+
+/// Runs `dot` over every row in `rows` of an interleaved matrix (one row's blocks
+/// gathered at a time) and every token.
+fn run_interleaved<W: Pod, A>(
+    w: &QMatrix<'_>,
+    acts: &[A],
+    rows: Range<usize>,
+    out: &Out,
+    dot: impl Fn(usize) -> fn(&[W], &[A]) -> f32,
+) {
+    let per_token = acts.len() / out.n_tokens;
+    let (bytes, nb) = (w.ty().type_size(), w.cols() / w.ty().block_size());
+    let mut row = vec![0u8; w.row_size()];
+    for r in rows {
+        for b in 0..nb {
+            row[b * bytes..(b + 1) * bytes].copy_from_slice(&interleaved_block(w, r, b)[..bytes]);
+        }
+        let wr: &[W] = bytemuck::cast_slice(&row);
+        for (t, a) in acts.chunks_exact(per_token).enumerate() {
+            // SAFETY: `t < n_tokens`, `r < rows`, and the caller gave us `rows` alone.
+            unsafe { out.set(t, r, dot(t)(wr, a)) };
+        }
+    }
+}
+
+/// Scalar kernel of an interleaved Q4_1 matrix in ggml's order.
+unsafe fn gemm_q4_1_interleaved(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8_1(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
+    run_interleaved(w, a, rows, out, |_| q4_1::vec_dot);
+}
+
+/// Scalar kernel of an interleaved Q5_0 matrix in ggml's order.
+unsafe fn gemm_q5_0_interleaved(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8_0(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
+    run_interleaved(w, a, rows, out, |_| q5_0::vec_dot);
+}
+
+/// Scalar kernel of a Q4_1 matrix in the 16-row layout: the layout's fast order
+/// for the tokens flagged for it, ggml's for the others.
+unsafe fn gemm_q4_1_chain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8_1(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
+    run_interleaved(w, a, rows, out, |t| if out.fast(t) { q4_1::vec_dot_chain } else { q4_1::vec_dot });
 }
 
 macro_rules! scalar_gemm {

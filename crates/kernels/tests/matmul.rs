@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use kernels::matmul::{
-    active_isa, dequantize_matrix_row, interleave, interleaving_pays, matmul, matmul_multi, matmul_with_isa, Layout,
-    MatmulScratch, QMatrix,
+    active_isa, dequantize_matrix_row, interleave_as, interleaved_layout, interleaving_pays, matmul, matmul_multi,
+    matmul_with_isa, Layout, MatmulScratch, QMatrix,
 };
 use kernels::{GgmlType, Isa, ThreadPool};
 
@@ -161,52 +161,159 @@ fn matmul_multi_gives_the_bits_of_one_matmul_per_matrix() {
 }
 
 #[test]
-fn interleaved_matrices_give_the_bits_of_the_row_major_ones() {
+fn the_layout_choice_follows_type_rows_and_cpu() {
+    let simd = active_isa() >= Isa::Avx512;
+    let pick = |ty, rows| interleaved_layout(ty, rows);
+    assert_eq!(pick(GgmlType::Q4_1, 32), simd.then_some(Layout::Interleaved16));
+    assert_eq!(pick(GgmlType::Q4_1, 36), simd.then_some(Layout::Interleaved4));
+    assert_eq!(pick(GgmlType::Q5_0, 32), simd.then_some(Layout::Interleaved4));
+    assert_eq!(pick(GgmlType::Q4_1, 6), None);
+    assert_eq!(pick(GgmlType::Q4_0, 32), None);
+    assert_eq!(interleaving_pays(GgmlType::Q4_1, 16), simd);
+    let mut rng = rng(6);
+    let data = random_weights(&mut rng, GgmlType::Q4_1, 8, 64);
+    assert!(interleave_as(Layout::Interleaved16, GgmlType::Q4_1, 8, 64, data.bytes()).is_none(), "half a group");
+    assert!(interleave_as(Layout::Interleaved16, GgmlType::Q5_0, 16, 64, data.bytes()).is_none());
+    let q4_0 = random_weights(&mut rng, GgmlType::Q4_0, 8, 64);
+    assert!(QMatrix::interleaved(Layout::Interleaved4, GgmlType::Q4_0, 8, 64, q4_0.bytes()).is_err());
+    assert!(QMatrix::interleaved(Layout::Interleaved16, GgmlType::Q4_1, 8, 64, data.bytes()).is_err());
+}
+
+#[test]
+fn four_row_interleaving_gives_the_bits_of_the_row_major_matrix() {
     for ty in [GgmlType::Q4_1, GgmlType::Q5_0] {
-        interleaved_matches(ty);
+        interleaved_matches(Layout::Interleaved4, ty, &[(4, 32), (8, 96), (36, 576), (64, 160)], true);
     }
 }
 
-fn interleaved_matches(ty: GgmlType) {
-    assert_eq!(interleaving_pays(ty, 8), active_isa() >= Isa::Avx512);
-    assert!(!interleaving_pays(ty, 6) && !interleaving_pays(GgmlType::Q4_0, 8));
-    let mut rng = rng(6);
-    let data = random_weights(&mut rng, ty, 6, 64);
-    assert!(interleave(ty, 6, 64, data.bytes()).is_none(), "6 rows are not whole groups");
-    assert!(
-        QMatrix::interleaved(GgmlType::Q4_0, 8, 64, random_weights(&mut rng, GgmlType::Q4_0, 8, 64).bytes()).is_err()
-    );
+#[test]
+fn sixteen_row_layout_gives_the_bits_of_the_row_major_matrix_by_default() {
+    interleaved_matches(Layout::Interleaved16, GgmlType::Q4_1, &[(16, 32), (32, 96), (48, 576), (64, 160)], true);
+}
+
+#[test]
+fn fast_tokens_of_the_sixteen_row_layout_are_exact_sums_and_batch_invariant() {
+    let ty = GgmlType::Q4_1;
+    let mut rng = rng(8);
     let pools: Vec<ThreadPool> = (1..=3).map(ThreadPool::new).collect();
     let mut scratch = MatmulScratch::default();
-    for (rows, cols) in [(4usize, 32usize), (8, 96), (36, 576), (64, 160)] {
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
+    for (rows, cols) in [(16usize, 32usize), (48, 576), (64, 160)] {
         let data = random_weights(&mut rng, ty, rows, cols);
         let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
-        let Some(words) = interleave(ty, rows, cols, data.bytes()) else {
-            eprintln!("skipped: this CPU has no kernel for interleaved {ty} (it needs AVX-512)");
-            return;
-        };
+        let words = interleave_as(Layout::Interleaved16, ty, rows, cols, data.bytes()).expect("whole groups");
+        let packed = &bytemuck::cast_slice::<u64, u8>(&words)[..data.bytes().len()];
+        let wi = QMatrix::interleaved(Layout::Interleaved16, ty, rows, cols, packed).expect("valid");
+        let deq = dequantize(ty, data.bytes(), rows, cols);
+        for n in [1usize, 2, 9, 21] {
+            let x = random_acts(&mut rng, n * cols);
+            let fast: Vec<bool> = (0..n).map(|t| n == 1 || (t * 7 + n) % 3 != 0).collect();
+            let mut rows_major = vec![f32::NAN; n * rows];
+            matmul(&w, &x, n, &mut rows_major, &mut scratch, &pools[0]);
+            scratch.set_fast_tokens(fast.iter().copied());
+            let mut want = vec![f32::NAN; n * rows];
+            matmul_with_isa(Isa::Scalar, &wi, &x, n, &mut want, &mut scratch, &pools[0]);
+            let (exact, bound) = reference(ty, &deq, rows, cols, &x, n);
+            for t in 0..n {
+                let (got, ggml) = (&want[t * rows..(t + 1) * rows], &rows_major[t * rows..(t + 1) * rows]);
+                if !fast[t] {
+                    assert_eq!(got, ggml, "{rows}x{cols} token {t} of {n}: not flagged, so ggml's bits");
+                    continue;
+                }
+                for (r, g) in got.iter().enumerate() {
+                    let k = t * rows + r;
+                    // The exact sum of the quantized values, rounded once: nearer the f64
+                    // product than ggml's order ever is.
+                    assert!((g - exact[k]).abs() <= bound[k], "{rows}x{cols} entry {k}: {g} vs f64 {}", exact[k]);
+                    assert!((g - exact[k]).abs() <= (ggml[r] - exact[k]).abs() + bound[k] * 1e-3);
+                }
+            }
+            for &isa in &isas {
+                for pool in &pools {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_with_isa(isa, &wi, &x, n, &mut got, &mut scratch, pool);
+                    assert_eq!(got, want, "{isa} {rows}x{cols}, {n} tokens, {} threads", pool.n_threads());
+                }
+                // Alone, a fast token gives the bits it gets in the batch.
+                scratch.set_fast_tokens([true]);
+                for t in (0..n).filter(|&t| fast[t]) {
+                    let mut alone = vec![f32::NAN; rows];
+                    matmul_with_isa(isa, &wi, &x[t * cols..(t + 1) * cols], 1, &mut alone, &mut scratch, &pools[1]);
+                    assert_eq!(alone[..], want[t * rows..(t + 1) * rows], "{isa}: token {t} of {n} alone");
+                }
+                scratch.set_fast_tokens(fast.iter().copied());
+            }
+            // Flags of another length do not apply: a 1-token call after them is ggml's.
+            let mut one = vec![f32::NAN; rows];
+            if n > 1 {
+                matmul(&wi, &x[..cols], 1, &mut one, &mut scratch, &pools[0]);
+                assert_eq!(one[..], rows_major[..rows]);
+            }
+            scratch.clear_fast_tokens();
+        }
+    }
+}
+
+/// Repacks random matrices of `ty` into `layout` and checks that rows dequantize as
+/// before, that every available level (the scalar one included) gives the bits
+/// the scalar level gives for the row-major matrix (`same_as_rows`) or for the
+/// interleaved one, alone and beside a row-major matrix, at every thread count;
+/// that each token's outputs are those it gets alone (batch invariance); and that
+/// the results are within the activation-quantization bound of the f64 product.
+fn interleaved_matches(layout: Layout, ty: GgmlType, shapes: &[(usize, usize)], same_as_rows: bool) {
+    let mut rng = rng(7);
+    let pools: Vec<ThreadPool> = (1..=3).map(ThreadPool::new).collect();
+    let mut scratch = MatmulScratch::default();
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
+    for &(rows, cols) in shapes {
+        let data = random_weights(&mut rng, ty, rows, cols);
+        let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
+        let words = interleave_as(layout, ty, rows, cols, data.bytes()).expect("whole groups");
         let packed = &bytemuck::cast_slice::<u64, u8>(&words)[..data.bytes().len()];
         assert_ne!(packed, data.bytes(), "the layout must differ for this test to mean anything");
-        let wi = QMatrix::interleaved(ty, rows, cols, packed).expect("valid interleaved matrix");
-        assert_eq!(wi.layout(), Layout::Interleaved4);
-        // Every row dequantizes as the row-major row does.
+        let wi = QMatrix::interleaved(layout, ty, rows, cols, packed).expect("valid interleaved matrix");
+        assert_eq!(wi.layout(), layout);
         for r in 0..rows {
             let (mut a, mut b) = (vec![0.0f32; cols], vec![1.0f32; cols]);
             dequantize_matrix_row(&w, r, &mut a);
             dequantize_matrix_row(&wi, r, &mut b);
-            assert_eq!(a, b, "{ty} row {r}");
+            assert_eq!(a, b, "{ty} {layout:?} row {r}");
         }
-        for n in [1usize, 3, 4, 5, 9] {
+        let deq = dequantize(ty, data.bytes(), rows, cols);
+        for n in [1usize, 3, 8, 9, 21] {
             let x = random_acts(&mut rng, n * cols);
-            for pool in &pools {
-                let (mut want, mut got) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
-                matmul(&w, &x, n, &mut want, &mut scratch, pool);
-                matmul(&wi, &x, n, &mut got, &mut scratch, pool);
-                assert_eq!(got, want, "{ty} {rows}x{cols}, {n} tokens, {} threads", pool.n_threads());
-                // Beside a row-major matrix in one region.
-                let (mut a, mut b) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
-                matmul_multi(&[wi, w], &x, n, &mut [&mut a, &mut b], &mut scratch, pool);
-                assert_eq!((&a, &b), (&want, &want));
+            let mut want = vec![f32::NAN; n * rows];
+            let reference_matrix = if same_as_rows { &w } else { &wi };
+            matmul_with_isa(Isa::Scalar, reference_matrix, &x, n, &mut want, &mut scratch, &pools[0]);
+            let mut rows_want = vec![f32::NAN; n * rows];
+            matmul(&w, &x, n, &mut rows_want, &mut scratch, &pools[0]);
+            let (exact, bound) = reference(ty, &deq, rows, cols, &x, n);
+            for (k, ((g, e), b)) in want.iter().zip(&exact).zip(&bound).enumerate() {
+                assert!((g - e).abs() <= *b, "{ty} {layout:?} entry {k}: {g} vs f64 {e} (bound {b})");
+            }
+            for &isa in &isas {
+                for pool in &pools {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_with_isa(isa, &wi, &x, n, &mut got, &mut scratch, pool);
+                    let what = format!("{ty} {layout:?} {isa} {rows}x{cols}, {n} tokens, {} threads", pool.n_threads());
+                    assert_eq!(got, want, "{what}");
+                    if isa == active_isa() {
+                        // Beside a row-major matrix in one region.
+                        let (mut a, mut b) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
+                        matmul_multi(&[wi, w], &x, n, &mut [&mut a, &mut b], &mut scratch, pool);
+                        assert_eq!((&a, &b), (&want, &rows_want), "{what}, beside the row-major matrix");
+                    }
+                }
+                // Each token alone gives the bits it gets in the batch.
+                for t in [0, n / 2, n - 1] {
+                    let mut alone = vec![f32::NAN; rows];
+                    matmul_with_isa(isa, &wi, &x[t * cols..(t + 1) * cols], 1, &mut alone, &mut scratch, &pools[1]);
+                    assert_eq!(
+                        alone[..],
+                        want[t * rows..(t + 1) * rows],
+                        "{ty} {layout:?} {isa}: token {t} of {n} alone"
+                    );
+                }
             }
         }
     }

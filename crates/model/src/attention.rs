@@ -284,7 +284,13 @@ mod tests {
             let rows = [RowPos { seq: 0, pos: 5, tiled: false }, RowPos { seq: 0, pos: 2, tiled: true }];
             let q: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin()).collect();
             let mut out = vec![0.0; 16];
-            let batch = [SeqBatch { tokens: &[0], pos: 0, block_table: &table, logits: crate::batch::Logits::None }];
+            let batch = [SeqBatch {
+                tokens: &[0],
+                pos: 0,
+                block_table: &table,
+                logits: crate::batch::Logits::None,
+                generated_from: usize::MAX,
+            }];
             attend(&shape, 0, &q, &mut out, &rows, &batch, &kv, &mut AttnScratch::default(), &pool);
             for (t, row) in rows.iter().enumerate() {
                 let start = window.map_or(0, |w| (row.pos + 1).saturating_sub(w));

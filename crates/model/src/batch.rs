@@ -34,6 +34,14 @@ pub struct SeqBatch<'a> {
     pub block_table: &'a [u32],
     /// Which rows need logits.
     pub logits: Logits,
+    /// The first position of the sequence that holds a token the model itself
+    /// generated (`usize::MAX`: none). Generated tokens may go through the matrix
+    /// products in their fast, batch-invariant order
+    /// (`kernels::matmul::MatmulScratch::set_fast_tokens`); given text (prompts,
+    /// scoring) goes in ggml's order, as llama.cpp computes it. A position's order
+    /// depends only on this, never on the rest of the batch, and a generated token
+    /// computed again (after a preemption) takes the order it first had.
+    pub generated_from: usize,
 }
 
 /// Buffers reused across forward passes; they grow to the largest batch seen and
@@ -71,6 +79,8 @@ pub struct Workspace {
     pub(crate) rows: Vec<RowPos>,
     /// Rows that need logits, in batch order.
     pub(crate) out_rows: Vec<usize>,
+    /// Whether each row is a generated token (see [`SeqBatch::generated_from`]).
+    pub(crate) decoding: Vec<bool>,
     /// Quantized activations for the matrix products.
     pub(crate) scratch: MatmulScratch,
     /// Attention's buffers.
@@ -96,6 +106,7 @@ impl Workspace {
         self.tokens.clear();
         self.rows.clear();
         self.out_rows.clear();
+        self.decoding.clear();
         self.n_vocab = n_vocab;
         let bs = kv.block_size();
         for (s, run) in batch.iter().enumerate() {
@@ -128,8 +139,10 @@ impl Workspace {
                 }
                 self.tokens.push(tok);
                 self.rows.push(RowPos { seq: s, pos: run.pos + i, tiled });
+                self.decoding.push(run.pos + i >= run.generated_from);
             }
         }
+        self.scratch.set_fast_tokens(self.decoding.iter().copied());
         Ok(self.rows.len())
     }
 

@@ -221,6 +221,8 @@ impl Gemma3 {
             rms_norm(&x[r * e..(r + 1) * e], &self.output_norm, hp.rms_eps, &mut hidden[i * e..(i + 1) * e]);
         }
         let logits = buf(&mut ws.logits, n_out * hp.n_vocab); // (n_out, n_vocab)
+                                                              // Each output row keeps its own order (the products' flags follow the rows).
+        scratch.set_fast_tokens(ws.out_rows.iter().map(|&r| ws.decoding[r]));
         if n_out > 0 {
             matmul(&self.tok_embd.qmatrix(), hidden, n_out, logits, scratch, pool);
         }

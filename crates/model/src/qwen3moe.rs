@@ -130,12 +130,15 @@ impl MoeFfn {
         }
     }
 
-    /// `out = Σ_k w_k · expert_k(xn)` for `n` rows of `xn` `(n, n_embd)`.
+    /// `out = Σ_k w_k · expert_k(xn)` for `n` rows of `xn` `(n, n_embd)`; `decoding`
+    /// flags the rows the products may compute in their fast order.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
         &self,
         xn: &[f32],
         n: usize,
         out: &mut [f32],
+        decoding: &[bool],
         s: &mut MoeScratch,
         scratch: &mut MatmulScratch,
         pool: &ThreadPool,
@@ -164,6 +167,7 @@ impl MoeFfn {
             let up = buf(&mut s.up, m * ff);
             let ye = buf(&mut s.ye, m * e);
             let gate_up = [self.gate.rows_view(x * ff, ff), self.up.rows_view(x * ff, ff)];
+            scratch.set_fast_tokens(s.slots.iter().map(|&slot| decoding[slot / nu]));
             matmul_multi(&gate_up, xe, m, &mut [&mut *gate, &mut *up], scratch, pool);
             swiglu(gate, up);
             matmul(&self.down.rows_view(x * e, e), gate, m, ye, scratch, pool);
@@ -174,6 +178,7 @@ impl MoeFfn {
                 }
             }
         }
+        scratch.set_fast_tokens(decoding.iter().copied());
         // Sum each row's weighted expert outputs in the order they were chosen.
         for (o, slots) in out[..n * e].chunks_exact_mut(e).zip(outs.chunks_exact(nu * e)) {
             o.copy_from_slice(&slots[..e]);
@@ -251,7 +256,7 @@ mod tests {
         let xn = values(n * e, 5);
         let mut out = vec![f32::NAN; n * e];
         let pool = ThreadPool::new(1);
-        f.forward(&xn, n, &mut out, &mut MoeScratch::default(), &mut MatmulScratch::default(), &pool);
+        f.forward(&xn, n, &mut out, &vec![false; n], &mut MoeScratch::default(), &mut MatmulScratch::default(), &pool);
 
         let dot = |w: &[f32], x: &[f32]| w.iter().zip(x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum::<f64>();
         let mut experts_used = std::collections::HashSet::new();

@@ -85,8 +85,17 @@ impl<'m> Session<'m> {
         let chunks = tokens.len().div_ceil(MAX_CHUNK);
         for (i, chunk) in tokens.chunks(MAX_CHUNK).enumerate() {
             let wanted = if i + 1 == chunks { Logits::Last } else { Logits::None };
-            self.forward(chunk, wanted)?;
+            self.forward(chunk, wanted, false)?;
         }
+        Ok(self.ws.logits_row(0))
+    }
+
+    /// Feeds one token the model generated (decoding) and returns the logits after
+    /// it. Unlike [`Session::feed`], which computes given text in ggml's order, this
+    /// lets the matrix products use their fast order (see `SeqBatch::generated_from`), as
+    /// the engine does for every generated token.
+    pub fn decode(&mut self, token: u32) -> Result<&[f32], ModelError> {
+        self.forward(&[token], Logits::Last, true)?;
         Ok(self.ws.logits_row(0))
     }
 
@@ -95,7 +104,7 @@ impl<'m> Session<'m> {
     pub fn feed_scoring(&mut self, tokens: &[u32], mut on_row: impl FnMut(usize, &[f32])) -> Result<(), ModelError> {
         let mut done = 0;
         for chunk in tokens.chunks(MAX_CHUNK) {
-            self.forward(chunk, Logits::All)?;
+            self.forward(chunk, Logits::All, false)?;
             for i in 0..chunk.len() {
                 on_row(done + i, self.ws.logits_row(i));
             }
@@ -104,7 +113,7 @@ impl<'m> Session<'m> {
         Ok(())
     }
 
-    fn forward(&mut self, chunk: &[u32], logits: Logits) -> Result<(), ModelError> {
+    fn forward(&mut self, chunk: &[u32], logits: Logits, decoding: bool) -> Result<(), ModelError> {
         let pos = self.tokens.len();
         let end = pos + chunk.len();
         if end > self.n_ctx {
@@ -117,7 +126,8 @@ impl<'m> Session<'m> {
         if !self.blocks.reserve(&mut self.table, end, BLOCK_SIZE) {
             return Err(ModelError::Request("the KV cache has no free blocks".into()));
         }
-        let batch = [SeqBatch { tokens: chunk, pos, block_table: &self.table, logits }];
+        let generated_from = if decoding { pos } else { usize::MAX };
+        let batch = [SeqBatch { tokens: chunk, pos, block_table: &self.table, logits, generated_from }];
         self.model.forward(&batch, &mut self.kv, &mut self.ws, self.pool)?;
         self.tokens.extend_from_slice(chunk);
         Ok(())

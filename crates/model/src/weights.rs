@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use kernels::matmul::{dequantize_matrix_row, dequantize_row, interleave, QMatrix};
+use kernels::matmul::{dequantize_matrix_row, dequantize_row, interleave_as, interleaved_layout, Layout, QMatrix};
 use kernels::GgmlType;
 
 use crate::error::ModelError;
@@ -30,9 +30,9 @@ enum Bytes {
     /// Copied out because the file's alignment did not suit the kernels
     /// (`u64` storage keeps every block type aligned). Holds `len` bytes.
     Owned(Vec<u64>, usize),
-    /// Repacked at load into `kernels::matmul::Layout::Interleaved4`, where this
-    /// CPU has a faster kernel for that layout. Holds `len` bytes.
-    Interleaved(Vec<u64>, usize),
+    /// Repacked at load into an interleaved `kernels::matmul::Layout`, where this
+    /// CPU has a faster kernel for it. Holds `len` bytes.
+    Interleaved(Vec<u64>, usize, Layout),
 }
 
 impl Matrix {
@@ -67,10 +67,11 @@ impl Matrix {
         check_shape(info, dims)?;
         let data = file.tensor_data(info);
         // Validate once here; `qmatrix()` rebuilds the view from checked parts.
-        // Interleaving keeps groups of 4 rows, which must not straddle two matrices of a stack.
-        if QMatrix::new(info.ty, rows, cols, data).is_ok() && rows_per_matrix.is_multiple_of(4) {
-            if let Some(words) = interleave(info.ty, rows, cols, data) {
-                let bytes = Bytes::Interleaved(words, data.len());
+        // Interleaving keeps groups of rows together, which must not straddle two
+        // matrices of a stack: the layout is the one each matrix alone would get.
+        if let Some(layout) = interleaved_layout(info.ty, rows_per_matrix) {
+            if let Some(words) = interleave_as(layout, info.ty, rows, cols, data) {
+                let bytes = Bytes::Interleaved(words, data.len(), layout);
                 return Ok(Matrix { name: name.into(), ty: info.ty, rows, cols, bytes });
             }
         }
@@ -122,27 +123,29 @@ impl Matrix {
     fn data(&self) -> &[u8] {
         match &self.bytes {
             Bytes::Mapped(file, index) => file.tensor_data(&file.tensors()[*index]),
-            Bytes::Owned(words, len) | Bytes::Interleaved(words, len) => &bytemuck::cast_slice(words)[..*len],
+            Bytes::Owned(words, len) | Bytes::Interleaved(words, len, _) => &bytemuck::cast_slice(words)[..*len],
         }
     }
 
     /// The kernels' view of this matrix.
     pub fn qmatrix(&self) -> QMatrix<'_> {
         let m = match self.bytes {
-            Bytes::Interleaved(..) => QMatrix::interleaved(self.ty, self.rows, self.cols, self.data()),
+            Bytes::Interleaved(_, _, layout) => {
+                QMatrix::interleaved(layout, self.ty, self.rows, self.cols, self.data())
+            }
             _ => QMatrix::new(self.ty, self.rows, self.cols, self.data()),
         };
         m.expect("matrix validated at load")
     }
 
     /// The kernels' view of rows `start..start + n` (one matrix of a stack).
-    /// An interleaved matrix keeps groups of 4 rows together, so `start` and `n`
-    /// must then be multiples of 4 (a stack of matrices whose row counts are).
+    /// An interleaved matrix keeps groups of rows together, so `start` and `n`
+    /// must then be multiples of the group (a stack of matrices whose row counts are).
     pub fn rows_view(&self, start: usize, n: usize) -> QMatrix<'_> {
         let rs = self.ty.row_size(self.cols).expect("matrix validated at load");
         let data = &self.data()[start * rs..(start + n) * rs];
         let m = match self.bytes {
-            Bytes::Interleaved(..) => QMatrix::interleaved(self.ty, n, self.cols, data),
+            Bytes::Interleaved(_, _, layout) => QMatrix::interleaved(layout, self.ty, n, self.cols, data),
             _ => QMatrix::new(self.ty, n, self.cols, data),
         };
         m.expect("rows within the matrix")

@@ -92,6 +92,7 @@ pub fn bench_pp(model: &Model, pool: &ThreadPool, n: usize, reps: usize) -> Resu
                 pos: c * MAX_CHUNK,
                 block_table: &caches.tables[0],
                 logits: if last { Logits::Last } else { Logits::None },
+                generated_from: usize::MAX,
             };
             model.forward(&[run], &mut caches.kv, &mut ws, pool)?;
         }
@@ -119,6 +120,7 @@ pub fn bench_tg(
                     pos: step,
                     block_table: &caches.tables[s],
                     logits: Logits::Last,
+                    generated_from: 0,
                 })
                 .collect();
             model.forward(&runs, &mut caches.kv, &mut ws, pool)?;

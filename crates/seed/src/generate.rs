@@ -129,7 +129,7 @@ pub fn generate(
         if out.token_ids.len() == limit {
             break;
         }
-        logits.copy_from_slice(session.feed(&[id])?);
+        logits.copy_from_slice(session.decode(id)?);
     }
     if out.finish_reason == FinishReason::Stop && out.logprobs.len() > out.token_ids.len() {
         out.logprobs.truncate(out.token_ids.len());

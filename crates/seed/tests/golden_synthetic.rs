@@ -136,7 +136,7 @@ fn batch_vs_alone(name: &str) -> Option<f32> {
             .map(|((r, table), tok)| {
                 let p = &r.case.prompt_ids;
                 let (tokens, pos) = if step == 0 { (&p[..], 0) } else { (&tok[..], p.len()) };
-                SeqBatch { tokens, pos, block_table: table, logits: Logits::Last }
+                SeqBatch { tokens, pos, block_table: table, logits: Logits::Last, generated_from: p.len() }
             })
             .collect();
         model.forward(&batch, &mut kv, &mut ws, pool()).expect("batched forward");
@@ -144,7 +144,7 @@ fn batch_vs_alone(name: &str) -> Option<f32> {
             let mut alone = model::session::Session::new(model, pool(), 128).expect("session");
             let mut want = alone.feed(&r.case.prompt_ids).expect("prefill").to_vec();
             if step == 1 {
-                want = alone.feed(&next[i]).expect("decode").to_vec();
+                want = alone.decode(next[i][0]).expect("decode").to_vec();
             }
             for (a, b) in ws.logits_row(i).iter().zip(&want) {
                 worst = worst.max((a - b).abs());

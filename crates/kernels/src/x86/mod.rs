@@ -14,6 +14,7 @@ mod avx2_k;
 mod avx512;
 mod avx512_k;
 mod avx512_q4_0r;
+mod avx512_q4_1x16;
 mod avx512_q4_k;
 mod float;
 
@@ -30,6 +31,13 @@ pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Opt
     use avx512::Format;
     use GgmlType::*;
     let q8 = |shift: u32| Prep::Q8 { shift };
+    if layout == Layout::Interleaved16 {
+        return match (isa, ty) {
+            (Isa::Avx512, Q4_1) => Some((q8(0), avx512_q4_1x16::q4_1x16_plain, avx512_q4_1x16::ROWS)),
+            (Isa::Avx512Vnni, Q4_1) => Some((q8(0), avx512_q4_1x16::q4_1x16_vnni, avx512_q4_1x16::ROWS)),
+            _ => None,
+        };
+    }
     if layout == Layout::Interleaved4 {
         return match (isa, ty) {
             (Isa::Avx512, Q4_1) => Some((q8(0), avx512::q4_1x4_plain, 4)),

@@ -181,7 +181,7 @@ pub fn check_greedy_until(m: &LoadedModel, pool: &ThreadPool, case: &Case, tol: 
     for p in 0..comparable {
         let ours = argmax(&logits);
         assert_eq!(ours, case.generated[p], "{:?}: greedy token {p} differs", case.label);
-        logits.copy_from_slice(session.feed(&[ours]).expect("decode"));
+        logits.copy_from_slice(session.decode(ours).expect("decode"));
     }
     comparable
 }
