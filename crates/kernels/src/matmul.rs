@@ -31,9 +31,10 @@ pub enum Layout {
     /// load per field.
     Interleaved4,
     /// Groups of 16 rows, block by block, laid out so that one 512-bit lane holds
-    /// one row (Q4_1 only): for each block the 16 rows' `d` (f16), their 16 `m`,
-    /// then 4 runs of 64 bytes, run `j` holding bytes `4j..4j + 4` of each row's
-    /// nibbles side by side (row `i` at `4i`). Its kernels compute given text in
+    /// one row (Q4_1 and Q8_0): for each block the 16 rows' `d` (f16), Q4_1's 16
+    /// `m`, then runs of 64 bytes, run `j` holding bytes `4j..4j + 4` of each row's
+    /// quants side by side (row `i` at `4i`): 4 runs of nibbles (Q4_1), 8 of
+    /// bytes (Q8_0). Its kernels compute given text in
     /// ggml's order (the bits of `Rows`) and the tokens flagged by
     /// [`MatmulScratch::set_fast_tokens`] in a faster order of their own: the exact
     /// sum in f64, rounded once (`quant::q4_1::vec_dot_chain`).
@@ -145,10 +146,12 @@ impl<'a> QMatrix<'a> {
 }
 
 /// The layout [`interleave`] repacks a matrix of `ty` with `rows` rows into, where
-/// this CPU runs a faster kernel for it: Q4_1 in groups of 16 rows where it can,
-/// else Q4_1 and Q5_0 in groups of 4; `None` to keep the rows as they are.
+/// this CPU runs a faster kernel for it: Q4_1 and (with VNNI) Q8_0 in groups of
+/// 16 rows where they can, else Q4_1 and Q5_0 in groups of 4; `None` to keep the
+/// rows as they are.
 pub fn interleaved_layout(ty: GgmlType, rows: usize) -> Option<Layout> {
-    if active_isa() < Isa::Avx512 {
+    let isa = active_isa();
+    if isa < Isa::Avx512 || (ty == GgmlType::Q8_0 && isa < Isa::Avx512Vnni) {
         return None;
     }
     [Layout::Interleaved16, Layout::Interleaved4]
@@ -166,7 +169,7 @@ fn layout_exists(layout: Layout, ty: GgmlType) -> bool {
     match layout {
         Layout::Rows => true,
         Layout::Interleaved4 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0),
-        Layout::Interleaved16 => ty == GgmlType::Q4_1,
+        Layout::Interleaved16 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0),
     }
 }
 
@@ -217,15 +220,22 @@ fn block_moves(layout: Layout, ty: GgmlType, i: usize) -> Vec<(usize, usize, usi
             v.extend((0..4).map(|j| (4 + 4 * j, 64 + 64 * j + 4 * i, 4)));
             v
         }
+        // d; 8 runs of each row's 4 quant bytes.
+        (Layout::Interleaved16, GgmlType::Q8_0) => {
+            let mut v = vec![(0, 2 * i, 2)];
+            v.extend((0..8).map(|j| (2 + 4 * j, 32 + 64 * j + 4 * i, 4)));
+            v
+        }
         _ => Vec::new(),
     }
 }
 
-/// The row-major bytes of block `b` of row `r` of an interleaved matrix.
-pub(crate) fn interleaved_block(w: &QMatrix, r: usize, b: usize) -> [u8; 32] {
+/// The row-major bytes of block `b` of row `r` of an interleaved matrix (the first
+/// `type_size` of them).
+pub(crate) fn interleaved_block(w: &QMatrix, r: usize, b: usize) -> [u8; 34] {
     let (bytes, g) = (w.ty().type_size(), w.layout().group());
     let at = (r / g) * g * w.row_size() + b * g * bytes;
-    let mut block = [0u8; 32];
+    let mut block = [0u8; 34];
     for (from, to, len) in block_moves(w.layout(), w.ty(), r % g) {
         block[from..from + len].copy_from_slice(&w.data()[at + to..][..len]);
     }

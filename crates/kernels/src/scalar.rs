@@ -1,6 +1,6 @@
 //! The scalar kernels: a loop over (row, token) calling each format's reference
 //! `vec_dot` on ggml's block layouts. Slow and plainly in ggml's order of float
-//! operations (or, for the 16-row interleaved layout, in that layout's own order);
+//! operations (or, for the generated tokens of the 16-row layout, in its own order);
 //! every SIMD kernel is tested to give the same bits.
 
 use std::ops::Range;
@@ -18,6 +18,7 @@ pub(crate) fn gemm_fn(ty: GgmlType, rows: usize, layout: Layout) -> GemmFn {
     let repacked = is_repacked(ty, rows);
     match (layout, ty) {
         (Layout::Rows, _) => {}
+        (Layout::Interleaved16, GgmlType::Q8_0) => return gemm_q8_0_chain,
         (Layout::Interleaved16, _) => return gemm_q4_1_chain,
         (Layout::Interleaved4, GgmlType::Q4_1) => return gemm_q4_1_interleaved,
         (Layout::Interleaved4, _) => return gemm_q5_0_interleaved,
@@ -92,6 +93,13 @@ unsafe fn gemm_q5_0_interleaved(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<us
 unsafe fn gemm_q4_1_chain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
     let Acts::Q8_1(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
     run_interleaved(w, a, rows, out, |t| if out.fast(t) { q4_1::vec_dot_chain } else { q4_1::vec_dot });
+}
+
+/// Scalar kernel of a Q8_0 matrix in the 16-row layout: the layout's fast order
+/// for the tokens flagged for it, ggml's for the others.
+unsafe fn gemm_q8_0_chain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8_0(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
+    run_interleaved(w, a, rows, out, |t| if out.fast(t) { q8::vec_dot_q8_0_chain } else { q8::vec_dot_q8_0 });
 }
 
 macro_rules! scalar_gemm {

@@ -14,8 +14,8 @@ mod avx2_k;
 mod avx512;
 mod avx512_k;
 mod avx512_q4_0r;
-mod avx512_q4_1x16;
 mod avx512_q4_k;
+mod avx512_x16;
 mod float;
 
 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -33,8 +33,9 @@ pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Opt
     let q8 = |shift: u32| Prep::Q8 { shift };
     if layout == Layout::Interleaved16 {
         return match (isa, ty) {
-            (Isa::Avx512, Q4_1) => Some((q8(0), avx512_q4_1x16::q4_1x16_plain, avx512_q4_1x16::ROWS)),
-            (Isa::Avx512Vnni, Q4_1) => Some((q8(0), avx512_q4_1x16::q4_1x16_vnni, avx512_q4_1x16::ROWS)),
+            (Isa::Avx512, Q4_1) => Some((q8(0), avx512_x16::q4_1_plain, avx512_x16::ROWS)),
+            (Isa::Avx512Vnni, Q4_1) => Some((q8(0), avx512_x16::q4_1_vnni, avx512_x16::ROWS)),
+            (Isa::Avx512Vnni, Q8_0) => Some((q8(avx512::Q8_0::SHIFT), avx512_x16::q8_0_vnni, avx512_x16::ROWS)),
             _ => None,
         };
     }

@@ -1,0 +1,274 @@
+//! AVX-512 kernels of the 16-row layout (`matmul::Layout::Interleaved16`; Q4_1
+//! and Q8_0): one 512-bit lane per weight row.
+//!
+//! A group's block holds its 16 rows' scales (and Q4_1's minimums) and quants side
+//! by side, so that one 8-bit dot-product step multiplies 4 quants of each of the
+//! 16 rows by the same 4 quants of a token (broadcast to every lane): step `j`
+//! covers quants `4j..4j + 4` of the block, and 8 steps cover it all.
+//!
+//! Two orders of the float arithmetic, chosen per token (`Out::fast`):
+//! - ggml's (given text, so prompts score exactly as llama.cpp scores them): each
+//!   step's 16 integer sums are scaled into an accumulator of their own, and the 8
+//!   accumulators are ggml's 8 lanes, added pairwise at the end as ggml adds them;
+//!   26 vector operations per 512 multiply-adds, against 32 for the 8-lanes-per-row
+//!   kernels (`avx512`), with two tokens per tile.
+//! - the fast one (generated tokens): the 8 steps are chained into one exact
+//!   integer block sum per lane, added to f64 accumulators in which every term is
+//!   exact (`quant::*::vec_dot_chain`): the exact dot product of the quantized
+//!   values, rounded once to f32; 17 operations per 512 multiply-adds, and a tile
+//!   of 8 tokens decodes each block of weights once.
+//!
+//! Q8_0's weights are stored offset (`q + 128`, unsigned, as the dot product
+//! wants); each step starts at the activations' group correction (see `act`).
+
+use std::arch::x86_64::*;
+use std::ops::Range;
+
+use crate::act::Q8View;
+use crate::matmul::{Acts, Out, QMatrix};
+use crate::x86::avx512::dot;
+use crate::x86::prefetch_ahead;
+
+/// Rows of a group (threads split rows in multiples of it).
+pub(crate) const ROWS: usize = 16;
+/// Tokens of a full tile in the fast order.
+const FAST_TOKENS: usize = 8;
+/// Tokens of a full tile in ggml's order (9 accumulators per token).
+const EXACT_TOKENS: usize = 2;
+
+/// A format in the 16-row layout.
+pub(crate) trait Format16 {
+    /// Bytes of one block of a group (16 rows' blocks).
+    const BLOCK: usize;
+    /// There are minimums and an `m·s` term (Q4_1).
+    const MIN: bool;
+    /// The quants are stored offset by 128; the dot products start at the
+    /// activations' group corrections.
+    const OFFSET: bool;
+    /// The 16 scales, the 16 minimums (zeros without), and the 8 steps' quants of
+    /// the group's block at `p`.
+    unsafe fn block(p: *const u8) -> (__m512, __m512, [__m512i; 8]);
+}
+
+/// Q4_1: 16 `d`, 16 `m` (f16), then 4 runs of 64 bytes of nibbles; step `j` is
+/// the low nibbles of run `j` for `j < 4`, the high nibbles of run `j − 4` after.
+pub(crate) struct Q4_1;
+impl Format16 for Q4_1 {
+    const BLOCK: usize = 16 * 20;
+    const MIN: bool = true;
+    const OFFSET: bool = false;
+    #[inline(always)]
+    unsafe fn block(p: *const u8) -> (__m512, __m512, [__m512i; 8]) {
+        let low = _mm512_set1_epi8(0x0F);
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+        let mw = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32).cast()));
+        let mut w = [_mm512_setzero_si512(); 8];
+        for j in 0..4 {
+            let q = _mm512_loadu_si512(p.add(64 + 64 * j).cast());
+            w[j] = _mm512_and_si512(q, low);
+            w[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
+        }
+        (dw, mw, w)
+    }
+}
+
+/// Q8_0: 16 `d` (f16), then 8 runs of 64 bytes, run `j` = step `j`.
+pub(crate) struct Q8_0;
+impl Format16 for Q8_0 {
+    const BLOCK: usize = 16 * 34;
+    const MIN: bool = false;
+    const OFFSET: bool = true;
+    #[inline(always)]
+    unsafe fn block(p: *const u8) -> (__m512, __m512, [__m512i; 8]) {
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+        let flip = _mm512_set1_epi8(0x80u8 as i8);
+        let w = std::array::from_fn(|j| _mm512_xor_si512(_mm512_loadu_si512(p.add(32 + 64 * j).cast()), flip));
+        (dw, _mm512_setzero_ps(), w)
+    }
+}
+
+/// The f64 values of the low and high 8 lanes of `v`.
+#[inline(always)]
+unsafe fn halves(v: __m512) -> [__m512d; 2] {
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    [_mm512_cvtps_pd(_mm512_castps512_ps256(v)), _mm512_cvtps_pd(hi)]
+}
+
+/// One tile in the fast order: the 16 rows of the group at `group` (output rows
+/// `r0..r0 + 16`) × tokens `t0..t0 + C`.
+#[inline(always)]
+unsafe fn tile_fast<F: Format16, const VNNI: bool, const C: usize>(
+    group: *const u8,
+    nb: usize,
+    a: &Q8View<'_>,
+    out: &Out,
+    r0: usize,
+    t0: usize,
+) {
+    // Rows 0..8 and 8..16 of each token, in f64.
+    let mut acc = [[_mm512_setzero_pd(); 2]; C];
+    for b in 0..nb {
+        let p = group.add(b * F::BLOCK);
+        prefetch_ahead(group, b * F::BLOCK, F::BLOCK);
+        let (dw, mw, w) = F::block(p);
+        let (dw, mw) = (halves(dw), halves(mw));
+        for c in 0..C {
+            let t = t0 + c;
+            let x = a.qs.as_ptr().add(t * a.qs_stride + b * 32);
+            let k = t * a.d_stride + b;
+            let mut isum = if F::OFFSET {
+                let g = a.g.as_ptr().add(t * a.d_stride + 8 * b);
+                _mm512_set1_epi32((0..8).map(|l| *g.add(l)).sum())
+            } else {
+                _mm512_setzero_si512()
+            };
+            for (j, wj) in w.iter().enumerate() {
+                let xj = _mm512_set1_epi32(x.add(4 * j).cast::<i32>().read_unaligned());
+                isum = dot::<VNNI>(isum, *wj, xj);
+            }
+            let da = _mm512_set1_pd(f64::from(*a.d.get_unchecked(k)));
+            let sums = [
+                _mm512_cvtepi32_pd(_mm512_castsi512_si256(isum)),
+                _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(isum)),
+            ];
+            for h in 0..2 {
+                acc[c][h] = _mm512_fmadd_pd(_mm512_mul_pd(dw[h], da), sums[h], acc[c][h]);
+                if F::MIN {
+                    let s = _mm512_set1_pd(f64::from(*a.s.get_unchecked(k)));
+                    acc[c][h] = _mm512_fmadd_pd(mw[h], s, acc[c][h]);
+                }
+            }
+        }
+    }
+    for (c, [lo, hi]) in acc.iter().enumerate() {
+        let y = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(_mm512_cvtpd_ps(*lo)), _mm512_cvtpd_ps(*hi));
+        _mm512_storeu_ps(out.at(t0 + c, r0), y);
+    }
+}
+
+/// One tile in ggml's order (`quant::q4_1::vec_dot`, `quant::q8::vec_dot_q8_0`):
+/// for each token, ggml's 8 lanes are 8 vectors here, one per step.
+#[inline(always)]
+unsafe fn tile_exact<F: Format16, const VNNI: bool, const C: usize>(
+    group: *const u8,
+    nb: usize,
+    a: &Q8View<'_>,
+    out: &Out,
+    r0: usize,
+    t0: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 8]; C];
+    let mut mins = [_mm512_setzero_ps(); C];
+    for b in 0..nb {
+        let p = group.add(b * F::BLOCK);
+        prefetch_ahead(group, b * F::BLOCK, F::BLOCK);
+        let (dw, mw, w) = F::block(p);
+        for c in 0..C {
+            let t = t0 + c;
+            let x = a.qs.as_ptr().add(t * a.qs_stride + b * 32);
+            let k = t * a.d_stride + b;
+            if F::MIN {
+                mins[c] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*a.s.get_unchecked(k)), mins[c]);
+            }
+            let d = _mm512_mul_ps(dw, _mm512_set1_ps(*a.d.get_unchecked(k)));
+            for (j, wj) in w.iter().enumerate() {
+                let xj = _mm512_set1_epi32(x.add(4 * j).cast::<i32>().read_unaligned());
+                let init = if F::OFFSET {
+                    _mm512_set1_epi32(*a.g.get_unchecked(t * a.d_stride + 8 * b + j))
+                } else {
+                    _mm512_setzero_si512()
+                };
+                let sums = _mm512_cvtepi32_ps(dot::<VNNI>(init, *wj, xj));
+                acc[c][j] = _mm512_fmadd_ps(d, sums, acc[c][j]);
+            }
+        }
+    }
+    for (c, l) in acc.iter().enumerate() {
+        // ggml's `hsum_float_8`: ((l4 + l0) + (l6 + l2)) + ((l5 + l1) + (l7 + l3)).
+        let add = |x, y| _mm512_add_ps(x, y);
+        let sum = add(add(add(l[4], l[0]), add(l[6], l[2])), add(add(l[5], l[1]), add(l[7], l[3])));
+        // ggml adds the `m·s` chain last (for Q8_0 the zero adds nothing).
+        let y = if F::MIN { _mm512_add_ps(sum, mins[c]) } else { sum };
+        _mm512_storeu_ps(out.at(t0 + c, r0), y);
+    }
+}
+
+/// Tokens `t..end` (all of one order) for one group, in tiles of `N` then one
+/// tail tile.
+#[inline(always)]
+unsafe fn tokens<F: Format16, const VNNI: bool, const FAST: bool, const N: usize>(
+    group: *const u8,
+    nb: usize,
+    a: &Q8View<'_>,
+    out: &Out,
+    r0: usize,
+    mut t: usize,
+    end: usize,
+) {
+    macro_rules! run {
+        ($c:expr) => {
+            if FAST {
+                tile_fast::<F, VNNI, { $c }>(group, nb, a, out, r0, t)
+            } else {
+                tile_exact::<F, VNNI, { $c }>(group, nb, a, out, r0, t)
+            }
+        };
+    }
+    while t + N <= end {
+        run!(N);
+        t += N;
+    }
+    match end - t {
+        0 => {}
+        1 => run!(1),
+        2 => run!(2),
+        3 => run!(3),
+        4 => run!(4),
+        5 => run!(5),
+        6 => run!(6),
+        _ => run!(7),
+    }
+}
+
+/// All tokens for the groups of `rows`: runs of consecutive tokens of one order
+/// each go through that order's tiles.
+#[inline(always)]
+unsafe fn drive<F: Format16, const VNNI: bool>(w: &QMatrix<'_>, a: &Q8View<'_>, rows: Range<usize>, out: &Out) {
+    debug_assert!(rows.start.is_multiple_of(ROWS) && rows.end.is_multiple_of(ROWS), "groups are whole");
+    let nb = w.cols() / 32;
+    let nt = out.n_tokens;
+    for r0 in rows.step_by(ROWS) {
+        let group = w.data().as_ptr().add(r0 * w.row_size());
+        let mut t = 0;
+        while t < nt {
+            let fast = out.fast(t);
+            let end = (t..nt).find(|&u| out.fast(u) != fast).unwrap_or(nt);
+            if fast {
+                tokens::<F, VNNI, true, FAST_TOKENS>(group, nb, a, out, r0, t, end);
+            } else {
+                tokens::<F, VNNI, false, EXACT_TOKENS>(group, nb, a, out, r0, t, end);
+            }
+            t = end;
+        }
+    }
+}
+
+macro_rules! entry {
+    ($name:ident, $fmt:ty, $features:literal, $vnni:tt) => {
+        /// AVX-512 kernel of a matrix in the 16-row layout (see the module docs).
+        ///
+        /// # Safety
+        /// See [`crate::matmul::GemmFn`]; `rows` must start and end on a group
+        /// boundary.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $name(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+            let Acts::Q8(a) = acts else { unreachable!("AVX-512 kernel given the wrong activation layout") };
+            drive::<$fmt, $vnni>(w, a, rows, out);
+        }
+    };
+}
+
+entry!(q4_1_plain, Q4_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry!(q4_1_vnni, Q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+// Q8_0 needs VNNI: `vpmaddubsw` would saturate on `(q + 128)·a`.
+entry!(q8_0_vnni, Q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
