@@ -31,10 +31,10 @@ pub enum Layout {
     /// load per field.
     Interleaved4,
     /// Groups of 16 rows, block by block, laid out so that one 512-bit lane holds
-    /// one row (Q4_1 and Q8_0): for each block the 16 rows' `d` (f16), Q4_1's 16
-    /// `m`, then runs of 64 bytes, run `j` holding bytes `4j..4j + 4` of each row's
-    /// quants side by side (row `i` at `4i`): 4 runs of nibbles (Q4_1), 8 of
-    /// bytes (Q8_0). Its kernels compute given text in
+    /// one row (Q4_1, Q5_0 and Q8_0): for each block the 16 rows' `d` (f16),
+    /// Q4_1's 16 `m` or Q5_0's fifth bits as 8 masks of 64 bits, then runs of 64
+    /// bytes, run `j` holding bytes `4j..4j + 4` of each row's quants side by side
+    /// (row `i` at `4i`): 4 runs of nibbles (Q4_1, Q5_0), 8 of bytes (Q8_0). Its kernels compute given text in
     /// ggml's order (the bits of `Rows`) and the tokens flagged by
     /// [`MatmulScratch::set_fast_tokens`] in a faster order of their own: the exact
     /// sum in f64, rounded once (`quant::q4_1::vec_dot_chain`).
@@ -146,9 +146,9 @@ impl<'a> QMatrix<'a> {
 }
 
 /// The layout [`interleave`] repacks a matrix of `ty` with `rows` rows into, where
-/// this CPU runs a faster kernel for it: Q4_1 and (with VNNI) Q8_0 in groups of
-/// 16 rows where they can, else Q4_1 and Q5_0 in groups of 4; `None` to keep the
-/// rows as they are.
+/// this CPU runs a faster kernel for it: Q4_1, Q5_0 and (with VNNI) Q8_0 in
+/// groups of 16 rows where they can, else Q4_1 and Q5_0 in groups of 4; `None`
+/// to keep the rows as they are.
 pub fn interleaved_layout(ty: GgmlType, rows: usize) -> Option<Layout> {
     let isa = active_isa();
     if isa < Isa::Avx512 || (ty == GgmlType::Q8_0 && isa < Isa::Avx512Vnni) {
@@ -169,7 +169,7 @@ fn layout_exists(layout: Layout, ty: GgmlType) -> bool {
     match layout {
         Layout::Rows => true,
         Layout::Interleaved4 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0),
-        Layout::Interleaved16 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0),
+        Layout::Interleaved16 => matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0),
     }
 }
 
@@ -200,6 +200,13 @@ pub fn interleave_as(layout: Layout, ty: GgmlType, rows: usize, cols: usize, dat
                 for (from, to, len) in block_moves(layout, ty, i) {
                     out[at + to..][..len].copy_from_slice(&block[from..from + len]);
                 }
+                if let Some(masks) = fifth_bit_masks(layout, ty) {
+                    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+                    for e in (0..32).filter(|e| qh >> e & 1 == 1) {
+                        let bit = 4 * i + e % 4;
+                        out[at + masks + 8 * (e / 4) + bit / 8] |= 1 << (bit % 8);
+                    }
+                }
             }
         }
     }
@@ -218,6 +225,12 @@ fn block_moves(layout: Layout, ty: GgmlType, i: usize) -> Vec<(usize, usize, usi
         (Layout::Interleaved16, GgmlType::Q4_1) => {
             let mut v = vec![(0, 2 * i, 2), (2, 32 + 2 * i, 2)];
             v.extend((0..4).map(|j| (4 + 4 * j, 64 + 64 * j + 4 * i, 4)));
+            v
+        }
+        // d; the fifth bits (see `fifth_bit_masks`); 4 runs of each row's 4 nibble bytes.
+        (Layout::Interleaved16, GgmlType::Q5_0) => {
+            let mut v = vec![(0, 2 * i, 2)];
+            v.extend((0..4).map(|j| (6 + 4 * j, 96 + 64 * j + 4 * i, 4)));
             v
         }
         // d; 8 runs of each row's 4 quant bytes.
@@ -239,7 +252,22 @@ pub(crate) fn interleaved_block(w: &QMatrix, r: usize, b: usize) -> [u8; 34] {
     for (from, to, len) in block_moves(w.layout(), w.ty(), r % g) {
         block[from..from + len].copy_from_slice(&w.data()[at + to..][..len]);
     }
+    if let Some(masks) = fifth_bit_masks(w.layout(), w.ty()) {
+        let mut qh = 0u32;
+        for e in 0..32 {
+            let bit = 4 * (r % g) + e % 4;
+            qh |= u32::from(w.data()[at + masks + 8 * (e / 4) + bit / 8] >> (bit % 8) & 1) << e;
+        }
+        block[2..6].copy_from_slice(&qh.to_le_bytes());
+    }
     block
+}
+
+/// Where the 16-row layout keeps Q5_0's fifth bits: 8 masks of 64 bits at this
+/// offset of a group's block, mask `j` holding bit `k` of quant `4j + k` of row
+/// `i` at bit `4i + k` (the byte lanes of dot-product step `j`).
+fn fifth_bit_masks(layout: Layout, ty: GgmlType) -> Option<usize> {
+    (layout == Layout::Interleaved16 && ty == GgmlType::Q5_0).then_some(32)
 }
 
 /// Dequantizes row `r` of `w`, whatever its layout, into `out` (`cols` values).

@@ -19,6 +19,7 @@ pub(crate) fn gemm_fn(ty: GgmlType, rows: usize, layout: Layout) -> GemmFn {
     match (layout, ty) {
         (Layout::Rows, _) => {}
         (Layout::Interleaved16, GgmlType::Q8_0) => return gemm_q8_0_chain,
+        (Layout::Interleaved16, GgmlType::Q5_0) => return gemm_q5_0_chain,
         (Layout::Interleaved16, _) => return gemm_q4_1_chain,
         (Layout::Interleaved4, GgmlType::Q4_1) => return gemm_q4_1_interleaved,
         (Layout::Interleaved4, _) => return gemm_q5_0_interleaved,
@@ -100,6 +101,13 @@ unsafe fn gemm_q4_1_chain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, 
 unsafe fn gemm_q8_0_chain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
     let Acts::Q8_0(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
     run_interleaved(w, a, rows, out, |t| if out.fast(t) { q8::vec_dot_q8_0_chain } else { q8::vec_dot_q8_0 });
+}
+
+/// Scalar kernel of a Q5_0 matrix in the 16-row layout: the layout's fast order
+/// for the tokens flagged for it, ggml's for the others.
+unsafe fn gemm_q5_0_chain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+    let Acts::Q8_0(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
+    run_interleaved(w, a, rows, out, |t| if out.fast(t) { q5_0::vec_dot_chain } else { q5_0::vec_dot });
 }
 
 macro_rules! scalar_gemm {

@@ -169,15 +169,16 @@ fn the_layout_choice_follows_type_rows_and_cpu() {
     assert_eq!(pick(GgmlType::Q8_0, 32), vnni.then_some(Layout::Interleaved16));
     assert_eq!(pick(GgmlType::Q8_0, 36), None);
     assert_eq!(pick(GgmlType::Q4_1, 36), simd.then_some(Layout::Interleaved4));
-    assert_eq!(pick(GgmlType::Q5_0, 32), simd.then_some(Layout::Interleaved4));
+    assert_eq!(pick(GgmlType::Q5_0, 32), simd.then_some(Layout::Interleaved16));
+    assert_eq!(pick(GgmlType::Q5_0, 36), simd.then_some(Layout::Interleaved4));
     assert_eq!(pick(GgmlType::Q4_1, 6), None);
     assert_eq!(pick(GgmlType::Q4_0, 32), None);
     assert_eq!(interleaving_pays(GgmlType::Q4_1, 16), simd);
     let mut rng = rng(6);
     let data = random_weights(&mut rng, GgmlType::Q4_1, 8, 64);
     assert!(interleave_as(Layout::Interleaved16, GgmlType::Q4_1, 8, 64, data.bytes()).is_none(), "half a group");
-    let q5_0 = random_weights(&mut rng, GgmlType::Q5_0, 16, 64);
-    assert!(interleave_as(Layout::Interleaved16, GgmlType::Q5_0, 16, 64, q5_0.bytes()).is_none());
+    let q4_0 = random_weights(&mut rng, GgmlType::Q4_0, 16, 64);
+    assert!(interleave_as(Layout::Interleaved16, GgmlType::Q4_0, 16, 64, q4_0.bytes()).is_none());
     let q4_0 = random_weights(&mut rng, GgmlType::Q4_0, 8, 64);
     assert!(QMatrix::interleaved(Layout::Interleaved4, GgmlType::Q4_0, 8, 64, q4_0.bytes()).is_err());
     assert!(QMatrix::interleaved(Layout::Interleaved16, GgmlType::Q4_1, 8, 64, data.bytes()).is_err());
@@ -192,14 +193,14 @@ fn four_row_interleaving_gives_the_bits_of_the_row_major_matrix() {
 
 #[test]
 fn sixteen_row_layout_gives_the_bits_of_the_row_major_matrix_by_default() {
-    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+    for ty in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
         interleaved_matches(Layout::Interleaved16, ty, &[(16, 32), (32, 96), (48, 576), (64, 160)], true);
     }
 }
 
 #[test]
 fn fast_tokens_of_the_sixteen_row_layout_are_exact_sums_and_batch_invariant() {
-    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+    for ty in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
         fast_tokens_are_exact(ty);
     }
 }

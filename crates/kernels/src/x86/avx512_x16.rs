@@ -1,5 +1,5 @@
-//! AVX-512 kernels of the 16-row layout (`matmul::Layout::Interleaved16`; Q4_1
-//! and Q8_0): one 512-bit lane per weight row.
+//! AVX-512 kernels of the 16-row layout (`matmul::Layout::Interleaved16`; Q4_1,
+//! Q5_0 and Q8_0): one 512-bit lane per weight row.
 //!
 //! A group's block holds its 16 rows' scales (and Q4_1's minimums) and quants side
 //! by side, so that one 8-bit dot-product step multiplies 4 quants of each of the
@@ -18,8 +18,9 @@
 //!   values, rounded once to f32; 17 operations per 512 multiply-adds, and a tile
 //!   of 8 tokens decodes each block of weights once.
 //!
-//! Q8_0's weights are stored offset (`q + 128`, unsigned, as the dot product
-//! wants); each step starts at the activations' group correction (see `act`).
+//! Q5_0's and Q8_0's weights are stored offset (`q + 16`, `q + 128`: unsigned, as
+//! the dot product wants); each step starts at the activations' group correction
+//! (see `act`).
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -69,6 +70,32 @@ impl Format16 for Q4_1 {
             w[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
         }
         (dw, mw, w)
+    }
+}
+
+/// Q5_0: 16 `d` (f16), 8 masks of the fifth bits (one per step), then 4 runs of
+/// 64 bytes of nibbles as Q4_1's; stored offset by 16 (`nibble + 16·bit`).
+pub(crate) struct Q5_0;
+impl Format16 for Q5_0 {
+    const BLOCK: usize = 16 * 22;
+    const MIN: bool = false;
+    const OFFSET: bool = true;
+    #[inline(always)]
+    unsafe fn block(p: *const u8) -> (__m512, __m512, [__m512i; 8]) {
+        let low = _mm512_set1_epi8(0x0F);
+        let sixteen = _mm512_set1_epi8(16);
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()));
+        let mut w = [_mm512_setzero_si512(); 8];
+        for j in 0..4 {
+            let q = _mm512_loadu_si512(p.add(96 + 64 * j).cast());
+            w[j] = _mm512_and_si512(q, low);
+            w[j + 4] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), low);
+        }
+        for (j, wj) in w.iter_mut().enumerate() {
+            let bits = p.add(32 + 8 * j).cast::<u64>().read_unaligned();
+            *wj = _mm512_mask_add_epi8(*wj, bits, *wj, sixteen);
+        }
+        (dw, _mm512_setzero_ps(), w)
     }
 }
 
@@ -270,5 +297,7 @@ macro_rules! entry {
 
 entry!(q4_1_plain, Q4_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
 entry!(q4_1_vnni, Q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+entry!(q5_0_plain, Q5_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry!(q5_0_vnni, Q5_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 // Q8_0 needs VNNI: `vpmaddubsw` would saturate on `(q + 128)·a`.
 entry!(q8_0_vnni, Q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);

@@ -35,6 +35,8 @@ pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Opt
         return match (isa, ty) {
             (Isa::Avx512, Q4_1) => Some((q8(0), avx512_x16::q4_1_plain, avx512_x16::ROWS)),
             (Isa::Avx512Vnni, Q4_1) => Some((q8(0), avx512_x16::q4_1_vnni, avx512_x16::ROWS)),
+            (Isa::Avx512, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512_x16::q5_0_plain, avx512_x16::ROWS)),
+            (Isa::Avx512Vnni, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512_x16::q5_0_vnni, avx512_x16::ROWS)),
             (Isa::Avx512Vnni, Q8_0) => Some((q8(avx512::Q8_0::SHIFT), avx512_x16::q8_0_vnni, avx512_x16::ROWS)),
             _ => None,
         };
