@@ -215,32 +215,25 @@ pub fn interleave_as(layout: Layout, ty: GgmlType, rows: usize, cols: usize, dat
 
 /// Where the bytes of row `i`'s block go in its group's block of `layout`:
 /// (offset in the row-major block, offset in the group's block, length).
-fn block_moves(layout: Layout, ty: GgmlType, i: usize) -> Vec<(usize, usize, usize)> {
-    match (layout, ty) {
+fn block_moves(layout: Layout, ty: GgmlType, i: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    // Whole fields, then `n` runs of 4 bytes of each row: run `j` from byte
+    // `from + 4j` of the row-major block to `to + 64j + 4i` of the group's block.
+    let none = (0, 0, 0);
+    let (fields, (from, to, n)) = match (layout, ty) {
         // d and m together; nibbles.
-        (Layout::Interleaved4, GgmlType::Q4_1) => vec![(0, 4 * i, 4), (4, 16 + 16 * i, 16)],
+        (Layout::Interleaved4, GgmlType::Q4_1) => ([(0, 4 * i, 4), (4, 16 + 16 * i, 16), none], (0, 0, 0)),
         // d; fifth bits; nibbles.
-        (Layout::Interleaved4, GgmlType::Q5_0) => vec![(0, 2 * i, 2), (2, 8 + 4 * i, 4), (6, 24 + 16 * i, 16)],
-        // d; m; 4 runs of each row's 4 nibble bytes.
-        (Layout::Interleaved16, GgmlType::Q4_1) => {
-            let mut v = vec![(0, 2 * i, 2), (2, 32 + 2 * i, 2)];
-            v.extend((0..4).map(|j| (4 + 4 * j, 64 + 64 * j + 4 * i, 4)));
-            v
-        }
-        // d; the fifth bits (see `fifth_bit_masks`); 4 runs of each row's 4 nibble bytes.
-        (Layout::Interleaved16, GgmlType::Q5_0) => {
-            let mut v = vec![(0, 2 * i, 2)];
-            v.extend((0..4).map(|j| (6 + 4 * j, 96 + 64 * j + 4 * i, 4)));
-            v
-        }
-        // d; 8 runs of each row's 4 quant bytes.
-        (Layout::Interleaved16, GgmlType::Q8_0) => {
-            let mut v = vec![(0, 2 * i, 2)];
-            v.extend((0..8).map(|j| (2 + 4 * j, 32 + 64 * j + 4 * i, 4)));
-            v
-        }
-        _ => Vec::new(),
-    }
+        (Layout::Interleaved4, GgmlType::Q5_0) => ([(0, 2 * i, 2), (2, 8 + 4 * i, 4), (6, 24 + 16 * i, 16)], (0, 0, 0)),
+        // d; m; 4 runs of nibbles.
+        (Layout::Interleaved16, GgmlType::Q4_1) => ([(0, 2 * i, 2), (2, 32 + 2 * i, 2), none], (4, 64, 4)),
+        // d; the fifth bits (see `fifth_bit_masks`); 4 runs of nibbles.
+        (Layout::Interleaved16, GgmlType::Q5_0) => ([(0, 2 * i, 2), none, none], (6, 96, 4)),
+        // d; 8 runs of quants.
+        (Layout::Interleaved16, GgmlType::Q8_0) => ([(0, 2 * i, 2), none, none], (2, 32, 8)),
+        _ => ([none; 3], (0, 0, 0)),
+    };
+    let runs = (0..n).map(move |j| (from + 4 * j, to + 64 * j + 4 * i, 4));
+    fields.into_iter().filter(|f| f.2 > 0).chain(runs)
 }
 
 /// The row-major bytes of block `b` of row `r` of an interleaved matrix (the first
