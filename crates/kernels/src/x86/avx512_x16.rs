@@ -114,6 +114,19 @@ impl Format16 for Q8_0 {
     }
 }
 
+/// `for $c in 0..$n { $body }` for `$n <= 8`, written out: with a constant index
+/// the accumulators stay in registers, where LLVM left a loop this long rolled
+/// and kept them on the stack.
+macro_rules! each_token {
+    ($c:ident in 0..$n:expr => $body:block) => {
+        each_token!(@ $c, $n, $body; 0 1 2 3 4 5 6 7)
+    };
+    (@ $c:ident, $n:expr, $body:block; $($i:literal)*) => {
+        const { assert!($n <= 8, "tiles have at most 8 tokens") };
+        $( if $i < $n { let $c: usize = $i; $body } )*
+    };
+}
+
 /// The f64 values of the low and high 8 lanes of `v`.
 #[inline(always)]
 unsafe fn halves(v: __m512) -> [__m512d; 2] {
@@ -139,7 +152,7 @@ unsafe fn tile_fast<F: Format16, const VNNI: bool, const C: usize>(
         prefetch_ahead(group, b * F::BLOCK, F::BLOCK);
         let (dw, mw, w) = F::block(p);
         let (dw, mw) = (halves(dw), halves(mw));
-        for c in 0..C {
+        each_token!(c in 0..C => {
             let t = t0 + c;
             let x = a.qs.as_ptr().add(t * a.qs_stride + b * 32);
             let k = t * a.d_stride + b;
@@ -165,7 +178,7 @@ unsafe fn tile_fast<F: Format16, const VNNI: bool, const C: usize>(
                     acc[c][h] = _mm512_fmadd_pd(mw[h], s, acc[c][h]);
                 }
             }
-        }
+        });
     }
     for (c, [lo, hi]) in acc.iter().enumerate() {
         let y = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(_mm512_cvtpd_ps(*lo)), _mm512_cvtpd_ps(*hi));
@@ -190,7 +203,7 @@ unsafe fn tile_exact<F: Format16, const VNNI: bool, const C: usize>(
         let p = group.add(b * F::BLOCK);
         prefetch_ahead(group, b * F::BLOCK, F::BLOCK);
         let (dw, mw, w) = F::block(p);
-        for c in 0..C {
+        each_token!(c in 0..C => {
             let t = t0 + c;
             let x = a.qs.as_ptr().add(t * a.qs_stride + b * 32);
             let k = t * a.d_stride + b;
@@ -208,7 +221,7 @@ unsafe fn tile_exact<F: Format16, const VNNI: bool, const C: usize>(
                 let sums = _mm512_cvtepi32_ps(dot::<VNNI>(init, *wj, xj));
                 acc[c][j] = _mm512_fmadd_ps(d, sums, acc[c][j]);
             }
-        }
+        });
     }
     for (c, l) in acc.iter().enumerate() {
         // ggml's `hsum_float_8`: ((l4 + l0) + (l6 + l2)) + ((l5 + l1) + (l7 + l3)).
