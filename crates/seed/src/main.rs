@@ -36,6 +36,8 @@ enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Manage API keys of the tenants in a platform config (`--config seed.toml`).
     Keys(cmd::keys::KeysArgs),
+    /// Usage totals by tenant, day and edition, from the stores (`--config` or the data folder).
+    Usage(cmd::usage::UsageArgs),
 }
 
 fn main() -> Result<()> {
@@ -54,5 +56,6 @@ fn main() -> Result<()> {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Usage(args) => cmd::usage::run(args),
     }
 }

@@ -1,7 +1,23 @@
 //! What the server is configured with: the names it serves the model under,
 //! the API key, and the limits that validation enforces.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use platform::Store;
+
+/// The tenant of a server without tenant keys.
+pub const LOCAL_TENANT: &str = "local";
+
+/// The open stores.
+#[derive(Clone, Debug, Default)]
+pub struct Stores {
+    /// Each region's store, by region name.
+    pub regions: BTreeMap<String, Arc<Store>>,
+    /// The store of a server without tenants (`<data dir>/seed.sqlite`).
+    pub local: Option<Arc<Store>>,
+}
 
 /// Caps on what one request may ask for.
 #[derive(Clone, Debug)]
@@ -51,6 +67,8 @@ pub struct ServerConfig {
     /// The platform configuration: with a [`crate::extract::Caller`], a request's `model` must
     /// be an edition its tenant may use (served in its region and allowed to it), else 403.
     pub platform: Option<std::sync::Arc<platform::Config>>,
+    /// The conversation and usage stores: each region's, and the local one used without tenants.
+    pub stores: Stores,
     /// Request caps.
     pub limits: Limits,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
@@ -66,6 +84,7 @@ impl ServerConfig {
             api_key: None,
             keys: None,
             platform: None,
+            stores: Stores::default(),
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
         }
@@ -86,6 +105,28 @@ impl ServerConfig {
             tenant.region,
             tenant.editions.join(", ")
         )))
+    }
+
+    /// The store and tenant id for a caller: its tenant's region's store (residency: never
+    /// another's), or the local store and tenant `local` without tenant keys.
+    pub fn store_for(&self, caller: Option<&crate::extract::Caller>) -> Result<(Arc<Store>, String), crate::ApiError> {
+        let none = || crate::ApiError::Unavailable("no conversation store is configured".into());
+        match caller {
+            Some(c) => {
+                let region =
+                    self.platform.as_ref().and_then(|p| p.tenant(&c.tenant)).map(|t| t.region.clone()).ok_or_else(
+                        || crate::ApiError::Forbidden(format!("tenant `{}` is not configured", c.tenant)),
+                    )?;
+                let store = self.stores.regions.get(&region).cloned().ok_or_else(none)?;
+                Ok((store, c.tenant.clone()))
+            }
+            None => Ok((self.stores.local.clone().ok_or_else(none)?, LOCAL_TENANT.to_string())),
+        }
+    }
+
+    /// An edition's prices per million tokens (zero without a configuration).
+    pub fn prices(&self, edition: &str) -> platform::config::Prices {
+        self.platform.as_ref().and_then(|p| p.edition(edition)).map(|e| e.prices).unwrap_or_default()
     }
 
     /// Whether a request's `model` names the served model.

@@ -64,6 +64,12 @@ pub enum ApiError {
     /// The engine failed (500).
     #[error("{0}")]
     Internal(String),
+    /// The conversation and usage store is full (503); nothing was written.
+    #[error("the conversation and usage store is full; nothing was written; retry once space is freed")]
+    StorageFull,
+    /// No such conversation for the caller — unknown and another tenant's alike (404).
+    #[error("no conversation `{0}`")]
+    NoConversation(String),
 }
 
 impl ApiError {
@@ -84,10 +90,12 @@ impl ApiError {
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::ModelNotFound(_) | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::ModelNotFound(_) | ApiError::NotFound { .. } | ApiError::NoConversation(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -99,11 +107,12 @@ impl ApiError {
             | ApiError::TooLarge { .. }
             | ApiError::ModelNotFound(_)
             | ApiError::NotFound { .. }
-            | ApiError::MethodNotAllowed(_) => "invalid_request_error",
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::NoConversation(_) => "invalid_request_error",
             ApiError::Unauthorized(_) => "authentication_error",
             ApiError::Forbidden(_) => "permission_error",
             ApiError::Busy { .. } => "rate_limit_error",
-            ApiError::Unavailable(_) | ApiError::Internal(_) => "server_error",
+            ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::StorageFull => "server_error",
         }
     }
 
@@ -127,6 +136,8 @@ impl ApiError {
             ApiError::Busy { .. } => Some("rate_limit_exceeded"),
             ApiError::Unavailable(_) => Some("service_unavailable"),
             ApiError::Internal(_) => Some("internal_error"),
+            ApiError::StorageFull => Some("storage_full"),
+            ApiError::NoConversation(_) => Some("conversation_not_found"),
         }
     }
 
@@ -163,6 +174,17 @@ impl ApiError {
             AdmitError::Empty => None,
         };
         ApiError::Invalid { message: e.to_string(), param: Some(param.into()), code }
+    }
+}
+
+impl ApiError {
+    /// The error from a store failure; `id` names the conversation for a 404.
+    pub fn from_store(e: platform::StoreError, id: &str) -> Self {
+        match e {
+            platform::StoreError::Full => ApiError::StorageFull,
+            platform::StoreError::NotFound => ApiError::NoConversation(id.to_string()),
+            platform::StoreError::Other { .. } => ApiError::Internal(format!("storage failed: {e}")),
+        }
     }
 }
 

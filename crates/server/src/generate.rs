@@ -118,7 +118,17 @@ pub struct ChoiceResult {
 
 /// Waits for every choice to finish. An engine error is a 500; a choice cut
 /// short by shutdown is a 503.
-pub async fn collect(mut sub: Submission) -> Result<(Vec<ChoiceResult>, Submission), ApiError> {
+pub async fn collect(sub: Submission) -> Result<(Vec<ChoiceResult>, Submission), ApiError> {
+    let mut progress = vec![(String::new(), 0); sub.n_choices];
+    collect_tracked(sub, &mut progress).await
+}
+
+/// As [`collect`], keeping each choice's text and generated-token count so far in `progress`
+/// (for a request cut short, whose future is dropped mid-way).
+pub async fn collect_tracked(
+    mut sub: Submission,
+    progress: &mut [(String, usize)],
+) -> Result<(Vec<ChoiceResult>, Submission), ApiError> {
     let mut out: Vec<ChoiceResult> = (0..sub.n_choices).map(|_| ChoiceResult::default()).collect();
     let mut remaining = sub.n_choices;
     while remaining > 0 {
@@ -130,6 +140,10 @@ pub async fn collect(mut sub: Submission) -> Result<(Vec<ChoiceResult>, Submissi
             Event::Token { text, logprobs, .. } => {
                 if let Some(lp) = logprobs {
                     c.logprobs.push((lp, c.text.len()));
+                }
+                if let Some(p) = progress.get_mut(i) {
+                    p.0.push_str(&text);
+                    p.1 += 1;
                 }
                 c.text.push_str(&text);
             }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod generate;
+pub mod meter;
 pub mod metrics;
 pub mod routes;
 pub mod schema;

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::generate::Submission;
+use crate::meter::{MeterGuard, Outcome};
 use crate::schema::{
     finish_reason, ChatChunk, ChatLogprobs, ChatTokenLogprob, ChunkChoice, Completion, CompletionChoice,
     CompletionLogprobs, Delta, Head, UsageBody,
@@ -43,7 +44,14 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 /// The SSE response for a submission.
 pub fn response(sub: Submission, api: Api, head: Head, include_usage: bool) -> Response {
-    let streamer = Streamer::new(sub, api, head, include_usage);
+    let guard = MeterGuard::new(None, 0, sub.n_choices);
+    response_metered(sub, api, head, include_usage, guard)
+}
+
+/// As [`response`], finishing `guard` when the stream ends: before `[DONE]` (a failure to store
+/// becomes the error frame), or as `cancelled` when the client goes away first.
+pub fn response_metered(sub: Submission, api: Api, head: Head, include_usage: bool, guard: MeterGuard) -> Response {
+    let streamer = Streamer::new(sub, api, head, include_usage, guard);
     let stream = futures_util::stream::unfold(streamer, |mut s| async move {
         let frame = s.next_frame().await?;
         Some((Ok::<_, Infallible>(SseEvent::default().data(frame)), s))
@@ -67,6 +75,10 @@ struct Streamer {
     /// Bytes of text sent so far, per choice (completions' `text_offset`).
     offsets: Vec<usize>,
     ended: bool,
+    /// Records the request when it ends; tracks each choice's text and tokens.
+    guard: MeterGuard,
+    /// How the first choice ended.
+    first_finish: Option<FinishReason>,
 }
 
 fn json(v: &impl Serialize) -> String {
@@ -74,7 +86,7 @@ fn json(v: &impl Serialize) -> String {
 }
 
 impl Streamer {
-    fn new(sub: Submission, api: Api, head: Head, include_usage: bool) -> Self {
+    fn new(sub: Submission, api: Api, head: Head, include_usage: bool, guard: MeterGuard) -> Self {
         let n = sub.n_choices;
         let mut s = Streamer {
             sub,
@@ -86,6 +98,8 @@ impl Streamer {
             usage: UsageBody::default(),
             offsets: vec![0; n],
             ended: false,
+            guard,
+            first_finish: None,
         };
         if api == Api::Chat {
             for index in 0..n {
@@ -118,6 +132,10 @@ impl Streamer {
     fn on_event(&mut self, index: usize, event: Event) {
         match event {
             Event::Token { text, logprobs, .. } => {
+                if let Some(p) = self.guard.progress.get_mut(index) {
+                    p.0.push_str(&text);
+                    p.1 += 1;
+                }
                 if !text.is_empty() || logprobs.is_some() {
                     self.push_text(index, text, logprobs.as_ref(), None);
                 }
@@ -128,6 +146,12 @@ impl Streamer {
             Event::Done { finish_reason: reason, usage, text } => {
                 let first = self.sub.first_of_prompt(index);
                 self.usage.add(&usage, first);
+                if let Some(p) = self.guard.progress.get_mut(index) {
+                    p.0.push_str(&text);
+                }
+                if index == 0 {
+                    self.first_finish = Some(reason);
+                }
                 if self.api == Api::Chat && !text.is_empty() {
                     self.push_text(index, text, None, None);
                     self.push_text(index, String::new(), None, Some(reason));
@@ -203,6 +227,15 @@ impl Streamer {
 
     /// Every choice is done: the usage chunk (if asked for), then `[DONE]`.
     fn finish(&mut self) {
+        let outcome = Outcome {
+            usage: self.usage,
+            finish_reason: self.first_finish.map_or("stop", finish_reason),
+            text: self.guard.progress.first().map(|p| p.0.clone()).unwrap_or_default(),
+        };
+        if let Err(e) = self.guard.finish(&outcome) {
+            self.fail(e);
+            return;
+        }
         if self.include_usage {
             let usage = Some(Some(self.usage));
             match self.api {

@@ -8,3 +8,4 @@ pub mod models;
 pub mod perplexity;
 pub mod run;
 pub mod serve;
+pub mod usage;

@@ -74,6 +74,14 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
+    /// Folder of the local conversation and usage store `seed.sqlite`, used when no tenant is
+    /// configured (default: `$SEED_HOME`). With tenants, each region's `store` is used.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Testing: cap each store at this many pages (SQLite's max_page_count), so writes past it
+    /// fail exactly as on a full disk.
+    #[arg(long, hide = true)]
+    store_max_pages: Option<u64>,
 }
 
 /// Runs `seed serve` until SIGINT/SIGTERM.
@@ -105,6 +113,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg.aliases.extend(c.editions.iter().filter(|e| &e.model == served).map(|e| e.name.clone()));
         cfg.platform = Some(Arc::new(c.clone()));
     }
+    cfg.stores = super::usage::open_stores(platform.as_ref(), args.data_dir.as_deref(), args.store_max_pages)?;
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
     cfg.limits.max_body_bytes = args.max_body;
     let state = AppState::new(cfg);

@@ -13,15 +13,23 @@ pub struct ServeProcess {
     child: Child,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// The temporary data folder (its store), unless the caller gave `--data-dir`.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl ServeProcess {
     /// Starts `seed serve` on the default model (2 threads, context 1024,
-    /// alias `any`) with `extra` flags, and waits until `/health` is 200.
+    /// alias `any`, a temporary `--data-dir` unless `extra` names one) with `extra` flags, and
+    /// waits until `/health` is 200.
     pub fn start(extra: &[&str]) -> ServeProcess {
         seed::catalogue::ensure_model(super::MODEL_ID).expect("fetching the default model");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_seed"))
-            .args(["serve", "--port", "0", "-t", "2", "--ctx", "1024", "--parallel", "4", "--alias", "any"])
+        let data = (!extra.contains(&"--data-dir")).then(|| tempfile::tempdir().expect("tempdir"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seed"));
+        cmd.args(["serve", "--port", "0", "-t", "2", "--ctx", "1024", "--parallel", "4", "--alias", "any"]);
+        if let Some(d) = &data {
+            cmd.arg("--data-dir").arg(d.path());
+        }
+        let mut child = cmd
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -39,7 +47,7 @@ impl ServeProcess {
             }
         });
         let port = rx.recv_timeout(Duration::from_secs(120)).expect("seed serve printed no `listening on` line");
-        let server = ServeProcess { child, port };
+        let server = ServeProcess { child, port, _data: data };
         let deadline = Instant::now() + Duration::from_secs(120);
         while server.get("/health").0 != 200 {
             assert!(Instant::now() < deadline, "seed serve did not become ready");

@@ -10,7 +10,8 @@ use axum::Json;
 use super::{response_id, tally};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::generate::{self, collect};
+use crate::generate::{self, collect_tracked};
+use crate::meter::{MeterGuard, Outcome};
 use crate::schema::{
     finish_reason, ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatTokenLogprob, Head, UsageBody,
 };
@@ -35,6 +36,13 @@ async fn run(
     let backend = state.backend()?;
     let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
     let req = validate::chat::parse(&body, ctx)?;
+    let conversation = match body.get("conversation") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) => Some(id.clone()),
+        Some(_) => {
+            return Err(ApiError::invalid("conversation", "`conversation` must be a conversation id (a string)"))
+        }
+    };
     state.config().check_edition(caller, &req.model)?;
     if !state.config().serves(&req.model) {
         return Err(ApiError::ModelNotFound(req.model));
@@ -43,8 +51,27 @@ async fn run(
         return Err(ApiError::bad_request("this model has no chat template; use /v1/completions"));
     }
     // Rendering and tokenizing a long conversation is CPU work: off the runtime.
+    // With a conversation, the stored history goes before the request's new turn(s).
+    let mut messages = req.messages;
+    let conversation = match conversation {
+        Some(id) => {
+            let turn: Vec<(String, String)> = messages.iter().map(|m| (m.role.clone(), m.content.clone())).collect();
+            let (store, tenant) = state.config().store_for(caller)?;
+            let key = id.clone();
+            let (_, history) = tokio::task::spawn_blocking(move || store.get_conversation(&tenant, &key))
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading the conversation failed: {e}")))?
+                .map_err(|e| ApiError::from_store(e, &id))?;
+            let mut all: Vec<model::chat::Message> =
+                history.into_iter().map(|m| model::chat::Message::new(m.role, m.content)).collect();
+            all.append(&mut messages);
+            messages = all;
+            Some((id, turn))
+        }
+        None => None,
+    };
+    let meter = crate::meter::meter_for(state, caller, &req.model, conversation)?;
     let model = Arc::clone(&backend.model);
-    let messages = req.messages;
     let ids = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
         let template = model.chat_template.as_ref().ok_or_else(|| ApiError::bad_request("no chat template"))?;
         let text = template.render(&messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
@@ -54,8 +81,10 @@ async fn run(
     .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))??;
 
     let params = req.params;
+    let n_prompt = ids.len();
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
     let sub = generate::submit(state, backend, vec![prompt], &params, "messages")?;
+    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices);
     let head = Head {
         id: response_id("chatcmpl-"),
         created: unix_now(),
@@ -63,9 +92,22 @@ async fn run(
         fingerprint: backend.fingerprint.clone(),
     };
     if params.stream {
-        return Ok(sse::response(sub, Api::Chat, head, params.include_usage));
+        return Ok(sse::response_metered(sub, Api::Chat, head, params.include_usage, guard));
     }
-    let (results, sub) = collect(sub).await?;
+    let (results, sub) = collect_tracked(sub, &mut guard.progress).await?;
+    let mut total = UsageBody::default();
+    for (index, r) in results.iter().enumerate() {
+        total.add(&r.usage, sub.first_of_prompt(index));
+    }
+    let outcome = Outcome {
+        usage: total,
+        finish_reason: results.first().and_then(|r| r.finish).map_or("stop", finish_reason),
+        text: results.first().map(|r| r.text.clone()).unwrap_or_default(),
+    };
+    // The answer is acknowledged only once stored.
+    tokio::task::spawn_blocking(move || guard.finish(&outcome))
+        .await
+        .map_err(|e| ApiError::Internal(format!("storing failed: {e}")))??;
     let mut usage = UsageBody::default();
     let choices = results
         .into_iter()

@@ -10,7 +10,8 @@ use axum::Json;
 use super::{response_id, tally};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::generate::{self, collect};
+use crate::generate::{self, collect_tracked};
+use crate::meter::{MeterGuard, Outcome};
 use crate::schema::{finish_reason, Completion, CompletionChoice, CompletionLogprobs, Head, UsageBody};
 use crate::sse::{self, Api};
 use crate::state::{unix_now, AppState};
@@ -52,11 +53,14 @@ async fn run(
     .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))?;
 
     let params = req.params;
+    let meter = crate::meter::meter_for(state, caller, &req.model, None)?;
+    let n_prompt: usize = ids.iter().map(Vec::len).sum();
     let planned = ids
         .into_iter()
         .map(|ids| generate::plan(backend, ids, params.max_tokens, "prompt"))
         .collect::<Result<Vec<_>, _>>()?;
     let sub = generate::submit(state, backend, planned, &params, "prompt")?;
+    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices);
     let head = Head {
         id: response_id("cmpl-"),
         created: unix_now(),
@@ -64,9 +68,21 @@ async fn run(
         fingerprint: backend.fingerprint.clone(),
     };
     if params.stream {
-        return Ok(sse::response(sub, Api::Completion, head, params.include_usage));
+        return Ok(sse::response_metered(sub, Api::Completion, head, params.include_usage, guard));
     }
-    let (results, sub) = collect(sub).await?;
+    let (results, sub) = collect_tracked(sub, &mut guard.progress).await?;
+    let mut total = UsageBody::default();
+    for (index, r) in results.iter().enumerate() {
+        total.add(&r.usage, sub.first_of_prompt(index));
+    }
+    let outcome = Outcome {
+        usage: total,
+        finish_reason: results.first().and_then(|r| r.finish).map_or("stop", finish_reason),
+        text: String::new(),
+    };
+    tokio::task::spawn_blocking(move || guard.finish(&outcome))
+        .await
+        .map_err(|e| ApiError::Internal(format!("storing failed: {e}")))??;
     let mut usage = UsageBody::default();
     let choices = results
         .into_iter()

@@ -3,7 +3,9 @@
 
 pub mod chat;
 pub mod completions;
+pub mod conversations;
 pub mod info;
+pub mod usage;
 
 use axum::extract::Request;
 use axum::middleware;
@@ -21,6 +23,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::handler))
         .route("/v1/completions", post(completions::handler))
+        .route("/v1/conversations", post(conversations::create).get(conversations::list))
+        .route("/v1/conversations/{id}", get(conversations::get).delete(conversations::delete))
+        .route("/v1/usage", get(usage::handler))
         .route("/v1/models", get(info::models))
         .route("/v1/models/{id}", get(info::model))
         .route("/health", get(info::health))
@@ -58,7 +63,7 @@ pub fn tally<T>(state: &AppState, result: Result<T, ApiError>) -> Result<T, ApiE
         let c = state.counters();
         match e {
             ApiError::Busy { .. } => {} // counted where the engine refused
-            ApiError::Unavailable(_) => count(&c.rejected_unavailable),
+            ApiError::Unavailable(_) | ApiError::StorageFull => count(&c.rejected_unavailable),
             ApiError::Internal(_) => {}
             _ => count(&c.rejected_invalid),
         }

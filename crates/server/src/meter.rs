@@ -1,0 +1,140 @@
+//! What a generation leaves behind: its usage record (the engine's token counts, the cost at
+//! the edition's prices) and, for a chat bound to a conversation, the new turn(s) and the answer.
+//!
+//! A [`Meter`] is finished exactly once: when the generation ends (stop, length, error, shutdown)
+//! or, through [`MeterGuard`] and the stream's drop, when the client goes away (`cancelled`,
+//! with the tokens generated until then). The conversation is written before the usage, each in
+//! one transaction; the client hears of success only after both committed.
+
+use std::sync::Arc;
+
+use platform::store::usage::{cost, UsageRecord};
+use platform::Store;
+
+use crate::error::ApiError;
+use crate::schema::UsageBody;
+use crate::state::unix_now;
+
+/// Where and what to record for one request.
+pub struct Meter {
+    /// The caller's store.
+    pub store: Arc<Store>,
+    /// The caller's tenant.
+    pub tenant: String,
+    /// The key used, if any.
+    pub key_id: Option<String>,
+    /// The edition (the request's `model`).
+    pub edition: String,
+    /// Its prices per million tokens.
+    pub prices: platform::config::Prices,
+    /// The conversation and the request's new messages (role, content), for a chat bound to one.
+    pub conversation: Option<(String, Vec<(String, String)>)>,
+}
+
+/// How a generation ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Its counts (prompt counted once per prompt).
+    pub usage: UsageBody,
+    /// `stop`, `length`, `cancelled` or `error`.
+    pub finish_reason: &'static str,
+    /// The first choice's text (the conversation's answer).
+    pub text: String,
+}
+
+impl Meter {
+    /// Writes the conversation turn (if any), then the usage record. Blocking (SQLite).
+    pub fn finish(self, o: &Outcome) -> Result<(), ApiError> {
+        let now = unix_now();
+        if let Some((id, mut turn)) = self.conversation {
+            turn.push(("assistant".into(), o.text.clone()));
+            match self.store.append_messages(&self.tenant, &id, &turn, now) {
+                // Deleted while generating: nothing to append to.
+                Ok(()) | Err(platform::StoreError::NotFound) => {}
+                Err(e) => return Err(ApiError::from_store(e, &id)),
+            }
+        }
+        let (p, c, g) = (
+            o.usage.prompt_tokens as u64,
+            o.usage.prompt_tokens_details.cached_tokens as u64,
+            o.usage.completion_tokens as u64,
+        );
+        let record = UsageRecord {
+            tenant: self.tenant,
+            key_id: self.key_id,
+            edition: self.edition,
+            created: now,
+            prompt_tokens: p,
+            cached_tokens: c,
+            completion_tokens: g,
+            finish_reason: o.finish_reason.to_string(),
+            cost: cost(&self.prices, p, c, g),
+        };
+        self.store.record_usage(&record).map_err(|e| ApiError::from_store(e, ""))
+    }
+}
+
+/// A meter that records the request as `cancelled` if it is dropped unfinished (the client
+/// went away during a non-streaming generation).
+pub struct MeterGuard {
+    meter: Option<Meter>,
+    /// Prompt tokens submitted (counted when nothing finished).
+    pub prompt_tokens: usize,
+    /// Progress so far, per choice: text and tokens generated.
+    pub progress: Vec<(String, usize)>,
+}
+
+impl MeterGuard {
+    /// Guards `meter` (none: nothing to record).
+    pub fn new(meter: Option<Meter>, prompt_tokens: usize, n_choices: usize) -> Self {
+        MeterGuard { meter, prompt_tokens, progress: vec![(String::new(), 0); n_choices] }
+    }
+
+    /// Finishes the meter with the generation's outcome.
+    pub fn finish(&mut self, o: &Outcome) -> Result<(), ApiError> {
+        match self.meter.take() {
+            Some(m) => m.finish(o),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MeterGuard {
+    fn drop(&mut self) {
+        if let Some(m) = self.meter.take() {
+            let usage = UsageBody {
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: self.progress.iter().map(|p| p.1).sum(),
+                total_tokens: self.prompt_tokens + self.progress.iter().map(|p| p.1).sum::<usize>(),
+                ..UsageBody::default()
+            };
+            let text = self.progress.first().map(|p| p.0.clone()).unwrap_or_default();
+            if let Err(e) = m.finish(&Outcome { usage, finish_reason: "cancelled", text }) {
+                eprintln!("warning: recording a cancelled request failed: {e}");
+            }
+        }
+    }
+}
+
+/// The meter of a request, or none when the server has no store for the caller (a bare
+/// router in tests).
+pub fn meter_for(
+    state: &crate::state::AppState,
+    caller: Option<&crate::extract::Caller>,
+    edition: &str,
+    conversation: Option<(String, Vec<(String, String)>)>,
+) -> Result<Option<Meter>, ApiError> {
+    let cfg = state.config();
+    if cfg.stores.local.is_none() && cfg.stores.regions.is_empty() {
+        return Ok(None);
+    }
+    let (store, tenant) = cfg.store_for(caller)?;
+    Ok(Some(Meter {
+        store,
+        tenant,
+        key_id: caller.map(|c| c.key_id.clone()),
+        edition: edition.to_string(),
+        prices: cfg.prices(edition),
+        conversation,
+    }))
+}

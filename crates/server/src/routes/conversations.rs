@@ -1,0 +1,112 @@
+//! `/v1/conversations`: a tenant's stored conversations. Each answer comes only after the
+//! store committed; another tenant's id answers exactly as an unknown one (404).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::state::{unix_now, AppState};
+use crate::validate::parse_json;
+
+/// Longest title, in characters.
+const MAX_TITLE: usize = 1000;
+/// Longest model name, in bytes.
+const MAX_MODEL: usize = 256;
+
+type MaybeCaller = Option<axum::Extension<Caller>>;
+
+fn conversation_json(c: &platform::store::Conversation) -> Value {
+    json!({
+        "id": c.id,
+        "object": "conversation",
+        "created": c.created,
+        "updated": c.updated,
+        "title": c.title,
+        "model": c.model,
+    })
+}
+
+/// Runs a store call off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, platform::StoreError> + Send + 'static,
+    id: &str,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("the store task failed: {e}")))?
+        .map_err(|e| ApiError::from_store(e, id))
+}
+
+fn optional_string(body: &Value, name: &str, max_chars: usize) -> Result<Option<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() <= max_chars => Ok(Some(s.clone())),
+        Some(Value::String(_)) => {
+            Err(ApiError::invalid(name, format!("`{name}` is longer than {max_chars} characters")))
+        }
+        Some(_) => Err(ApiError::invalid(name, format!("`{name}` must be a string or null"))),
+    }
+}
+
+/// `POST /v1/conversations` with `{"title"?, "model"?}` (an empty body is `{}`).
+pub async fn create(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge { limit: state.config().limits.max_body_bytes }
+        } else {
+            ApiError::bad_request(format!("the request body could not be read: {}", e.body_text()))
+        }
+    })?;
+    let body = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { parse_json(&body)? };
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the body must be a JSON object: {\"title\"?: string, \"model\"?: string}"));
+    }
+    let title = optional_string(&body, "title", MAX_TITLE)?;
+    let model = optional_string(&body, "model", MAX_MODEL)?;
+    let (store, tenant) = state.config().store_for(caller.as_ref().map(|c| &c.0))?;
+    let conv = blocking(move || store.create_conversation(&tenant, title.as_deref(), model.as_deref(), unix_now()), "")
+        .await?;
+    Ok(Json(conversation_json(&conv)).into_response())
+}
+
+/// `GET /v1/conversations`: the caller's, most recently updated first.
+pub async fn list(State(state): State<AppState>, caller: MaybeCaller) -> Result<Response, ApiError> {
+    let (store, tenant) = state.config().store_for(caller.as_ref().map(|c| &c.0))?;
+    let all = blocking(move || store.list_conversations(&tenant), "").await?;
+    let data: Vec<Value> = all.iter().map(conversation_json).collect();
+    Ok(Json(json!({"object": "list", "data": data})).into_response())
+}
+
+/// `GET /v1/conversations/{id}`: the conversation and its messages in order.
+pub async fn get(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (store, tenant) = state.config().store_for(caller.as_ref().map(|c| &c.0))?;
+    let key = id.clone();
+    let (conv, messages) = blocking(move || store.get_conversation(&tenant, &key), &id).await?;
+    let mut v = conversation_json(&conv);
+    v["messages"] = json!(messages);
+    Ok(Json(v).into_response())
+}
+
+/// `DELETE /v1/conversations/{id}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: MaybeCaller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (store, tenant) = state.config().store_for(caller.as_ref().map(|c| &c.0))?;
+    let key = id.clone();
+    blocking(move || store.delete_conversation(&tenant, &key), &id).await?;
+    Ok(Json(json!({"id": id, "object": "conversation.deleted", "deleted": true})).into_response())
+}
