@@ -84,10 +84,11 @@ async function main() {
   const t0 = Date.now();
   await page.keyboard.press('Escape');
   await page.waitForFunction(() => document.querySelector('#stop').disabled, null, { timeout: 10_000 });
+  const stopMs = Date.now() - t0;
   const stopped = await page.$$eval('.assistant', a => a[1].textContent.length);
   await page.waitForTimeout(1500);
   const later = await page.$$eval('.assistant', a => a[1].textContent.length);
-  check(stopped > 0 && later === stopped, `Esc stops the generation within ${Date.now() - t0} ms; the partial answer stays`);
+  check(stopped > 0 && later === stopped, `Esc stops the generation within ${stopMs} ms; the partial answer stays`);
 
   // Switch edition: the next request names the other model and is answered.
   await page.selectOption('#model', 'any');
