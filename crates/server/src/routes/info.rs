@@ -12,12 +12,19 @@ use crate::schema::{ModelCard, ModelList};
 use crate::state::AppState;
 
 fn card(state: &AppState) -> ModelCard {
-    ModelCard { id: state.config().model_id.clone(), object: "model", created: state.started(), owned_by: "seed" }
+    named(state, &state.config().model_id)
 }
 
-/// The served model.
+fn named(state: &AppState, id: &str) -> ModelCard {
+    ModelCard { id: id.to_string(), object: "model", created: state.started(), owned_by: "seed" }
+}
+
+/// The served model first, then each of its aliases (`--alias`), so clients
+/// such as the chat page's edition picker can offer every name it answers to.
 pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList { object: "list", data: vec![card(&state)] })
+    let config = state.config();
+    let data = std::iter::once(card(&state)).chain(config.aliases.iter().map(|a| named(&state, a))).collect();
+    Json(ModelList { object: "list", data })
 }
 
 /// One model by name (any of its aliases), or 404.
