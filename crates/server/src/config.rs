@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// The platform configuration: with a [`crate::extract::Caller`], a request's `model` must
     /// be an edition its tenant may use (served in its region and allowed to it), else 403.
     pub platform: Option<std::sync::Arc<platform::Config>>,
+    /// Per-tenant quotas (with a platform config): checked and reserved before a
+    /// request is submitted.
+    pub quotas: Option<crate::quota::QuotaKeeper>,
     /// Request caps.
     pub limits: Limits,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
@@ -66,6 +69,7 @@ impl ServerConfig {
             api_key: None,
             keys: None,
             platform: None,
+            quotas: None,
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
         }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod generate;
 pub mod metrics;
+pub mod quota;
 pub mod routes;
 pub mod schema;
 pub mod serve;

@@ -98,6 +98,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     cfg.api_key = args.api_key.clone();
     if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {
         cfg.keys = Some(Arc::new(platform::KeyStore::open(&c.keys)));
+        // The month's usage so far: in memory until the usage store is connected here.
+        let usage: Arc<dyn server::quota::MonthlyUsage> = Arc::new(server::quota::InMemoryUsage::default());
+        cfg.quotas = Some(server::quota::QuotaKeeper::from_config(c, usage));
     }
     if let Some(c) = &platform {
         // Editions of the served model answer to their names (one model per process for now).

@@ -55,7 +55,8 @@ async fn run(
 
     let params = req.params;
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
-    let sub = generate::submit(state, backend, vec![prompt], &params, "messages")?;
+    let ticket = generate::admit(state, caller, std::slice::from_ref(&prompt), params.n)?;
+    let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket)?;
     let head = Head {
         id: response_id("chatcmpl-"),
         created: unix_now(),
