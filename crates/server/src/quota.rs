@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn requests_per_minute_resets_with_the_minute() {
-        let clock = Arc::new(AtomicU64::new(1_700_000_040)); // 20 s before a minute ends
+        let clock = Arc::new(AtomicU64::new(1_700_000_020)); // 20 s before a minute ends
         let k = keeper(quotas(Some(3), None, None, None), clock.clone());
         for _ in 0..3 {
             drop(k.reserve("t", 1).unwrap());
@@ -360,7 +360,7 @@ mod tests {
         assert_eq!(e.limit, Limit::RequestsPerMinute);
         assert_eq!(e.retry_after, 20);
         assert!(e.message.contains("requests_per_minute limit of 3"), "{}", e.message);
-        clock.store(1_700_000_060, Ordering::SeqCst);
+        clock.store(1_700_000_040, Ordering::SeqCst);
         assert!(k.reserve("t", 1).is_ok());
     }
 
