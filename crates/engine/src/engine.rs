@@ -49,7 +49,7 @@ pub enum SubmitError {
 }
 
 enum Command {
-    Submit(Request),
+    Submit(Box<Request>),
     Shutdown { drain: Duration },
 }
 
@@ -126,7 +126,7 @@ impl Engine {
             self.in_channel.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::QueueFull { waiting: waiting as usize });
         }
-        self.tx.send(Command::Submit(req)).map_err(|_| {
+        self.tx.send(Command::Submit(Box::new(req))).map_err(|_| {
             self.in_channel.fetch_sub(1, Ordering::SeqCst);
             SubmitError::ShuttingDown
         })
@@ -212,9 +212,9 @@ impl Worker {
                     Command::Submit(req) => {
                         self.in_channel.fetch_sub(1, Ordering::SeqCst);
                         if deadline.is_some() {
-                            self.reject(req, "the server is shutting down");
+                            self.reject(*req, "the server is shutting down");
                         } else {
-                            self.admit(req);
+                            self.admit(*req);
                         }
                     }
                     Command::Shutdown { drain } => {
@@ -245,7 +245,7 @@ impl Worker {
     fn admit(&mut self, req: Request) {
         let id = req.id;
         let n_prompt = req.prompt.len();
-        if let Err(e) = self.sched.add(id, req.prompt, req.max_tokens, req.cache_salt) {
+        if let Err(e) = self.sched.add_for(id, req.prompt, req.max_tokens, req.cache_salt, req.share) {
             let mut events = req.events;
             events.send(Event::Error { message: e.to_string() });
             EngineStats::add(&self.stats.finished[3], 1);

@@ -18,3 +18,4 @@ pub mod stats;
 
 pub use engine::{Engine, EngineConfig, SubmitError};
 pub use request::{Event, EventSender, FinishReason, Logprobs, Request, RequestId, TokenLogprob, Usage};
+pub use scheduler::Share;

@@ -27,6 +27,8 @@ pub struct Request {
     /// Prefix-cache salt: requests share cached blocks only with equal salts
     /// (the tenant's, so tenants never share).
     pub cache_salt: u64,
+    /// Its tenant and weight, for fair admission between tenants.
+    pub share: crate::scheduler::Share,
     /// Where this request's events go.
     pub events: EventSender,
 }

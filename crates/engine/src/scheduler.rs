@@ -13,13 +13,40 @@
 //! The scheduler knows nothing of the model: it is driven by [`Scheduler::schedule`]
 //! (what to compute) and [`Scheduler::advance`] (what was computed and sampled),
 //! so it is tested with fake sequences.
+//!
+//! Admission is fair between tenants (start-time fair queueing, a weighted
+//! round-robin): each tenant has a virtual pass that grows by `STRIDE / weight`
+//! with every sequence of its admitted, and the waiting tenant with the lowest
+//! pass goes next, its oldest sequence first. A tenant that was idle starts at
+//! the current virtual time, so it neither banks credit nor waits behind
+//! another's backlog. With one tenant this is plain first-come first-served.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use crate::blocks::{BlockHash, BlockManager};
 
 /// Identifies a sequence inside the scheduler.
 pub type SeqId = u64;
+
+/// Virtual time one admission costs a tenant of weight 1.
+const STRIDE: u64 = 1 << 20;
+
+/// Whose a sequence is, for fair admission: a tenant id and its weight (a
+/// tenant of weight 2 is admitted twice as often as one of weight 1 while both
+/// wait). The default is the one anonymous tenant of weight 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Share {
+    /// The tenant (any stable number; the server hashes the tenant's id).
+    pub tenant: u64,
+    /// Its weight, at least 1.
+    pub weight: u32,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Share { tenant: 0, weight: 1 }
+    }
+}
 
 /// Sizes and limits of the scheduler.
 #[derive(Clone, Debug)]
@@ -83,6 +110,8 @@ pub struct SeqState {
     admitted_once: bool,
     /// Times preempted.
     pub preemptions: u32,
+    /// Its tenant's share.
+    pub share: Share,
 }
 
 /// One sequence's share of a forward pass: tokens `start..start + len`.
@@ -136,6 +165,10 @@ pub struct Scheduler {
     blocks: BlockManager,
     waiting: VecDeque<SeqState>,
     running: Vec<SeqState>,
+    /// Each tenant's virtual pass (see the module's notes).
+    pass: HashMap<u64, u64>,
+    /// The virtual time: the start pass of the last admission.
+    vtime: u64,
 }
 
 impl Scheduler {
@@ -146,6 +179,8 @@ impl Scheduler {
             cfg,
             waiting: VecDeque::new(),
             running: Vec::new(),
+            pass: HashMap::new(),
+            vtime: 0,
         }
     }
 
@@ -176,7 +211,20 @@ impl Scheduler {
 
     /// Queues a sequence (after [`Scheduler::check`]).
     pub fn add(&mut self, id: SeqId, prompt: Vec<u32>, max_tokens: usize, salt: u64) -> Result<(), AdmitError> {
+        self.add_for(id, prompt, max_tokens, salt, Share::default())
+    }
+
+    /// Queues a sequence of the tenant `share` (after [`Scheduler::check`]).
+    pub fn add_for(
+        &mut self,
+        id: SeqId,
+        prompt: Vec<u32>,
+        max_tokens: usize,
+        salt: u64,
+        share: Share,
+    ) -> Result<(), AdmitError> {
         self.check(prompt.len(), max_tokens)?;
+        let share = Share { weight: share.weight.max(1), ..share };
         let n_prompt = prompt.len();
         self.waiting.push_back(SeqState {
             id,
@@ -191,6 +239,7 @@ impl Scheduler {
             chunk_base: 0,
             admitted_once: false,
             preemptions: 0,
+            share,
         });
         Ok(())
     }
@@ -290,11 +339,48 @@ impl Scheduler {
         }
     }
 
-    /// Admits waiting sequences, oldest first, while the pool has blocks for
-    /// their prompts (the prefix cache may cover part of them).
+    /// The waiting sequence to admit next: a preempted one first (it is at the
+    /// front), else the oldest of the waiting tenant with the lowest pass.
+    fn next_waiting(&self) -> Option<usize> {
+        let front = self.waiting.front()?;
+        if front.preemptions > 0 {
+            return Some(0);
+        }
+        let mut best: Option<(u64, usize)> = None;
+        let mut seen: Vec<u64> = Vec::new();
+        for (i, seq) in self.waiting.iter().enumerate() {
+            let t = seq.share.tenant;
+            if seen.contains(&t) {
+                continue;
+            }
+            seen.push(t);
+            let pass = self.pass.get(&t).copied().unwrap_or(0).max(self.vtime);
+            if best.is_none_or(|(p, _)| pass < p) {
+                best = Some((pass, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Charges the admission of one sequence to `share`'s tenant.
+    fn charge(&mut self, share: Share) {
+        let start = self.pass.get(&share.tenant).copied().unwrap_or(0).max(self.vtime);
+        self.vtime = start;
+        self.pass.insert(share.tenant, start + STRIDE / u64::from(share.weight.max(1)));
+        // Tenants at or behind the virtual time are the same as new ones.
+        if self.pass.len() > 64 {
+            let vtime = self.vtime;
+            self.pass.retain(|_, p| *p > vtime);
+        }
+    }
+
+    /// Admits waiting sequences, fairly between tenants (oldest first within
+    /// one), while the pool has blocks for their prompts (the prefix cache may
+    /// cover part of them).
     fn admit(&mut self) {
         while self.running.len() < self.cfg.max_running {
-            let Some(seq) = self.waiting.front() else { break };
+            let Some(idx) = self.next_waiting() else { break };
+            let seq = &self.waiting[idx];
             let bs = self.cfg.block_size;
             // Leave at least one token to compute, for its logits.
             let hashes: Vec<BlockHash> = self.blocks.block_hashes(seq.salt, &seq.tokens[..seq.tokens.len() - 1]);
@@ -303,7 +389,10 @@ impl Scheduler {
             if needed > self.blocks.n_available() {
                 break;
             }
-            let Some(mut seq) = self.waiting.pop_front() else { break };
+            let Some(mut seq) = self.waiting.remove(idx) else { break };
+            if !seq.admitted_once {
+                self.charge(seq.share);
+            }
             seq.table = self.blocks.match_prefix(&hashes);
             seq.n_computed = seq.table.len() * bs;
             seq.n_registered = seq.table.len();

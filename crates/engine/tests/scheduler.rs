@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use engine::scheduler::{AdmitError, Scheduler, SchedulerConfig, SeqId, Work};
+use engine::scheduler::{AdmitError, Scheduler, SchedulerConfig, SeqId, Share, Work};
 
 fn cfg(n_blocks: usize) -> SchedulerConfig {
     SchedulerConfig {
@@ -151,4 +151,111 @@ fn removing_a_waiting_or_running_sequence_frees_its_blocks() {
     assert!(s.remove(2).is_some());
     assert!(s.remove(3).is_none());
     assert_eq!(s.blocks().n_in_use(), 0);
+}
+
+/// Runs `s` until empty, removing each sequence once it has generated its
+/// `max_tokens`; returns the ids in the order they were first admitted.
+fn admission_order(s: &mut Scheduler, max_tokens: &HashMap<SeqId, usize>) -> Vec<SeqId> {
+    let mut order: Vec<SeqId> = Vec::new();
+    let mut generated: HashMap<SeqId, usize> = HashMap::new();
+    for _ in 0..100_000 {
+        if s.n_running() + s.n_waiting() == 0 {
+            return order;
+        }
+        let (work, _) = s.schedule();
+        assert!(!work.is_empty());
+        for w in &work {
+            if !order.contains(&w.id) {
+                order.push(w.id);
+            }
+        }
+        let sampled: Vec<Option<u32>> = work.iter().map(|w| w.sample.then_some(7)).collect();
+        s.advance(&work, &sampled);
+        for w in work.iter().filter(|w| w.sample) {
+            let n = generated.entry(w.id).or_default();
+            *n += 1;
+            if *n == max_tokens[&w.id] {
+                s.remove(w.id);
+            }
+        }
+    }
+    panic!("did not finish");
+}
+
+fn small_running(max_running: usize) -> SchedulerConfig {
+    SchedulerConfig { max_running, ..cfg(4096) }
+}
+
+#[test]
+fn one_tenants_burst_does_not_starve_another() {
+    let mut s = Scheduler::new(small_running(4));
+    let mut max_tokens = HashMap::new();
+    // Tenant 1 bursts 100 requests, then tenant 2 sends 5.
+    for id in 0..100 {
+        s.add_for(id, vec![1, 2, 3], 4, 0, Share { tenant: 1, weight: 1 }).unwrap();
+        max_tokens.insert(id, 4);
+    }
+    for id in 100..105 {
+        s.add_for(id, vec![4, 5, 6], 4, 0, Share { tenant: 2, weight: 1 }).unwrap();
+        max_tokens.insert(id, 4);
+    }
+    let order = admission_order(&mut s, &max_tokens);
+    assert_eq!(order.len(), 105);
+    let last_b = order.iter().rposition(|&id| id >= 100).unwrap();
+    // Alternating: tenant 2's five are admitted within the first 4 + 2·5 slots,
+    // not after tenant 1's hundred.
+    assert!(last_b < 14, "tenant 2's last request was admitted {}th: {order:?}", last_b + 1);
+    // Within a tenant, first come first served.
+    let a: Vec<SeqId> = order.iter().copied().filter(|&id| id < 100).collect();
+    assert_eq!(a, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn weights_share_admissions_in_proportion() {
+    let mut s = Scheduler::new(small_running(1));
+    let mut max_tokens = HashMap::new();
+    for id in 0..60 {
+        s.add_for(id, vec![1, 2], 1, 0, Share { tenant: 1, weight: 1 }).unwrap();
+        s.add_for(1000 + id, vec![3, 4], 1, 0, Share { tenant: 2, weight: 2 }).unwrap();
+        max_tokens.insert(id, 1);
+        max_tokens.insert(1000 + id, 1);
+    }
+    let order = admission_order(&mut s, &max_tokens);
+    // Of the first 30 admissions, tenant 2 (weight 2) has two thirds.
+    let heavy = order[..30].iter().filter(|&&id| id >= 1000).count();
+    assert!((19..=21).contains(&heavy), "weight-2 tenant got {heavy} of 30: {order:?}");
+}
+
+#[test]
+fn one_tenant_is_first_come_first_served() {
+    let mut s = Scheduler::new(small_running(2));
+    let mut max_tokens = HashMap::new();
+    for id in 0..20 {
+        s.add_for(id, vec![1, 2, 3], 1 + (id as usize % 3), 0, Share { tenant: 9, weight: 3 }).unwrap();
+        max_tokens.insert(id, 1 + (id as usize % 3));
+    }
+    assert_eq!(admission_order(&mut s, &max_tokens), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_idle_tenant_banks_no_credit() {
+    let mut s = Scheduler::new(small_running(1));
+    let mut max_tokens = HashMap::new();
+    // Tenant 2 runs alone for a while, then tenant 1 arrives with a burst and
+    // tenant 2 keeps sending: they alternate rather than tenant 1 catching up.
+    for id in 0..10 {
+        s.add_for(id, vec![1], 1, 0, Share { tenant: 2, weight: 1 }).unwrap();
+        max_tokens.insert(id, 1);
+    }
+    assert_eq!(admission_order(&mut s, &max_tokens).len(), 10);
+    for id in 10..20 {
+        s.add_for(id, vec![1], 1, 0, Share { tenant: 1, weight: 1 }).unwrap();
+        s.add_for(100 + id, vec![2], 1, 0, Share { tenant: 2, weight: 1 }).unwrap();
+        max_tokens.insert(id, 1);
+        max_tokens.insert(100 + id, 1);
+    }
+    let order = admission_order(&mut s, &max_tokens);
+    // Without the virtual clock tenant 1 (pass 0) would take its ten first.
+    let of_2 = order[..6].iter().filter(|&&id| id >= 100).count();
+    assert!((2..=4).contains(&of_2), "{order:?}");
 }

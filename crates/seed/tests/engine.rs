@@ -42,6 +42,7 @@ fn request(id: u64, prompt: Vec<u32>, max_tokens: usize, stop: &[&str]) -> (Requ
         ignore_eos: false,
         logprobs: None,
         cache_salt: 0,
+        share: engine::Share::default(),
         events,
     };
     (req, rx)

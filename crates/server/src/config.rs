@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub platform: Option<std::sync::Arc<platform::Config>>,
     /// The conversation and usage stores: each region's, and the local one used without tenants.
     pub stores: Stores,
+    /// Per-tenant quotas (with a platform config): checked and reserved before a
+    /// request is submitted.
+    pub quotas: Option<crate::quota::QuotaKeeper>,
     /// Request caps.
     pub limits: Limits,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
@@ -85,6 +88,7 @@ impl ServerConfig {
             keys: None,
             platform: None,
             stores: Stores::default(),
+            quotas: None,
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(30),
         }

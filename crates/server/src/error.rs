@@ -57,6 +57,9 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// A tenant's quota is used up (429, with `Retry-After`; the code names the limit).
+    #[error("{}", .0.message)]
+    Quota(crate::quota::Exceeded),
     /// The model is still loading, failed to load, or the server is shutting
     /// down (503).
     #[error("{0}")]
@@ -94,7 +97,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy { .. } | ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,7 +114,7 @@ impl ApiError {
             | ApiError::NoConversation(_) => "invalid_request_error",
             ApiError::Unauthorized(_) => "authentication_error",
             ApiError::Forbidden(_) => "permission_error",
-            ApiError::Busy { .. } => "rate_limit_error",
+            ApiError::Busy { .. } | ApiError::Quota(_) => "rate_limit_error",
             ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::StorageFull => "server_error",
         }
     }
@@ -134,6 +137,7 @@ impl ApiError {
             ApiError::NotFound { .. } => Some("unknown_url"),
             ApiError::MethodNotAllowed(_) => Some("method_not_allowed"),
             ApiError::Busy { .. } => Some("rate_limit_exceeded"),
+            ApiError::Quota(e) => Some(e.limit.name()),
             ApiError::Unavailable(_) => Some("service_unavailable"),
             ApiError::Internal(_) => Some("internal_error"),
             ApiError::StorageFull => Some("storage_full"),
@@ -193,6 +197,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status(), axum::Json(self.body())).into_response();
         if let ApiError::Busy { retry_after, .. } = self {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
+        if let ApiError::Quota(e) = &self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(e.retry_after));
         }
         if let ApiError::Unauthorized(_) = self {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

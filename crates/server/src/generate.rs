@@ -11,6 +11,8 @@ use engine::{Event, EventSender, FinishReason, Logprobs, Request, Usage};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::quota::Reservation;
 use crate::state::{AppState, Backend};
 use crate::validate::GenParams;
 
@@ -36,9 +38,50 @@ pub fn plan(backend: &Backend, ids: Vec<u32>, max_tokens: Option<usize>, param: 
     Ok(Tokenized { ids, max_tokens })
 }
 
+/// A request's admission by its tenant's quotas: its share of the engine and
+/// its hold on the quotas (released, the unused tokens refunded, when the
+/// [`Submission`] that carries it is dropped: on finish or disconnect).
+#[derive(Debug)]
+pub struct Ticket {
+    /// The tenant's share of the engine's admission.
+    pub share: engine::Share,
+    /// The quota reservation.
+    pub hold: Reservation,
+}
+
+impl Ticket {
+    /// No tenant: the anonymous share, no quotas.
+    pub fn none() -> Self {
+        Ticket { share: engine::Share::default(), hold: Reservation::none() }
+    }
+}
+
+/// Checks and reserves the caller's quotas for `prompts` with `n` choices each
+/// (prompt tokens + `max_tokens × n`); 429 naming the limit when one is hit.
+pub fn admit(state: &AppState, caller: Option<&Caller>, prompts: &[Tokenized], n: usize) -> Result<Ticket, ApiError> {
+    let Some(caller) = caller else { return Ok(Ticket::none()) };
+    let cfg = state.config();
+    let weight = cfg.platform.as_ref().and_then(|p| p.tenant(&caller.tenant)).map_or(1, |t| t.weight);
+    let share = engine::Share { tenant: tenant_number(&caller.tenant), weight };
+    let Some(keeper) = &cfg.quotas else { return Ok(Ticket { share, hold: Reservation::none() }) };
+    let tokens: u64 = prompts.iter().map(|p| (p.ids.len() + p.max_tokens.saturating_mul(n)) as u64).sum();
+    let hold = keeper.reserve(&caller.tenant, tokens).map_err(ApiError::Quota)?;
+    Ok(Ticket { share, hold })
+}
+
+/// A stable number for a tenant id (the scheduler's tenant key).
+fn tenant_number(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
 /// The requests of one HTTP call, in flight.
 pub struct Submission {
     rx: UnboundedReceiver<(usize, Event)>,
+    /// The quota hold, released when the submission is dropped.
+    hold: Reservation,
     /// Choices in all.
     pub n_choices: usize,
     /// Choices per prompt.
@@ -54,7 +97,9 @@ pub fn submit(
     prompts: Vec<Tokenized>,
     params: &GenParams,
     param: &str,
+    ticket: Ticket,
 ) -> Result<Submission, ApiError> {
+    let Ticket { share, mut hold } = ticket;
     let (tx, rx) = unbounded_channel();
     let n = params.n;
     let base_seed = params.sampling.seed.unwrap_or_else(rand::random);
@@ -74,6 +119,7 @@ pub fn submit(
                 ignore_eos: params.ignore_eos,
                 logprobs: params.logprobs,
                 cache_salt: 0,
+                share,
                 events: EventSender::new(move |e| send_tx.send((index, e)).is_ok(), move || closed_tx.is_closed()),
             };
             // On failure the receiver drops with this function's frame, which
@@ -84,16 +130,23 @@ pub fn submit(
                 }
                 ApiError::from_submit(e, param)
             })?;
+            if j == 0 {
+                hold.used(prompt.ids.len() as u64);
+            }
         }
     }
-    Ok(Submission { rx, n_choices, n })
+    Ok(Submission { rx, hold, n_choices, n })
 }
 
 impl Submission {
     /// The next event of any choice; `None` once the engine holds no sender
     /// (every choice has ended).
     pub async fn next(&mut self) -> Option<(usize, Event)> {
-        self.rx.recv().await
+        let ev = self.rx.recv().await;
+        if let Some((_, Event::Token { .. })) = &ev {
+            self.hold.used(1);
+        }
+        ev
     }
 
     /// Whether choice `index` is the first of its prompt (its usage carries the

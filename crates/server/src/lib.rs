@@ -15,6 +15,7 @@ pub mod extract;
 pub mod generate;
 pub mod meter;
 pub mod metrics;
+pub mod quota;
 pub mod routes;
 pub mod schema;
 pub mod serve;

@@ -25,6 +25,7 @@ pub fn render(stats: Option<&EngineStats>, server: &ServerCounters, ready: bool)
     header(o, "seed_requests_rejected_total", "counter", "Requests refused by the server, by reason.");
     for (reason, c) in [
         ("queue_full", &server.rejected_busy),
+        ("quota", &server.rejected_quota),
         ("unavailable", &server.rejected_unavailable),
         ("invalid", &server.rejected_invalid),
     ] {

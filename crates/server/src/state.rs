@@ -50,6 +50,8 @@ pub struct ServerCounters {
     pub rejected_busy: AtomicU64,
     /// 503s while loading or shutting down.
     pub rejected_unavailable: AtomicU64,
+    /// 429s: a tenant's quota was used up.
+    pub rejected_quota: AtomicU64,
     /// 4xx for bad input.
     pub rejected_invalid: AtomicU64,
 }

@@ -104,8 +104,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut cfg = ServerConfig::new(model_id);
     cfg.aliases = args.alias.clone();
     cfg.api_key = args.api_key.clone();
+    cfg.stores = super::usage::open_stores(platform.as_ref(), args.data_dir.as_deref(), args.store_max_pages)?;
     if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {
         cfg.keys = Some(Arc::new(platform::KeyStore::open(&c.keys)));
+        // The month's usage so far comes from the tenants' region stores.
+        let usage: Arc<dyn server::quota::MonthlyUsage> = Arc::new(server::quota::StoreUsage::new(c, &cfg.stores));
+        cfg.quotas = Some(server::quota::QuotaKeeper::from_config(c, usage));
     }
     if let Some(c) = &platform {
         // Editions of the served model answer to their names (one model per process for now).
@@ -113,7 +117,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg.aliases.extend(c.editions.iter().filter(|e| &e.model == served).map(|e| e.name.clone()));
         cfg.platform = Some(Arc::new(c.clone()));
     }
-    cfg.stores = super::usage::open_stores(platform.as_ref(), args.data_dir.as_deref(), args.store_max_pages)?;
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
     cfg.limits.max_body_bytes = args.max_body;
     let state = AppState::new(cfg);

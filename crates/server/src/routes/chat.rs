@@ -83,7 +83,8 @@ async fn run(
     let params = req.params;
     let n_prompt = ids.len();
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
-    let sub = generate::submit(state, backend, vec![prompt], &params, "messages")?;
+    let ticket = generate::admit(state, caller, std::slice::from_ref(&prompt), params.n)?;
+    let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket)?;
     let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices);
     let head = Head {
         id: response_id("chatcmpl-"),

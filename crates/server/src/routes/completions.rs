@@ -59,7 +59,8 @@ async fn run(
         .into_iter()
         .map(|ids| generate::plan(backend, ids, params.max_tokens, "prompt"))
         .collect::<Result<Vec<_>, _>>()?;
-    let sub = generate::submit(state, backend, planned, &params, "prompt")?;
+    let ticket = generate::admit(state, caller, &planned, params.n)?;
+    let sub = generate::submit(state, backend, planned, &params, "prompt", ticket)?;
     let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices);
     let head = Head {
         id: response_id("cmpl-"),
