@@ -52,6 +52,35 @@ impl Default for Limits {
     }
 }
 
+/// Caps on what one client may hold of the server's sockets and memory before
+/// a request reaches a handler (slow-loris and connection-flood defences).
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// Most open connections; past it a new connection gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Time a connection has to send a request's whole header, counted from when
+    /// the server starts waiting for it (so idle keep-alive connections close too).
+    pub header_read_timeout: Duration,
+    /// Largest request header section in bytes (431 past it).
+    pub max_header_bytes: usize,
+    /// Most request header fields (431 past it).
+    pub max_headers: usize,
+    /// Time a request has to send its whole body (400 past it).
+    pub body_read_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 << 10,
+            max_headers: 64,
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// The server's settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -74,6 +103,8 @@ pub struct ServerConfig {
     pub quotas: Option<crate::quota::QuotaKeeper>,
     /// Request caps.
     pub limits: Limits,
+    /// Connection caps.
+    pub connections: ConnLimits,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     pub drain_timeout: Duration,
 }
@@ -90,6 +121,7 @@ impl ServerConfig {
             stores: Stores::default(),
             quotas: None,
             limits: Limits::default(),
+            connections: ConnLimits::default(),
             drain_timeout: Duration::from_secs(30),
         }
     }

@@ -22,7 +22,11 @@ impl FromRequest<AppState> for JsonBody {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.config().limits.max_body_bytes;
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let wait = state.config().connections.body_read_timeout;
+        let read = tokio::time::timeout(wait, Bytes::from_request(req, state)).await.map_err(|_| {
+            ApiError::bad_request(format!("the request body did not arrive within {} s", wait.as_secs_f32()))
+        })?;
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge { limit }
             } else {

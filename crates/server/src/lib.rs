@@ -23,7 +23,7 @@ pub mod sse;
 pub mod state;
 pub mod validate;
 
-pub use config::{Limits, ServerConfig};
+pub use config::{ConnLimits, Limits, ServerConfig};
 pub use error::ApiError;
 pub use routes::router;
 pub use serve::{run, serve};

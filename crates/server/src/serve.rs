@@ -6,12 +6,25 @@
 //! to the drain timeout, then cancels the rest, whose streams end with an error
 //! frame and `[DONE]`; then the listener closes and open connections get a
 //! short grace to finish before the function returns.
+//!
+//! Connections are served by our own accept loop over hyper (axum's `serve`
+//! has no header-read timeout), under [`ConnLimits`]: at most
+//! `max_connections` open at once (past it a connection is answered 503 and
+//! closed), a header-read timeout that also closes idle keep-alive
+//! connections, and caps on the header section's size and field count (431).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::ConnLimits;
+use crate::error::ApiError;
 
 use crate::routes::router;
 use crate::state::AppState;
@@ -26,7 +39,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
-    let (closed_tx, closed_rx) = tokio::sync::watch::channel(false);
+    let (closed_tx, closed_rx) = watch::channel(false);
     let drainer = state.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -42,19 +55,67 @@ pub async fn serve(
         .await;
         let _ = closed_tx.send(true);
     });
-    let mut rx = closed_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = rx.wait_for(|&c| c).await;
-    });
-    let mut rx = closed_rx;
-    let grace = async move {
-        let _ = rx.wait_for(|&c| c).await;
-        tokio::time::sleep(CLOSE_GRACE).await;
-    };
-    tokio::select! {
-        r = server => r,
-        () = grace => Ok(()),
+    let limits = state.config().connections.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    let mut closed = closed_rx.clone();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors or a connection reset before accept:
+                // back off a moment rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = async { let _ = closed.wait_for(|&c| c).await; } => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            refuse(stream, &limits);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let mut closed = closed_rx.clone();
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = async { let _ = closed.wait_for(|&c| c).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(slot);
+        });
     }
+    drop(listener);
+    // Open connections finish their response, then close; past the grace they are dropped.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(CLOSE_GRACE, slots.acquire_many(all)).await;
+    Ok(())
+}
+
+/// Answers a connection past the cap with a 503 in the error envelope, without
+/// waiting for the client, and closes it.
+fn refuse(stream: TcpStream, limits: &ConnLimits) {
+    let err = ApiError::Unavailable(format!(
+        "the server has {} open connections, its limit; retry shortly",
+        limits.max_connections
+    ));
+    let body = err.body().to_string();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    // One non-blocking write: a fresh socket's send buffer takes it whole.
+    let _ = stream.try_write(format!("{head}{body}").as_bytes());
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -82,6 +82,13 @@ pub struct ServeArgs {
     /// fail exactly as on a full disk.
     #[arg(long, hide = true)]
     store_max_pages: Option<u64>,
+    /// Most open connections; past it a new connection gets 503 and is closed.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// Seconds a connection has to send a request's headers (idle keep-alive
+    /// connections are closed after it too).
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
 }
 
 /// Runs `seed serve` until SIGINT/SIGTERM.
@@ -119,6 +126,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
     cfg.limits.max_body_bytes = args.max_body;
+    anyhow::ensure!(
+        args.max_connections > 0 && args.header_timeout > 0,
+        "--max-connections and --header-timeout must be positive"
+    );
+    cfg.connections.max_connections = args.max_connections;
+    cfg.connections.header_read_timeout = Duration::from_secs(args.header_timeout);
     let state = AppState::new(cfg);
     let addr = SocketAddr::new(args.host, args.port);
     server::run(addr, state, 2, move |state| {
