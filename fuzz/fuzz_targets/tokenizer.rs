@@ -1,7 +1,8 @@
 //! The real vocabularies on arbitrary bytes. The first byte picks the model and
 //! the flags; the rest is text (seen through a lossy UTF-8 decode, as the server
 //! sees a body) and, read as little-endian u32s, token ids to decode. For valid
-//! UTF-8 without special-token parsing, `decode(encode(s)) == s` must hold.
+//! UTF-8 without special-token parsing, `decode(encode(s)) == s` must hold, but
+//! for the bytes the vocabulary has no token for.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -33,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let parse_special = flags & 4 != 0;
     if flags & 8 != 0 {
         // Arbitrary ids, most of them out of the vocabulary.
-        let ids: Vec<u32> = rest.chunks(4).map(|c| c.iter().rev().fold(0u32, |a, &b| (a << 8) | u32::from(b))).collect();
+        let ids: Vec<u32> =
+            rest.chunks(4).map(|c| c.iter().rev().fold(0u32, |a, &b| (a << 8) | u32::from(b))).collect();
         let _ = t.decode(&ids, flags & 16 != 0);
         for &id in &ids {
             let _ = (t.token_to_piece(id, true), t.token_text(id), t.is_eog(id), t.is_control(id));
@@ -45,7 +47,20 @@ fuzz_target!(|data: &[u8]| {
             let ids = t.encode(s, add_special, parse_special);
             let back = t.decode(&ids, false);
             if !add_special && !parse_special {
-                assert!(back == s.as_bytes(), "round trip of {s:?} gave {:?}", String::from_utf8_lossy(&back));
+                // A byte-level vocabulary may lack the token of a byte (SmolLM2 has
+                // none for 21 of them, `\u{4}` among them); llama.cpp drops such bytes
+                // and so do we. So the text must come back as each of its characters
+                // comes back alone: whole, or without the bytes that have no token.
+                let want: Vec<u8> = s
+                    .chars()
+                    .flat_map(|c| t.decode(&t.encode(c.encode_utf8(&mut [0; 4]), false, false), false))
+                    .collect();
+                assert!(
+                    back == want,
+                    "round trip of {s:?} gave {:?}, want {:?}",
+                    String::from_utf8_lossy(&back),
+                    String::from_utf8_lossy(&want)
+                );
             }
         }
         Err(_) => {
