@@ -27,7 +27,7 @@ pub enum Layout {
     /// by side, field after field — Q4_1: `d0 m0 d1 m1 d2 m2 d3 m3` (f16), then
     /// the 4 rows' 16 bytes of nibbles; Q5_0: `d0 d1 d2 d3`, the 4 rows' 4 bytes of
     /// fifth bits, then their nibbles. Same size as `Rows`; made once at load by
-    /// [`interleave`], and read by kernels that fetch a block of 4 rows with one
+    /// [`interleave_as`], and read by kernels that fetch a block of 4 rows with one
     /// load per field.
     Interleaved4,
     /// Groups of 16 rows, block by block, laid out so that one 512-bit lane holds
@@ -88,7 +88,7 @@ impl<'a> QMatrix<'a> {
         Ok(QMatrix { ty, rows, cols, row_size, data, layout: Layout::Rows })
     }
 
-    /// A matrix in an interleaved `layout` (as [`interleave`] makes it). Checks
+    /// A matrix in an interleaved `layout` (as [`interleave_as`] makes it). Checks
     /// what [`QMatrix::new`] checks, and that the type and row count allow the
     /// layout.
     pub fn interleaved(
@@ -145,7 +145,7 @@ impl<'a> QMatrix<'a> {
     }
 }
 
-/// The layout [`interleave`] repacks a matrix of `ty` with `rows` rows into, where
+/// The layout to repack a matrix of `ty` with `rows` rows into ([`interleave_as`]), where
 /// this CPU runs a faster kernel for it: Q4_1, Q5_0 and (with VNNI) Q8_0 in
 /// groups of 16 rows where they can, else Q4_1 and Q5_0 in groups of 4; `None`
 /// to keep the rows as they are.
@@ -159,11 +159,6 @@ pub fn interleaved_layout(ty: GgmlType, rows: usize) -> Option<Layout> {
         .find(|&l| layout_exists(l, ty) && rows.is_multiple_of(l.group()))
 }
 
-/// Whether [`interleave`] would repack a matrix of `ty` with `rows` rows.
-pub fn interleaving_pays(ty: GgmlType, rows: usize) -> bool {
-    interleaved_layout(ty, rows).is_some()
-}
-
 /// Whether `layout` is defined for `ty`.
 fn layout_exists(layout: Layout, ty: GgmlType) -> bool {
     match layout {
@@ -173,17 +168,9 @@ fn layout_exists(layout: Layout, ty: GgmlType) -> bool {
     }
 }
 
-/// The interleaved copy of a row-major matrix in the layout
-/// [`interleaved_layout`] picks, as `u64` words (so it is aligned for any block
-/// type) holding `data.len()` bytes; `None` where that layout is the rows as they
-/// are, or `data` is not a valid matrix.
-pub fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<(Layout, Vec<u64>)> {
-    let layout = interleaved_layout(ty, rows)?;
-    interleave_as(layout, ty, rows, cols, data).map(|words| (layout, words))
-}
-
 /// The copy of a row-major matrix in `layout` (an interleaved one defined for
-/// `ty` and `rows`), as [`interleave`] makes it, whatever this CPU runs.
+/// `ty` and `rows`, e.g. the one [`interleaved_layout`] picks), whatever this CPU
+/// runs; `None` for the rows as they are or an invalid matrix.
 pub fn interleave_as(layout: Layout, ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u64>> {
     if layout == Layout::Rows || !layout_exists(layout, ty) || !rows.is_multiple_of(layout.group()) {
         return None;

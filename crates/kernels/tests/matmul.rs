@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use kernels::matmul::{
-    active_isa, dequantize_matrix_row, interleave_as, interleaved_layout, interleaving_pays, matmul, matmul_multi,
-    matmul_with_isa, Layout, MatmulScratch, QMatrix,
+    active_isa, dequantize_matrix_row, interleave_as, interleaved_layout, matmul, matmul_multi, matmul_with_isa,
+    Layout, MatmulScratch, QMatrix,
 };
 use kernels::{GgmlType, Isa, ThreadPool};
 
@@ -173,7 +173,6 @@ fn the_layout_choice_follows_type_rows_and_cpu() {
     assert_eq!(pick(GgmlType::Q5_0, 36), simd.then_some(Layout::Interleaved4));
     assert_eq!(pick(GgmlType::Q4_1, 6), None);
     assert_eq!(pick(GgmlType::Q4_0, 32), None);
-    assert_eq!(interleaving_pays(GgmlType::Q4_1, 16), simd);
     let mut rng = rng(6);
     let data = random_weights(&mut rng, GgmlType::Q4_1, 8, 64);
     assert!(interleave_as(Layout::Interleaved16, GgmlType::Q4_1, 8, 64, data.bytes()).is_none(), "half a group");

@@ -171,10 +171,10 @@ unsafe fn tile_fast<F: Format16, const VNNI: bool, const C: usize>(
                 _mm512_cvtepi32_pd(_mm512_castsi512_si256(isum)),
                 _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64::<1>(isum)),
             ];
+            let s = if F::MIN { _mm512_set1_pd(f64::from(*a.s.get_unchecked(k))) } else { _mm512_setzero_pd() };
             for h in 0..2 {
                 acc[c][h] = _mm512_fmadd_pd(_mm512_mul_pd(dw[h], da), sums[h], acc[c][h]);
                 if F::MIN {
-                    let s = _mm512_set1_pd(f64::from(*a.s.get_unchecked(k)));
                     acc[c][h] = _mm512_fmadd_pd(mw[h], s, acc[c][h]);
                 }
             }
