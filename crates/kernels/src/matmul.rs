@@ -36,8 +36,8 @@ pub enum Layout {
     /// bytes, run `j` holding bytes `4j..4j + 4` of each row's quants side by side
     /// (row `i` at `4i`): 4 runs of nibbles (Q4_1, Q5_0), 8 of bytes (Q8_0). Its kernels compute given text in
     /// ggml's order (the bits of `Rows`) and the tokens flagged by
-    /// [`MatmulScratch::set_fast_tokens`] in a faster order of their own: the exact
-    /// sum in f64, rounded once (`quant::q4_1::vec_dot_chain`).
+    /// [`MatmulScratch::set_fast_tokens`] in a faster order of their own: one f32
+    /// chain over the blocks' exact integer sums (`quant::q4_1::vec_dot_chain`).
     Interleaved16,
 }
 
@@ -285,8 +285,8 @@ pub struct MatmulScratch {
 
 impl MatmulScratch {
     /// Lets the products that follow compute token `t` in the fast order of the
-    /// matrix's layout where `fast[t]` (only [`Layout::Interleaved16`] has one: an
-    /// exact f64 sum, rounded once), and in ggml's order elsewhere. It applies to
+    /// matrix's layout where `fast[t]` (only [`Layout::Interleaved16`] has one: one
+    /// f32 chain over the blocks' exact integer sums), and in ggml's order elsewhere. It applies to
     /// the calls whose token count equals `fast.len()`; every other call, and
     /// every call after [`MatmulScratch::clear_fast_tokens`], uses ggml's order for
     /// all tokens. A model sets it for the tokens it decodes, so that prompts are

@@ -198,13 +198,13 @@ fn sixteen_row_layout_gives_the_bits_of_the_row_major_matrix_by_default() {
 }
 
 #[test]
-fn fast_tokens_of_the_sixteen_row_layout_are_exact_sums_and_batch_invariant() {
+fn fast_tokens_of_the_sixteen_row_layout_follow_their_chain_and_are_batch_invariant() {
     for ty in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
-        fast_tokens_are_exact(ty);
+        fast_tokens_follow_the_chain(ty);
     }
 }
 
-fn fast_tokens_are_exact(ty: GgmlType) {
+fn fast_tokens_follow_the_chain(ty: GgmlType) {
     let mut rng = rng(8);
     let pools: Vec<ThreadPool> = (1..=3).map(ThreadPool::new).collect();
     let mut scratch = MatmulScratch::default();
@@ -233,10 +233,9 @@ fn fast_tokens_are_exact(ty: GgmlType) {
                 }
                 for (r, g) in got.iter().enumerate() {
                     let k = t * rows + r;
-                    // The exact sum of the quantized values, rounded once: nearer the f64
-                    // product than ggml's order ever is.
+                    // Another order than ggml's, as near the f64 product as ggml's is.
                     assert!((g - exact[k]).abs() <= bound[k], "{rows}x{cols} entry {k}: {g} vs f64 {}", exact[k]);
-                    assert!((g - exact[k]).abs() <= (ggml[r] - exact[k]).abs() + bound[k] * 1e-3);
+                    assert!((g - ggml[r]).abs() <= bound[k], "{rows}x{cols} entry {k}: {g} vs ggml's {}", ggml[r]);
                 }
             }
             for &isa in &isas {

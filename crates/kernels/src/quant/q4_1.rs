@@ -70,14 +70,13 @@ pub fn vec_dot(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
 }
 
 /// Scalar reference of the same dot product as the kernels of the 16-row
-/// interleaved layout (`matmul::Layout::Interleaved16`) compute it: in f64, block
-/// by block `acc = fma(d_x·d_y, Σ q_x q_y, acc)` then `acc = fma(m_x, s_y, acc)`,
-/// rounded to f32 at the end. Every product is exact in f64 (f16 values and sums
-/// below 2^16), so this is the exact dot product of the quantized values but for
-/// f64's additions: the rounding to f32 is the only one that matters.
+/// interleaved layout (`matmul::Layout::Interleaved16`) compute it for generated
+/// tokens: one f32 chain, block by block `acc = fma(d_x·d_y, Σ q_x q_y, acc)` then
+/// `acc = fma(m_x, s_y, acc)`, the integer sum exact. It depends on nothing but
+/// the two rows, so a token's result is the same in any batch.
 pub fn vec_dot_chain(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut acc = 0.0f64;
+    let mut acc = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
         let isum: i32 = (0..QK)
             .map(|k| {
@@ -85,11 +84,10 @@ pub fn vec_dot_chain(x: &[BlockQ4_1], y: &[BlockQ8_1]) -> f32 {
                 i32::from(if k < QK / 2 { byte & 0x0F } else { byte >> 4 }) * i32::from(by.qs[k])
             })
             .sum();
-        let d = f64::from(bx.d.to_f32()) * f64::from(by.d.to_f32());
-        acc = d.mul_add(f64::from(isum), acc);
-        acc = f64::from(bx.m.to_f32()).mul_add(f64::from(by.s.to_f32()), acc);
+        acc = (bx.d.to_f32() * by.d.to_f32()).mul_add(isum as f32, acc);
+        acc = bx.m.to_f32().mul_add(by.s.to_f32(), acc);
     }
-    acc as f32
+    acc
 }
 
 #[cfg(test)]

@@ -75,17 +75,16 @@ pub fn vec_dot(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
 }
 
 /// The same dot product as the kernels of the 16-row interleaved layout compute
-/// it for generated tokens: in f64, block by block `acc = fma(d_x·d_y, Σ q_x q_y,
-/// acc)`, rounded to f32 at the end (every product is exact in f64).
+/// it for generated tokens: one f32 chain, block by block `acc = fma(d_x·d_y,
+/// Σ q_x q_y, acc)`, the integer sum exact (see `q4_1::vec_dot_chain`).
 pub fn vec_dot_chain(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
     assert_eq!(x.len(), y.len());
-    let mut acc = 0.0f64;
+    let mut acc = 0.0f32;
     for (bx, by) in x.iter().zip(y) {
         let isum: i32 = quants(bx).iter().zip(&by.qs).map(|(&q, &a)| (q - 16) * i32::from(a)).sum();
-        let d = f64::from(bx.d.to_f32()) * f64::from(by.d.to_f32());
-        acc = d.mul_add(f64::from(isum), acc);
+        acc = (bx.d.to_f32() * by.d.to_f32()).mul_add(isum as f32, acc);
     }
-    acc as f32
+    acc
 }
 
 #[cfg(test)]
