@@ -5,7 +5,9 @@
 //! llama.cpp makes, taken per sequence run so a sequence's numbers never depend on
 //! what else is in the batch:
 //! - decode steps and prompt runs shorter than [`TILED_MIN_RUN`] use the one-row
-//!   kernel, split over the pool by (token, head) pairs;
+//!   kernel, run for the query heads of one key/value head at once (the same bits,
+//!   each key and value converted once for the group) and split over the pool by
+//!   (token, key/value head) pairs;
 //! - longer prompt runs use the tiled kernel on blocks of up to 64 rows × the query
 //!   heads of one key/value head, so each key tile is unpacked once per block;
 //!   blocks write a scratch laid out `(n_head_kv, n_rows, group, head_dim_v)` and
@@ -17,8 +19,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use half::f16;
-use kernels::attention::{attend_block_tiled, attend_row_online, TiledScratch, TILE};
+use kernels::attention::{attend_block_tiled, attend_group_online, GroupScratch, TiledScratch, TILE};
 use kernels::ThreadPool;
 
 use crate::batch::SeqBatch;
@@ -71,14 +72,13 @@ pub struct AttnScratch {
 
 /// Per-thread scratch of the row kernels.
 struct Scratch {
-    q16: Vec<f32>,
-    acc16: Vec<f16>,
+    group: GroupScratch,
     tiled: TiledScratch,
 }
 
 thread_local! {
     /// Reused across calls: no allocation once warm.
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch { q16: Vec::new(), acc16: Vec::new(), tiled: TiledScratch::default() });
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch { group: GroupScratch::default(), tiled: TiledScratch::default() });
 }
 
 /// `out[t, h] = softmax(scale · q[t, h] · K[seq(t), ..=pos(t)]) · V[seq(t), ..=pos(t)]`.
@@ -144,20 +144,17 @@ pub fn attend(
     }
 
     if !rows.iter().all(tiled) {
-        pool.split_mut_dynamic(out, hdv, 1, &|items, out| {
+        // One item per (row, key/value head): the group's heads are adjacent in `out`.
+        pool.split_mut_dynamic(out, group * hdv, 1, &|items, out| {
             SCRATCH.with(|cell| {
                 let scratch = &mut *cell.borrow_mut();
-                scratch.q16.resize(hd, 0.0);
-                scratch.acc16.resize(hdv, f16::ZERO);
-                for (item, o) in items.zip(out.chunks_exact_mut(hdv)) {
-                    let (t, h) = (item / shape.n_head, item % shape.n_head);
+                for (item, o) in items.zip(out.chunks_exact_mut(group * hdv)) {
+                    let (t, kvh) = (item / shape.n_head_kv, item % shape.n_head_kv);
                     if tiled(&rows[t]) {
                         continue;
                     }
                     let RowPos { seq, pos, .. } = rows[t];
                     let table = batch[seq].block_table;
-                    let kvh = h / group;
-                    let qh = &q[(t * shape.n_head + h) * hd..][..hd];
                     let start = shape.window.map_or(0, |w| (pos + 1).saturating_sub(w));
                     let key = |j: usize| {
                         let j = start + j;
@@ -167,14 +164,16 @@ pub fn attend(
                         let j = start + j;
                         &kv.v_block(layer, table[j / bs] as usize, kvh)[(j % bs) * hdv..][..hdv]
                     };
-                    attend_row_online(
-                        qh,
+                    attend_group_online(
+                        group,
+                        hd,
+                        hdv,
+                        &q[(t * shape.n_head + kvh * group) * hd..][..group * hd],
                         pos + 1 - start,
                         shape.scale,
                         key,
                         value,
-                        &mut scratch.q16,
-                        &mut scratch.acc16,
+                        &mut scratch.group,
                         o,
                     );
                 }

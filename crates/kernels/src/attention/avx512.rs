@@ -208,3 +208,161 @@ pub(crate) unsafe fn accumulate_values<'a>(
         }
     }
 }
+
+/// The 16 lanes of `v` summed in [`reduce16`] order.
+#[inline(always)]
+unsafe fn hsum16(v: __m512) -> f32 {
+    let t =
+        _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))));
+    let u = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps::<1>(t));
+    // (u0 + u2) + (u1 + u3)
+    let x = _mm_add_ps(u, _mm_movehl_ps(u, u));
+    _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps::<0b01>(x, x)))
+}
+
+/// Positions ahead whose key or value row is prefetched: rows of one sequence
+/// are scattered over KV blocks, so the hardware prefetcher loses the thread at
+/// every block boundary.
+const AHEAD: usize = 6;
+
+/// Prefetches the `len` f16 values at `p` into L1.
+#[inline(always)]
+unsafe fn prefetch_row(p: *const f16, len: usize) {
+    let mut off = 0;
+    while off < 2 * len {
+        // A prefetch never faults.
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().wrapping_add(off));
+        off += 64;
+    }
+}
+
+/// [`super::decode::attend_group_online`]'s vector path: each head's bits are
+/// [`super::attend_row_online`]'s.
+///
+/// # Safety
+/// The CPU must support AVX-512F, FMA and F16C; `hd` is a multiple of 64 and at
+/// most `MAX_HEAD_DIM`, `hdv` a multiple of 16, `n > 0`; every `key(j)` holds `hd`
+/// values and every `value(j)` `hdv`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,fma,f16c")]
+pub(crate) unsafe fn attend_group_online<'a>(
+    group: usize,
+    hd: usize,
+    hdv: usize,
+    q: &[f32],
+    n: usize,
+    scale: f32,
+    key: impl Fn(usize) -> &'a [f16],
+    value: impl Fn(usize) -> &'a [f16],
+    scratch: &mut super::decode::GroupScratch,
+    out: &mut [f32],
+) {
+    use super::decode::{online_steps, MAX_HEAD_DIM};
+    assert!(
+        hd <= MAX_HEAD_DIM
+            && hd.is_multiple_of(64)
+            && hdv.is_multiple_of(16)
+            && q.len() >= group * hd
+            && out.len() >= group * hdv
+    );
+    let q16 = &mut scratch.q16;
+    q16.clear();
+    q16.extend(q[..group * hd].iter().map(|&x| f16::from_f32(x).to_f32()));
+    scratch.steps.clear();
+    scratch.steps.resize(3 * group * n, 0.0);
+    let (scores, rest) = scratch.steps.split_at_mut(group * n);
+    let (ms, vs) = rest.split_at_mut(group * n);
+
+    // 1. Scores: `super::dot_f16` (four accumulators over steps of 64, pairwise,
+    //    `reduce16`) times `scale`, each key converted once for the group.
+    let mut kc = [_mm512_setzero_ps(); MAX_HEAD_DIM / 16];
+    for j in 0..n {
+        if j + AHEAD < n {
+            prefetch_row(key(j + AHEAD).as_ptr(), hd);
+        }
+        let k = &key(j)[..hd];
+        for (c, v) in kc[..hd / 16].iter_mut().enumerate() {
+            // SAFETY: 16 c + 16 <= hd = k.len().
+            *v = unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(k.as_ptr().add(16 * c).cast())) };
+        }
+        for h in 0..group {
+            let qh = &q16[h * hd..(h + 1) * hd];
+            let mut acc = [_mm512_setzero_ps(); 4];
+            for (step, kv) in kc[..hd / 16].chunks_exact(4).enumerate() {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    // SAFETY: 64 step + 16 i + 16 <= hd = qh.len().
+                    let x = unsafe { _mm512_loadu_ps(qh.as_ptr().add(64 * step + 16 * i)) };
+                    *a = _mm512_fmadd_ps(x, kv[i], *a);
+                }
+            }
+            let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[2]), _mm512_add_ps(acc[1], acc[3]));
+            // SAFETY: AVX-512F is enabled here.
+            scores[h * n + j] = unsafe { hsum16(s) } * scale;
+        }
+    }
+
+    // 2. The online softmax, per head.
+    let mut inv = [0.0f32; 64];
+    let mut inv_heap = Vec::new();
+    let inv: &mut [f32] = if group <= 64 {
+        &mut inv[..group]
+    } else {
+        inv_heap.resize(group, 0.0);
+        &mut inv_heap
+    };
+    for (h, i) in inv.iter_mut().enumerate() {
+        let r = h * n..(h + 1) * n;
+        *i = online_steps(&scores[r.clone()], &mut ms[r.clone()], &mut vs[r]);
+    }
+
+    // 3. Values: f16 accumulators in registers, 64 outputs × up to 4 heads at a time.
+    let round = |x: __m512| _mm512_cvtph_ps(_mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+    for h0 in (0..group).step_by(4) {
+        let hn = (group - h0).min(4);
+        for c0 in (0..hdv).step_by(64) {
+            let cn = ((hdv - c0) / 16).min(4);
+            let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+            for j in 0..n {
+                if j + AHEAD < n {
+                    prefetch_row(value(j + AHEAD)[c0..].as_ptr(), 16 * cn);
+                }
+                let v = &value(j)[c0..hdv];
+                let mut vc = [_mm512_setzero_ps(); 4];
+                for (i, x) in vc.iter_mut().enumerate() {
+                    if i < cn {
+                        // SAFETY: 16 i + 16 <= 16 cn <= hdv - c0 = v.len().
+                        *x = unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(16 * i).cast())) };
+                    }
+                }
+                for (hh, a) in acc.iter_mut().enumerate() {
+                    if hh >= hn {
+                        break;
+                    }
+                    let k = (h0 + hh) * n + j;
+                    let (m, w) = (ms[k], vs[k]);
+                    if m != 1.0 {
+                        let mv = _mm512_set1_ps(m);
+                        for x in a.iter_mut() {
+                            *x = round(_mm512_mul_ps(*x, mv));
+                        }
+                    }
+                    let wv = _mm512_set1_ps(w);
+                    for (i, x) in a.iter_mut().enumerate() {
+                        if i < cn {
+                            *x = round(_mm512_fmadd_ps(vc[i], wv, *x));
+                        }
+                    }
+                }
+            }
+            for (hh, a) in acc.iter().enumerate().take(hn) {
+                let h = h0 + hh;
+                let iv = _mm512_set1_ps(inv[h]);
+                for (i, x) in a.iter().enumerate().take(cn) {
+                    let o = &mut out[h * hdv + c0 + 16 * i..][..16];
+                    // SAFETY: `o` holds 16 floats.
+                    unsafe { _mm512_storeu_ps(o.as_mut_ptr(), _mm512_mul_ps(*x, iv)) };
+                }
+            }
+        }
+    }
+}

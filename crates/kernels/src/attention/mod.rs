@@ -11,6 +11,9 @@
 //!   in f64, and an f32 accumulator; it serves a block of rows at once so each key
 //!   tile is unpacked once.
 //!
+//! [`attend_group_online`] runs the one-row kernel for all the query heads of one
+//! key/value head at once, with the same bits and less work (see `decode`).
+//!
 //! Both take the keys and values of positions `0..n` through `key(j)` and
 //! `value(j)`, so the caller can page them.
 
@@ -20,8 +23,10 @@ use crate::ops::reduce16;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod decode;
 mod tiled;
 
+pub use decode::{attend_group_online, GroupScratch};
 pub use tiled::{attend_block_tiled, TiledScratch};
 
 /// The primitives of the row kernels: AVX-512 where the CPU has it, else scalar.
@@ -362,6 +367,45 @@ mod tests {
                 let mut one = vec![0.0; group * hd];
                 attend_block_tiled(group, hd, hd, |_| &q[r], &[p], window, 0.125, k, v, &mut scratch, &mut one);
                 assert_eq!(&out[r * group * hd..(r + 1) * group * hd], &one[..], "row {r} (position {p})");
+            }
+        }
+    }
+
+    #[test]
+    fn the_group_kernel_gives_each_head_the_one_row_kernels_bits() {
+        for (n, hd, hdv, group) in [
+            (1usize, 64usize, 64usize, 3usize),
+            (15, 64, 64, 3),
+            (17, 64, 64, 1),
+            (70, 64, 48, 5),
+            (130, 256, 256, 4),
+            (3, 72, 72, 2),
+        ] {
+            let keys: Vec<Vec<f16>> = (0..n)
+                .map(|j| (0..hd).map(|d| f16::from_f32(((j * 31 + d * 7) % 17) as f32 * 0.1 - 0.8)).collect())
+                .collect();
+            // Values that grow with the position move the running max more than once.
+            let values: Vec<Vec<f16>> = (0..n)
+                .map(|j| (0..hdv).map(|d| f16::from_f32(((j * 13 + d * 5) % 11) as f32 * 0.2 - 1.0)).collect())
+                .collect();
+            let q: Vec<f32> = (0..group * hd).map(|d| (d as f32 * 0.37).sin() * (1.0 + d as f32 * 0.01)).collect();
+            let mut out = vec![f32::NAN; group * hdv];
+            let mut scratch = GroupScratch::default();
+            attend_group_online(group, hd, hdv, &q, n, 0.125, |j| &keys[j], |j| &values[j], &mut scratch, &mut out);
+            for h in 0..group {
+                let mut one = vec![f32::NAN; hdv];
+                let (mut q16, mut acc) = (vec![0.0; hd], vec![f16::ZERO; hdv]);
+                attend_row_online(
+                    &q[h * hd..(h + 1) * hd],
+                    n,
+                    0.125,
+                    |j| &keys[j],
+                    |j| &values[j],
+                    &mut q16,
+                    &mut acc,
+                    &mut one,
+                );
+                assert_eq!(out[h * hdv..(h + 1) * hdv], one[..], "n={n} hd={hd} hdv={hdv} head {h} of {group}");
             }
         }
     }
