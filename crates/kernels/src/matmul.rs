@@ -7,11 +7,12 @@
 //! registers, so a weight block is loaded once per tile of tokens.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use half::{bf16, f16};
 
 use crate::act::{Q8Buf, Q8View};
-use crate::pool::{chunk, ThreadPool};
+use crate::pool::ThreadPool;
 use crate::quant::{self, align_of_type, BlockQ8K, BlockQ8_0, BlockQ8_1, DotType};
 use crate::{GgmlType, KernelError};
 
@@ -432,16 +433,15 @@ pub fn matmul_with_isa(
     let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens, fast: fast_for(&fast, n_tokens) };
     let units = w.rows().div_ceil(row_tile);
     let n_threads = pool.n_threads().min(units);
-    let work = |i: usize| {
-        if i >= n_threads {
-            return;
+    let claims = Claims::new(units, n_threads);
+    let work = |_: usize| {
+        while let Some(u) = claims.next() {
+            let rows = u.start * row_tile..(u.end * row_tile).min(w.rows());
+            // SAFETY: `select` returned a kernel for `isa`, which this CPU has (asserted
+            // above); `acts` was prepared with that kernel's `prep`; each range of
+            // units is claimed once, so threads write disjoint rows.
+            unsafe { kernel(w, &acts, rows, &out) };
         }
-        let u = chunk(units, n_threads, i);
-        let rows = u.start * row_tile..(u.end * row_tile).min(w.rows());
-        // SAFETY: `select` returned a kernel for `isa`, which this CPU has (asserted
-        // above); `acts` was prepared with that kernel's `prep`; `chunk` gives each
-        // thread disjoint rows.
-        unsafe { kernel(w, &acts, rows, &out) };
     };
     if n_threads == 1 {
         work(0);
@@ -512,26 +512,10 @@ pub fn matmul_multi(
         std::array::from_fn(|i| ws.get(i).zip(selected[i]).map_or(0, |(w, k)| w.rows().div_ceil(k.2)));
     let total: usize = units.iter().sum();
     let n_threads = pool.n_threads().min(total);
-    let work = |t: usize| {
-        if t >= n_threads {
-            return;
-        }
-        let mine = chunk(total, n_threads, t);
-        let mut first_unit = 0;
-        for (i, w) in ws.iter().enumerate() {
-            let (_, kernel, row_tile) = selected[i].expect("selected for every matrix");
-            let here = first_unit..first_unit + units[i];
-            first_unit = here.end;
-            let (start, end) = (mine.start.max(here.start), mine.end.min(here.end));
-            if start >= end {
-                continue;
-            }
-            let rows = (start - here.start) * row_tile..((end - here.start) * row_tile).min(w.rows());
-            let out = outs[i].as_ref().expect("an output for every matrix");
-            // SAFETY: as in `matmul_with_isa`: the kernel was selected for `isa`, which
-            // this CPU has; `acts` was prepared with the prep all these kernels share;
-            // threads get disjoint unit ranges, so disjoint rows of each output.
-            unsafe { kernel(w, &acts, rows, out) };
+    let claims = Claims::new(total, n_threads);
+    let work = |_: usize| {
+        while let Some(mine) = claims.next() {
+            run_units(mine, ws, &selected, &units, &outs, &acts);
         }
     };
     if n_threads == 1 {
@@ -540,6 +524,58 @@ pub fn matmul_multi(
         pool.run(&work);
     }
     scratch.fast = fast;
+}
+
+/// Runs the row tiles `mine` of the matrices of a [`matmul_multi`] call (numbered
+/// one matrix after the other).
+fn run_units(
+    mine: Range<usize>,
+    ws: &[QMatrix],
+    selected: &[Option<(Prep, GemmFn, usize)>; MAX_MULTI],
+    units: &[usize; MAX_MULTI],
+    outs: &[Option<Out>; MAX_MULTI],
+    acts: &Acts<'_>,
+) {
+    let mut first_unit = 0;
+    for (i, w) in ws.iter().enumerate() {
+        let (_, kernel, row_tile) = selected[i].expect("selected for every matrix");
+        let here = first_unit..first_unit + units[i];
+        first_unit = here.end;
+        let (start, end) = (mine.start.max(here.start), mine.end.min(here.end));
+        if start >= end {
+            continue;
+        }
+        let rows = (start - here.start) * row_tile..((end - here.start) * row_tile).min(w.rows());
+        let out = outs[i].as_ref().expect("an output for every matrix");
+        // SAFETY: as in `matmul_with_isa`: the kernel was selected for `isa`, which
+        // this CPU has; `acts` was prepared with the prep all these kernels share;
+        // each range of units is claimed once, so threads write disjoint rows.
+        unsafe { kernel(w, acts, rows, out) };
+    }
+}
+
+/// Ranges of work units handed out from a shared counter, a few per thread: a
+/// thread that runs slower (a busy sibling, a core shared with another process)
+/// takes fewer, instead of keeping the others waiting at the end of the region.
+/// Each row's arithmetic is the same whoever computes it.
+struct Claims {
+    next: AtomicUsize,
+    total: usize,
+    grain: usize,
+}
+
+impl Claims {
+    /// Claims per thread, on average.
+    const PER_THREAD: usize = 4;
+
+    fn new(total: usize, n_threads: usize) -> Claims {
+        Claims { next: AtomicUsize::new(0), total, grain: (total / (n_threads * Self::PER_THREAD)).max(1) }
+    }
+
+    fn next(&self) -> Option<Range<usize>> {
+        let start = self.next.fetch_add(self.grain, Ordering::Relaxed);
+        (start < self.total).then(|| start..(start + self.grain).min(self.total))
+    }
 }
 
 /// The fast-order flags that apply to a call of `n_tokens` tokens.
