@@ -50,6 +50,28 @@ pub const DEFAULT_FUEL: u64 = 5_000_000;
 /// Default cap on the rendered prompt's size.
 pub const DEFAULT_MAX_OUTPUT: usize = 8 << 20;
 
+/// Gemma's turn format (`<start_of_turn>user … <end_of_turn>`, the assistant as `model`, a
+/// system message folded into the first user turn), for Gemma files that carry no template of
+/// their own, such as the base Gemma 3 270M.
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}\
+{%- if messages[0]['role'] == 'system' -%}\
+{%- set first = messages[0]['content'] + '\n\n' -%}{%- set turns = messages[1:] -%}\
+{%- else -%}{%- set first = '' -%}{%- set turns = messages -%}{%- endif -%}\
+{%- for message in turns -%}\
+{%- if message['role'] == 'assistant' -%}{%- set role = 'model' -%}{%- else -%}{%- set role = message['role'] -%}{%- endif -%}\
+{{ '<start_of_turn>' + role + '\n' }}{%- if loop.first -%}{{ first }}{%- endif -%}\
+{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}\
+{%- endfor -%}\
+{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}";
+
+/// The source of a built-in chat format by name (`gemma`), or `None`.
+pub fn builtin_template(name: &str) -> Option<&'static str> {
+    match name {
+        "gemma" => Some(GEMMA_TEMPLATE),
+        _ => None,
+    }
+}
+
 /// A compiled chat template with the special-token texts it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
