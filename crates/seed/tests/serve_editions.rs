@@ -73,9 +73,8 @@ async fn the_persona_leads_a_chat_without_a_system_message_and_defaults_fill_wha
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, key) = tenant_state(platform(""), dir.path());
     let user = Message::new("user", "Say hi.");
-    let ask = |model: &str| {
-        json!({"model": model, "ignore_eos": true, "messages": [{"role": "user", "content": "Say hi."}]})
-    };
+    let ask =
+        |model: &str| json!({"model": model, "ignore_eos": true, "messages": [{"role": "user", "content": "Say hi."}]});
 
     // cici: the persona goes first; greedy and 3 tokens come from the edition.
     let a = chat(&state, &key, ask("cici")).await;
@@ -88,16 +87,24 @@ async fn the_persona_leads_a_chat_without_a_system_message_and_defaults_fill_wha
     assert_eq!(a["choices"][0]["message"]["content"], b["choices"][0]["message"]["content"], "greedy by default");
 
     // plain: no persona, no defaults: the template's own default system prompt, if any.
-    let p = chat(&state, &key, json!({"model": "plain", "max_tokens": 1,
-        "messages": [{"role": "user", "content": "Say hi."}]}))
+    let p = chat(
+        &state,
+        &key,
+        json!({"model": "plain", "max_tokens": 1,
+        "messages": [{"role": "user", "content": "Say hi."}]}),
+    )
     .await
     .json();
     assert_eq!(p["usage"]["prompt_tokens"].as_u64(), Some(prompt_tokens(std::slice::from_ref(&user))), "{p}");
     assert_ne!(with_persona, prompt_tokens(std::slice::from_ref(&user)), "the persona changes the prompt");
 
     // The client's own system message replaces the persona; the client's max_tokens wins.
-    let own = chat(&state, &key, json!({"model": "cici", "max_tokens": 5, "ignore_eos": true, "messages": [
-        {"role": "system", "content": "Be terse."}, {"role": "user", "content": "Say hi."}]}))
+    let own = chat(
+        &state,
+        &key,
+        json!({"model": "cici", "max_tokens": 5, "ignore_eos": true, "messages": [
+        {"role": "system", "content": "Be terse."}, {"role": "user", "content": "Say hi."}]}),
+    )
     .await
     .json();
     let expected = prompt_tokens(&[Message::new("system", "Be terse."), user.clone()]);
@@ -105,8 +112,12 @@ async fn the_persona_leads_a_chat_without_a_system_message_and_defaults_fill_wha
     assert_eq!(own["usage"]["completion_tokens"].as_u64(), Some(5), "{own}");
 
     // A client's value out of range is still refused (defaults do not mask validation).
-    let r = chat(&state, &key, json!({"model": "cici", "temperature": 3,
-        "messages": [{"role": "user", "content": "x"}]}))
+    let r = chat(
+        &state,
+        &key,
+        json!({"model": "cici", "temperature": 3,
+        "messages": [{"role": "user", "content": "x"}]}),
+    )
     .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 }

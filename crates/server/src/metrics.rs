@@ -128,12 +128,22 @@ pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: 
         ("seed_requests_waiting", "gauge", "Requests waiting to be admitted.", |s| EngineStats::get(&s.waiting)),
         ("seed_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", |s| EngineStats::get(&s.kv_blocks_used)),
         ("seed_kv_blocks_total", "gauge", "KV cache blocks in the pool.", |s| EngineStats::get(&s.kv_blocks_total)),
-        ("seed_prefix_cache_queries_total", "counter", "Prompt blocks looked up in the prefix cache.", |s| EngineStats::get(&s.prefix_queried)),
-        ("seed_prefix_cache_hits_total", "counter", "Prompt blocks found in the prefix cache.", |s| EngineStats::get(&s.prefix_hits)),
-        ("seed_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", |s| EngineStats::get(&s.prompt_tokens)),
+        ("seed_prefix_cache_queries_total", "counter", "Prompt blocks looked up in the prefix cache.", |s| {
+            EngineStats::get(&s.prefix_queried)
+        }),
+        ("seed_prefix_cache_hits_total", "counter", "Prompt blocks found in the prefix cache.", |s| {
+            EngineStats::get(&s.prefix_hits)
+        }),
+        ("seed_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", |s| {
+            EngineStats::get(&s.prompt_tokens)
+        }),
         ("seed_generation_tokens_total", "counter", "Generated tokens.", |s| EngineStats::get(&s.generation_tokens)),
-        ("seed_preemptions_total", "counter", "Sequences preempted for lack of KV blocks.", |s| EngineStats::get(&s.preemptions)),
-        ("seed_engine_steps_total", "counter", "Engine steps (batched forward passes).", |s| EngineStats::get(&s.steps)),
+        ("seed_preemptions_total", "counter", "Sequences preempted for lack of KV blocks.", |s| {
+            EngineStats::get(&s.preemptions)
+        }),
+        ("seed_engine_steps_total", "counter", "Engine steps (batched forward passes).", |s| {
+            EngineStats::get(&s.steps)
+        }),
     ];
     for (name, kind, help, read) in gauges {
         header(o, name, kind, help);

@@ -86,7 +86,10 @@ impl Backends {
 
     /// The index of the model that `name` (an id or an alias) reaches.
     pub fn find(&self, name: &str) -> Option<usize> {
-        self.slots.iter().position(|s| s.id == name).or_else(|| self.slots.iter().position(|s| s.names.iter().any(|n| n == name)))
+        self.slots
+            .iter()
+            .position(|s| s.id == name)
+            .or_else(|| self.slots.iter().position(|s| s.names.iter().any(|n| n == name)))
     }
 
     /// Number of served models.

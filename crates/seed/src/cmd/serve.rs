@@ -131,7 +131,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let first = models.first().context("no model to serve")?;
     let mut cfg = ServerConfig::new(first.id.clone());
     cfg.aliases = first.aliases.clone();
-    cfg.extra_models = models[1..].iter().map(|m| ServedModel { id: m.id.clone(), aliases: m.aliases.clone() }).collect();
+    cfg.extra_models =
+        models[1..].iter().map(|m| ServedModel { id: m.id.clone(), aliases: m.aliases.clone() }).collect();
     cfg.api_key = args.api_key.clone();
     cfg.stores = super::usage::open_stores(platform.as_ref(), args.data_dir.as_deref(), args.store_max_pages)?;
     if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {

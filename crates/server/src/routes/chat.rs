@@ -32,18 +32,14 @@ pub async fn handler(
 async fn run(
     state: &AppState,
     caller: Option<&crate::extract::Caller>,
-    body: serde_json::Value,
+    mut body: serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let mut body = body;
-    let name = validate::requested_model(&body)?.to_string();
-    state.config().check_edition(caller, &name)?;
-    let backend = state.backend_for(&name)?;
-    let edition = state.config().edition(&name);
-    if let Some(e) = edition {
-        edition::apply_sampling(&mut body, &e.sampling);
-    }
-    let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
+    let routed = super::route(state, &mut body)?;
+    let ctx = Context { n_vocab: routed.n_vocab, limits: &state.config().limits };
     let req = validate::chat::parse(&body, ctx)?;
+    state.config().check_edition(caller, &req.model)?;
+    let backend = routed.backend?;
+    let edition = state.config().edition(&req.model);
     let conversation = match body.get("conversation") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(id)) => Some(id.clone()),
@@ -84,9 +80,11 @@ async fn run(
     let model = Arc::clone(&backend.model);
     let ids = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
         let compiled = match &own_template {
-            Some(source) => Some(model.compile_template(source).map_err(|e| {
-                ApiError::Internal(format!("the edition's chat_template does not compile: {e}"))
-            })?),
+            Some(source) => Some(
+                model
+                    .compile_template(source)
+                    .map_err(|e| ApiError::Internal(format!("the edition's chat_template does not compile: {e}")))?,
+            ),
             None => None,
         };
         let template = compiled
@@ -104,8 +102,7 @@ async fn run(
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
     let ticket = generate::admit(state, caller, std::slice::from_ref(&prompt), params.n)?;
     let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket)?;
-    let mut guard =
-        MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
+    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
     let head = Head {
         id: response_id("chatcmpl-"),
         created: unix_now(),

@@ -29,18 +29,14 @@ pub async fn handler(
 async fn run(
     state: &AppState,
     caller: Option<&crate::extract::Caller>,
-    body: serde_json::Value,
+    mut body: serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let mut body = body;
-    let name = validate::requested_model(&body)?.to_string();
-    state.config().check_edition(caller, &name)?;
-    let backend = state.backend_for(&name)?;
     // An edition's sampling defaults apply here too; its persona is for chats only.
-    if let Some(e) = state.config().edition(&name) {
-        crate::edition::apply_sampling(&mut body, &e.sampling);
-    }
-    let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
+    let routed = super::route(state, &mut body)?;
+    let ctx = Context { n_vocab: routed.n_vocab, limits: &state.config().limits };
     let req = validate::completion::parse(&body, ctx)?;
+    state.config().check_edition(caller, &req.model)?;
+    let backend = routed.backend?;
     let model = Arc::clone(&backend.model);
     let prompts = req.prompts;
     let ids = tokio::task::spawn_blocking(move || -> Vec<Vec<u32>> {
@@ -64,8 +60,7 @@ async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let ticket = generate::admit(state, caller, &planned, params.n)?;
     let sub = generate::submit(state, backend, planned, &params, "prompt", ticket)?;
-    let mut guard =
-        MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
+    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
     let head = Head {
         id: response_id("cmpl-"),
         created: unix_now(),
