@@ -97,6 +97,9 @@ impl Labelled {
     }
 }
 
+/// An engine series: name, Prometheus type, help, and how to read it from the stats.
+type Family = (&'static str, &'static str, &'static str, fn(&EngineStats) -> u64);
+
 /// Renders everything: `engines` are the loaded models' (id, stats), none while loading.
 pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: bool, labelled: &Labelled) -> String {
     let mut out = String::with_capacity(4096);
@@ -123,7 +126,7 @@ pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: 
         engines.iter().map(|(id, s)| (format!("model=\"{}\"", escape(id)), *s)).collect()
     };
     let g = EngineStats::get;
-    let gauges: [(&str, &str, &str, fn(&EngineStats) -> u64); 10] = [
+    let gauges: [Family; 10] = [
         ("seed_requests_running", "gauge", "Sequences in the running batch.", |s| EngineStats::get(&s.running)),
         ("seed_requests_waiting", "gauge", "Requests waiting to be admitted.", |s| EngineStats::get(&s.waiting)),
         ("seed_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", |s| EngineStats::get(&s.kv_blocks_used)),
