@@ -283,4 +283,23 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert!(strftime_now("%d %b %Y".into()).len() == 11);
     }
+
+    #[test]
+    fn the_builtin_gemma_format_folds_the_system_turn_into_the_first_user_turn() {
+        let t = ChatTemplate::new(builtin_template("gemma").expect("gemma"), "<bos>", "<eos>").expect("compiles");
+        let messages = [
+            Message::new("system", "Be brief."),
+            Message::new("user", " Hi "),
+            Message::new("assistant", "Hello."),
+            Message::new("user", "Bye"),
+        ];
+        assert_eq!(
+            t.render(&messages, true).expect("render"),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let plain = t.render(&[Message::new("user", "Hi")], false).expect("render");
+        assert_eq!(plain, "<bos><start_of_turn>user\nHi<end_of_turn>\n");
+        assert!(builtin_template("nope").is_none());
+    }
 }

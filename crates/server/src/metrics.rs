@@ -270,4 +270,56 @@ mod tests {
         assert_eq!(sample(&page, "seed_ready"), Some(0.0));
         assert!(sample(&page, "seed_kv_blocks_total").is_none());
     }
+
+    #[test]
+    fn several_engines_label_every_series_with_their_model() {
+        let (a, b) = (EngineStats::default(), EngineStats::default());
+        a.kv_blocks_total.store(10, Ordering::Relaxed);
+        b.kv_blocks_total.store(20, Ordering::Relaxed);
+        b.ttft.observe(0.02);
+        let page = render(&[("gemma", &a), ("smol", &b)], &ServerCounters::default(), true, &Labelled::default());
+        assert!(page.contains("seed_kv_blocks_total{model=\"gemma\"} 10\n"), "{page}");
+        assert!(page.contains("seed_kv_blocks_total{model=\"smol\"} 20\n"), "{page}");
+        assert!(page.contains("seed_time_to_first_token_seconds_count{model=\"smol\"} 1\n"), "{page}");
+        assert!(page.contains("seed_time_to_first_token_seconds_bucket{model=\"smol\",le=\"0.025\"} 1\n"));
+        assert!(page.contains("seed_requests_finished_total{model=\"gemma\",finish_reason=\"stop\"} 0\n"));
+        // One HELP/TYPE per family, not per engine.
+        assert_eq!(page.matches("# TYPE seed_kv_blocks_total gauge").count(), 1);
+        assert!(sample(&page, "seed_kv_blocks_total").is_none(), "no unlabelled series beside labelled ones");
+    }
+
+    #[test]
+    fn tenant_and_edition_labels_are_bounded_by_the_config() {
+        let config = platform::Config::parse(
+            r#"
+            [[region]]
+            name = "r"
+            [[edition]]
+            name = "cici"
+            model = "m"
+            regions = ["r"]
+            [[tenant]]
+            id = "acme"
+            region = "r"
+            editions = ["cici"]
+            "#,
+        )
+        .expect("config");
+        let l = Labelled::new(Some(&config));
+        l.record("acme", "cici", 10, 2, 5);
+        l.record("acme", "cici", 1, 0, 1);
+        for i in 0..100 {
+            l.record(&format!("intruder-{i}"), &format!("gpt-{i}"), 1, 0, 1);
+        }
+        let page = render(&[], &ServerCounters::default(), false, &l);
+        assert!(page.contains("seed_tenant_requests_total{tenant=\"acme\",edition=\"cici\"} 2\n"), "{page}");
+        assert!(page.contains("seed_tenant_prompt_tokens_total{tenant=\"acme\",edition=\"cici\"} 11\n"));
+        assert!(page.contains("seed_tenant_cached_tokens_total{tenant=\"acme\",edition=\"cici\"} 2\n"));
+        assert!(page.contains("seed_tenant_requests_total{tenant=\"other\",edition=\"other\"} 100\n"), "{page}");
+        assert_eq!(page.lines().filter(|l| l.starts_with("seed_tenant_requests_total")).count(), 2);
+        // Without a config nothing is kept.
+        let none = Labelled::new(None);
+        none.record("acme", "cici", 1, 0, 1);
+        assert!(!render(&[], &ServerCounters::default(), false, &none).contains("seed_tenant_"));
+    }
 }
