@@ -9,7 +9,6 @@
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use engine::Engine;
@@ -124,7 +123,6 @@ impl Slot {
             Some(b) => Ok(b),
             None => Err(ApiError::Unavailable(match self.load_error.get() {
                 Some(e) => format!("the model `{}` failed to load: {e}", self.id),
-                None if self.id.is_empty() => "the model is still loading".into(),
                 None => format!("the model `{}` is still loading", self.id),
             })),
         }
