@@ -1,7 +1,8 @@
 //! Editions through the real router on the default model (in process, no socket): an edition's
 //! persona leads a chat that has no system message (and only then), its sampling defaults fill
 //! what the client left out, `/metrics` counts requests and tokens by tenant and edition with
-//! bounded labels, and a tenant over its quota gets 429 with `Retry-After` naming the limit.
+//! bounded labels, a tenant over its quota gets 429 with `Retry-After` naming the limit, and with
+//! several models each name reaches its own engine while `/health` waits for all of them.
 
 mod serving;
 
@@ -191,4 +192,46 @@ async fn a_burst_over_the_http_routes_admits_no_more_than_the_limit() {
     let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
     let limited = replies.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).count();
     assert_eq!((ok, limited), (5, 15), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn each_model_name_reaches_its_own_engine_and_health_waits_for_every_one() {
+    // Two served models (both the default model's weights, each with its own engine), as
+    // `seed serve --config` makes for editions naming two models.
+    let mut cfg = config();
+    cfg.model_id = "first".into();
+    cfg.aliases = vec!["ed-a".into()];
+    cfg.extra_models = vec![server::ServedModel { id: "second".into(), aliases: vec!["ed-b".into()] }];
+    let state = AppState::new(cfg);
+    state.set_ready(model(), engine(16, 8));
+    // Only the first is loaded: /health waits, the second's requests are 503, the first's run.
+    assert_eq!(call(&state, "GET", "/health", "", &[]).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    let ask = |m: &str| {
+        json!({"model": m, "max_tokens": 2, "ignore_eos": true,
+        "messages": [{"role": "user", "content": "Hi"}]})
+    };
+    let r = serving::post(&state, CHAT, &ask("ed-b")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(r.text.contains("`second` is still loading"), "{}", r.text);
+    assert_eq!(serving::post(&state, CHAT, &ask("ed-a")).await.status, StatusCode::OK);
+    state.set_ready_at(1, model(), engine(24, 8));
+    assert_eq!(call(&state, "GET", "/health", "", &[]).await.status, StatusCode::OK);
+
+    // Each name reaches its own engine: the generated tokens land on that engine's series.
+    for (name, n) in [("ed-b", 1), ("second", 1), ("ed-a", 1)] {
+        for _ in 0..n {
+            let r = serving::post(&state, CHAT, &ask(name)).await;
+            assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text);
+            assert_eq!(r.json()["model"], name);
+        }
+    }
+    let page = call(&state, "GET", "/metrics", "", &[]).await.text;
+    assert!(page.contains("seed_generation_tokens_total{model=\"first\"} 4\n"), "{page}");
+    assert!(page.contains("seed_generation_tokens_total{model=\"second\"} 4\n"), "{page}");
+    assert!(page.contains("seed_kv_blocks_total{model=\"first\"} 16\n"), "{page}");
+    assert!(page.contains("seed_kv_blocks_total{model=\"second\"} 24\n"), "{page}");
+    let models = call(&state, "GET", "/v1/models", "", &[]).await.json();
+    let ids: Vec<&str> = models["data"].as_array().expect("data").iter().filter_map(|m| m["id"].as_str()).collect();
+    assert_eq!(ids, ["first", "ed-a", "second", "ed-b"]);
+    assert_eq!(serving::post(&state, CHAT, &ask("third")).await.status, StatusCode::NOT_FOUND);
 }
