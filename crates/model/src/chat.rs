@@ -50,6 +50,28 @@ pub const DEFAULT_FUEL: u64 = 5_000_000;
 /// Default cap on the rendered prompt's size.
 pub const DEFAULT_MAX_OUTPUT: usize = 8 << 20;
 
+/// Gemma's turn format (`<start_of_turn>user … <end_of_turn>`, the assistant as `model`, a
+/// system message folded into the first user turn), for Gemma files that carry no template of
+/// their own, such as the base Gemma 3 270M.
+pub const GEMMA_TEMPLATE: &str = "{{ bos_token }}\
+{%- if messages[0]['role'] == 'system' -%}\
+{%- set first = messages[0]['content'] + '\n\n' -%}{%- set turns = messages[1:] -%}\
+{%- else -%}{%- set first = '' -%}{%- set turns = messages -%}{%- endif -%}\
+{%- for message in turns -%}\
+{%- if message['role'] == 'assistant' -%}{%- set role = 'model' -%}{%- else -%}{%- set role = message['role'] -%}{%- endif -%}\
+{{ '<start_of_turn>' + role + '\n' }}{%- if loop.first -%}{{ first }}{%- endif -%}\
+{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}\
+{%- endfor -%}\
+{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}";
+
+/// The source of a built-in chat format by name (`gemma`), or `None`.
+pub fn builtin_template(name: &str) -> Option<&'static str> {
+    match name {
+        "gemma" => Some(GEMMA_TEMPLATE),
+        _ => None,
+    }
+}
+
 /// A compiled chat template with the special-token texts it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -260,5 +282,24 @@ mod tests {
         assert_eq!(civil_from_days(20_420), (2025, 11, 28));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert!(strftime_now("%d %b %Y".into()).len() == 11);
+    }
+
+    #[test]
+    fn the_builtin_gemma_format_folds_the_system_turn_into_the_first_user_turn() {
+        let t = ChatTemplate::new(builtin_template("gemma").expect("gemma"), "<bos>", "<eos>").expect("compiles");
+        let messages = [
+            Message::new("system", "Be brief."),
+            Message::new("user", " Hi "),
+            Message::new("assistant", "Hello."),
+            Message::new("user", "Bye"),
+        ];
+        assert_eq!(
+            t.render(&messages, true).expect("render"),
+            "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let plain = t.render(&[Message::new("user", "Hi")], false).expect("render");
+        assert_eq!(plain, "<bos><start_of_turn>user\nHi<end_of_turn>\n");
+        assert!(builtin_template("nope").is_none());
     }
 }

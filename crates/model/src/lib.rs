@@ -146,11 +146,17 @@ impl LoadedModel {
             None => None,
             Some(_) => {
                 let source = file.get_str("tokenizer.chat_template")?;
-                let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or("").to_string();
-                Some(ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))?)
+                Some(template_for(&tokenizer, source)?)
             }
         };
         Ok(LoadedModel { file, model, tokenizer, chat_template })
+    }
+
+    /// Compiles another chat template for this model (`source`: the name of a built-in format,
+    /// see [`chat::builtin_template`], or a Jinja template's source), with this model's BOS
+    /// and EOS texts.
+    pub fn compile_template(&self, source: &str) -> Result<ChatTemplate, chat::ChatTemplateError> {
+        template_for(&self.tokenizer, chat::builtin_template(source).unwrap_or(source))
     }
 
     /// Tokenizes a rendered chat prompt: special tokens parsed, and BOS added only
@@ -163,4 +169,10 @@ impl LoadedModel {
             .is_some_and(|b| !b.is_empty() && text.starts_with(b));
         self.tokenizer.encode(text, !starts_with_bos, true)
     }
+}
+
+/// `source` compiled with `tokenizer`'s BOS and EOS texts.
+fn template_for(tokenizer: &Tokenizer, source: &str) -> Result<ChatTemplate, chat::ChatTemplateError> {
+    let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or("").to_string();
+    ChatTemplate::new(source, &text(tokenizer.bos()), &text(tokenizer.eos()))
 }

@@ -93,8 +93,11 @@ pub struct Edition {
     pub name: String,
     /// Catalogue name or GGUF path.
     pub model: String,
-    /// System persona prepended to every conversation.
+    /// System persona put first in a conversation that has no system message of its own.
     pub system: Option<String>,
+    /// The chat format, for a model whose file has none (a base model) or to replace its own:
+    /// the name of a built-in format (`gemma`) or a Jinja template's source.
+    pub chat_template: Option<String>,
     /// Language tag, e.g. `zh` or `en`.
     pub language: Option<String>,
     /// Default sampling.
@@ -172,6 +175,7 @@ struct RawEdition {
     name: Spanned<String>,
     model: Spanned<String>,
     system: Option<String>,
+    chat_template: Option<Spanned<String>>,
     language: Option<String>,
     sampling: Option<Spanned<Sampling>>,
     regions: Spanned<Vec<Spanned<String>>>,
@@ -274,6 +278,11 @@ impl Config {
                     ),
                 ));
             }
+            if let Some(t) = &e.chat_template {
+                if t.get_ref().trim().is_empty() {
+                    return Err(invalid(t.span().start, format!("edition `{name}`: empty chat_template")));
+                }
+            }
             let (p, prices_at) = spanned_or(&e.prices, e.name.span().start);
             if [p.input, p.cached, p.output].iter().any(|v| !v.is_finite() || *v < 0.0) {
                 return Err(invalid(prices_at, format!("edition `{name}`: prices must be finite and non-negative")));
@@ -282,6 +291,7 @@ impl Config {
                 name: name.clone(),
                 model: e.model.get_ref().clone(),
                 system: e.system.clone(),
+                chat_template: e.chat_template.as_ref().map(|t| t.get_ref().clone()),
                 language: e.language.clone(),
                 sampling: s,
                 regions: e.regions.get_ref().iter().map(|r| r.get_ref().clone()).collect(),

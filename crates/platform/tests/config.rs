@@ -44,6 +44,7 @@ fn shipped_example_loads() {
     assert_eq!(doubao.model, "gemma3-270m");
     assert_eq!(doubao.regions, ["cn"]);
     assert!(doubao.system.as_deref().is_some_and(|s| s.contains("豆包")));
+    assert_eq!(doubao.chat_template.as_deref(), Some("gemma"), "Gemma 3 270M's file has no chat template");
     let cici = config.edition("cici").expect("cici");
     assert_eq!(cici.model, "smollm2-135m-instruct");
     assert_eq!(cici.regions, ["global"]);
@@ -139,6 +140,10 @@ fn bad_prices_sampling_and_names() {
     assert!(e.to_string().contains("sampling out of range"), "{e}");
     let e = err("\n[[edition]]\nname = \"a b\"\nmodel = \"m\"\nregions = [\"cn\"]\n");
     assert!(e.to_string().contains("must be 1-64"), "{e}");
+    let extra = "\n[[edition]]\nname = \"x\"\nmodel = \"m\"\nregions = [\"cn\"]\nchat_template = \" \"\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("empty chat_template"), "{e}");
+    assert_eq!(e.line(), line_of(extra, "chat_template"));
 }
 
 #[test]

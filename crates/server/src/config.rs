@@ -81,13 +81,25 @@ impl Default for ConnLimits {
     }
 }
 
+/// One more model a server runs beside its first, and the names requests reach it by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedModel {
+    /// Its id in `/v1/models` (a catalogue name or a file stem).
+    pub id: String,
+    /// Further names a request's `model` may use for it (its editions).
+    pub aliases: Vec<String>,
+}
+
 /// The server's settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The model's id in `/v1/models` and responses.
+    /// The first (with flags alone, the only) model's id in `/v1/models` and responses.
     pub model_id: String,
-    /// Further names a request's `model` may use for the same model.
+    /// Further names a request's `model` may use for the first model.
     pub aliases: Vec<String>,
+    /// The models after the first, each with its own engine (a config whose editions name
+    /// several models); empty with flags alone.
+    pub extra_models: Vec<ServedModel>,
     /// When set, every route but `/health` needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     /// When set (a platform config with tenants), every route but `/health` needs a tenant's key
@@ -115,6 +127,7 @@ impl ServerConfig {
         ServerConfig {
             model_id: model_id.into(),
             aliases: Vec::new(),
+            extra_models: Vec::new(),
             api_key: None,
             keys: None,
             platform: None,
@@ -165,8 +178,19 @@ impl ServerConfig {
         self.platform.as_ref().and_then(|p| p.edition(edition)).map(|e| e.prices).unwrap_or_default()
     }
 
-    /// Whether a request's `model` names the served model.
+    /// Every model served, the first first, each with the names it answers to.
+    pub fn served_models(&self) -> Vec<ServedModel> {
+        let first = ServedModel { id: self.model_id.clone(), aliases: self.aliases.clone() };
+        std::iter::once(first).chain(self.extra_models.iter().cloned()).collect()
+    }
+
+    /// Whether a request's `model` names a served model (by id or alias).
     pub fn serves(&self, name: &str) -> bool {
-        name == self.model_id || self.aliases.iter().any(|a| a == name)
+        self.served_models().iter().any(|m| m.id == name || m.aliases.iter().any(|a| a == name))
+    }
+
+    /// The edition a request's `model` names, if the platform config defines one by that name.
+    pub fn edition(&self, name: &str) -> Option<&platform::config::Edition> {
+        self.platform.as_ref().and_then(|p| p.edition(name))
     }
 }

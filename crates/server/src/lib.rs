@@ -10,6 +10,7 @@
 //! Async lives only here; the engine is a plain thread behind a channel.
 
 pub mod config;
+pub mod edition;
 pub mod error;
 pub mod extract;
 pub mod generate;
@@ -23,7 +24,7 @@ pub mod sse;
 pub mod state;
 pub mod validate;
 
-pub use config::{ConnLimits, Limits, ServerConfig};
+pub use config::{ConnLimits, Limits, ServedModel, ServerConfig};
 pub use error::ApiError;
 pub use routes::router;
 pub use serve::{run, serve};

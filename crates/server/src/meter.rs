@@ -74,10 +74,42 @@ impl Meter {
     }
 }
 
+/// Where a request's finish is counted on `/metrics` by tenant and edition (a server with a
+/// platform config; see [`crate::metrics::Labelled`]).
+pub struct Tally {
+    state: crate::state::AppState,
+    tenant: String,
+    edition: String,
+}
+
+impl Tally {
+    /// The tally of `caller`'s request on `edition` (the tenant `local` without a caller), or
+    /// none when the server counts no labels (no platform config).
+    pub fn new(state: &crate::state::AppState, caller: Option<&crate::extract::Caller>, edition: &str) -> Option<Self> {
+        state.labelled().enabled().then(|| Tally {
+            state: state.clone(),
+            tenant: caller.map_or_else(|| crate::config::LOCAL_TENANT.to_string(), |c| c.tenant.clone()),
+            edition: edition.to_string(),
+        })
+    }
+
+    fn add(&self, o: &Outcome) {
+        let u = &o.usage;
+        self.state.labelled().record(
+            &self.tenant,
+            &self.edition,
+            u.prompt_tokens as u64,
+            u.prompt_tokens_details.cached_tokens as u64,
+            u.completion_tokens as u64,
+        );
+    }
+}
+
 /// A meter that records the request as `cancelled` if it is dropped unfinished (the client
-/// went away during a non-streaming generation).
+/// went away during a non-streaming generation); the same for its [`Tally`].
 pub struct MeterGuard {
     meter: Option<Meter>,
+    tally: Option<Tally>,
     /// Prompt tokens submitted (counted when nothing finished).
     pub prompt_tokens: usize,
     /// Progress so far, per choice: text and tokens generated.
@@ -87,11 +119,20 @@ pub struct MeterGuard {
 impl MeterGuard {
     /// Guards `meter` (none: nothing to record).
     pub fn new(meter: Option<Meter>, prompt_tokens: usize, n_choices: usize) -> Self {
-        MeterGuard { meter, prompt_tokens, progress: vec![(String::new(), 0); n_choices] }
+        MeterGuard { meter, tally: None, prompt_tokens, progress: vec![(String::new(), 0); n_choices] }
+    }
+
+    /// Also counts the request's finish on `/metrics` by tenant and edition.
+    pub fn counted(mut self, tally: Option<Tally>) -> Self {
+        self.tally = tally;
+        self
     }
 
     /// Finishes the meter with the generation's outcome.
     pub fn finish(&mut self, o: &Outcome) -> Result<(), ApiError> {
+        if let Some(t) = self.tally.take() {
+            t.add(o);
+        }
         match self.meter.take() {
             Some(m) => m.finish(o),
             None => Ok(()),
@@ -101,17 +142,18 @@ impl MeterGuard {
 
 impl Drop for MeterGuard {
     fn drop(&mut self) {
-        if let Some(m) = self.meter.take() {
-            let usage = UsageBody {
-                prompt_tokens: self.prompt_tokens,
-                completion_tokens: self.progress.iter().map(|p| p.1).sum(),
-                total_tokens: self.prompt_tokens + self.progress.iter().map(|p| p.1).sum::<usize>(),
-                ..UsageBody::default()
-            };
-            let text = self.progress.first().map(|p| p.0.clone()).unwrap_or_default();
-            if let Err(e) = m.finish(&Outcome { usage, finish_reason: "cancelled", text }) {
-                eprintln!("warning: recording a cancelled request failed: {e}");
-            }
+        if self.meter.is_none() && self.tally.is_none() {
+            return;
+        }
+        let usage = UsageBody {
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.progress.iter().map(|p| p.1).sum(),
+            total_tokens: self.prompt_tokens + self.progress.iter().map(|p| p.1).sum::<usize>(),
+            ..UsageBody::default()
+        };
+        let text = self.progress.first().map(|p| p.0.clone()).unwrap_or_default();
+        if let Err(e) = self.finish(&Outcome { usage, finish_reason: "cancelled", text }) {
+            eprintln!("warning: recording a cancelled request failed: {e}");
         }
     }
 }

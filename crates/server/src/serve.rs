@@ -46,11 +46,14 @@ pub async fn serve(
         drainer.begin_shutdown();
         let drain = drainer.config().drain_timeout;
         let s = drainer.clone();
-        // Joins the engine thread: blocking.
+        // Joins the engine threads: blocking. The engines drain side by side, so the
+        // drain timeout bounds the whole shutdown, not each engine's.
         let _ = tokio::task::spawn_blocking(move || {
-            if let Some(b) = s.backend_any() {
-                b.engine.shutdown(drain);
-            }
+            std::thread::scope(|scope| {
+                for (_, b) in s.backends().loaded() {
+                    scope.spawn(move || b.engine.shutdown(drain));
+                }
+            });
         })
         .await;
         let _ = closed_tx.send(true);

@@ -1,8 +1,10 @@
-//! The state every handler shares: the configuration, the model and engine
-//! once they are loaded, and the shutdown flag.
+//! The state every handler shares: the configuration, the models and their
+//! engines once they are loaded ([`Backends`]), and the shutdown flag.
 //!
-//! The server listens before the model is loaded: until [`AppState::set_ready`]
-//! is called, `/health` answers 503 and generation routes answer 503 "loading".
+//! The server listens before the models are loaded: until every one of them is
+//! marked ready ([`AppState::set_ready`], [`AppState::set_ready_at`]), `/health`
+//! answers 503, and a generation route answers 503 "loading" for a model that
+//! is not loaded yet.
 
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,14 +58,85 @@ pub struct ServerCounters {
     pub rejected_invalid: AtomicU64,
 }
 
-struct Inner {
-    cfg: ServerConfig,
+/// One served model: its id, the names requests reach it by, and its backend once loaded.
+struct Slot {
+    id: String,
+    names: Vec<String>,
     backend: OnceLock<Backend>,
     load_error: OnceLock<String>,
+}
+
+/// The router from a request's `model` to the backend that runs it: one slot per served
+/// model (with flags alone, one), each answering to its id and its aliases (its editions).
+pub struct Backends {
+    slots: Vec<Slot>,
+}
+
+impl Backends {
+    /// One empty slot per model of `cfg` ([`ServerConfig::served_models`]).
+    pub fn new(cfg: &ServerConfig) -> Self {
+        let slots = cfg
+            .served_models()
+            .into_iter()
+            .map(|m| Slot { id: m.id, names: m.aliases, backend: OnceLock::new(), load_error: OnceLock::new() })
+            .collect();
+        Backends { slots }
+    }
+
+    /// The index of the model that `name` (an id or an alias) reaches.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.id == name)
+            .or_else(|| self.slots.iter().position(|s| s.names.iter().any(|n| n == name)))
+    }
+
+    /// Number of served models.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no model is served (never, for a server built from a [`ServerConfig`]).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Each model's id and the names it answers to, in order.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.slots.iter().map(|s| (s.id.as_str(), s.names.as_slice()))
+    }
+
+    /// The loaded backends with their model ids.
+    pub fn loaded(&self) -> impl Iterator<Item = (&str, &Backend)> {
+        self.slots.iter().filter_map(|s| s.backend.get().map(|b| (s.id.as_str(), b)))
+    }
+
+    /// Ok when every model is loaded; else the first missing one's 503.
+    fn all_loaded(&self) -> Result<(), ApiError> {
+        self.slots.iter().try_for_each(|s| s.get().map(|_| ()))
+    }
+}
+
+impl Slot {
+    fn get(&self) -> Result<&Backend, ApiError> {
+        match self.backend.get() {
+            Some(b) => Ok(b),
+            None => Err(ApiError::Unavailable(match self.load_error.get() {
+                Some(e) => format!("the model `{}` failed to load: {e}", self.id),
+                None => format!("the model `{}` is still loading", self.id),
+            })),
+        }
+    }
+}
+
+struct Inner {
+    cfg: ServerConfig,
+    backends: Backends,
     closing: AtomicBool,
     next_id: AtomicU64,
     started: u64,
     counters: ServerCounters,
+    labelled: crate::metrics::Labelled,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -74,13 +147,13 @@ impl AppState {
     /// A server that is not ready yet.
     pub fn new(cfg: ServerConfig) -> Self {
         AppState(Arc::new(Inner {
-            cfg,
-            backend: OnceLock::new(),
-            load_error: OnceLock::new(),
+            backends: Backends::new(&cfg),
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             started: unix_now(),
             counters: ServerCounters::default(),
+            labelled: crate::metrics::Labelled::new(cfg.platform.as_deref()),
+            cfg,
         }))
     }
 
@@ -91,14 +164,25 @@ impl AppState {
         state
     }
 
-    /// Marks the model loaded; the first call wins.
+    /// Marks the first (with flags alone, the only) model loaded; the first call wins.
     pub fn set_ready(&self, model: Arc<LoadedModel>, engine: Engine) {
-        let _ = self.0.backend.set(Backend::new(model, engine, &self.0.cfg.model_id));
+        self.set_ready_at(0, model, engine);
     }
 
-    /// Marks loading as failed: generation routes answer 503 with `message`.
+    /// Marks model `index` (in [`ServerConfig::served_models`] order) loaded; the first call
+    /// wins, an index past the models is ignored.
+    pub fn set_ready_at(&self, index: usize, model: Arc<LoadedModel>, engine: Engine) {
+        if let Some(slot) = self.0.backends.slots.get(index) {
+            let _ = slot.backend.set(Backend::new(model, engine, &slot.id));
+        }
+    }
+
+    /// Marks loading as failed for every model not loaded yet: requests for them answer 503
+    /// with `message`.
     pub fn set_failed(&self, message: String) {
-        let _ = self.0.load_error.set(message);
+        for slot in &self.0.backends.slots {
+            let _ = slot.load_error.set(message.clone());
+        }
     }
 
     /// The configuration.
@@ -106,29 +190,37 @@ impl AppState {
         &self.0.cfg
     }
 
+    /// The served models and their backends.
+    pub fn backends(&self) -> &Backends {
+        &self.0.backends
+    }
+
     /// Refusal counters.
     pub fn counters(&self) -> &ServerCounters {
         &self.0.counters
     }
 
-    /// The backend, or 503 while loading, after a failed load, or once
-    /// shutdown has begun.
-    pub fn backend(&self) -> Result<&Backend, ApiError> {
+    /// Requests and tokens by tenant and edition (with a platform config).
+    pub fn labelled(&self) -> &crate::metrics::Labelled {
+        &self.0.labelled
+    }
+
+    /// The backend that runs `name` (a model id or alias, an edition): 404 for a name no model
+    /// answers to; 503 while it loads, after a failed load, or once shutdown has begun.
+    pub fn backend_for(&self, name: &str) -> Result<&Backend, ApiError> {
         if self.is_closing() {
             return Err(ApiError::Unavailable("the server is shutting down".into()));
         }
-        match self.0.backend.get() {
-            Some(b) => Ok(b),
-            None => Err(ApiError::Unavailable(match self.0.load_error.get() {
-                Some(e) => format!("the model failed to load: {e}"),
-                None => "the model is still loading".into(),
-            })),
-        }
+        let index = self.0.backends.find(name).ok_or_else(|| ApiError::ModelNotFound(name.to_string()))?;
+        self.0.backends.slots[index].get()
     }
 
-    /// The backend, whatever the shutdown state (for metrics and draining).
-    pub fn backend_any(&self) -> Option<&Backend> {
-        self.0.backend.get()
+    /// Ok when every model is loaded and shutdown has not begun (`/health`); else the 503.
+    pub fn ready_all(&self) -> Result<(), ApiError> {
+        if self.is_closing() {
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
+        }
+        self.0.backends.all_loaded()
     }
 
     /// Stops admitting requests: from now on they get 503, `/health` too.

@@ -1,11 +1,19 @@
 //! `seed serve`: the OpenAI-compatible HTTP server.
 //!
-//! Flags become a [`server::ServerConfig`] and an [`engine::EngineConfig`]; the
-//! server listens at once (`/health` answers 503) while the weights load on
-//! their own thread, then admits requests. SIGINT/SIGTERM drain it and it exits 0.
+//! Flags (and a platform config's editions) become a [`server::ServerConfig`] and one
+//! [`engine::EngineConfig`] per model; the server listens at once (`/health` answers 503)
+//! while the weights load on their own thread, then admits requests. SIGINT/SIGTERM drain
+//! it and it exits 0.
+//!
+//! With `--config`, every distinct model its editions name is loaded, each with its own engine
+//! (its own thread, KV pool and scheduler), and a request goes to the engine of the edition it
+//! names. The cores are split between the engines (`--threads` in all, not each), so one
+//! edition's traffic cannot slow another's kernels down by oversubscribing the cores; each
+//! engine gets a KV pool of `--ctx` × `--parallel` positions of its own model, or an equal
+//! share of `--kv-memory`.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,15 +24,26 @@ use engine::{Engine, EngineConfig};
 use model::kv_cache::KvCache;
 use model::LoadedModel;
 use seed::catalogue;
-use server::{AppState, ServerConfig};
+use server::{AppState, ServedModel, ServerConfig};
 
 use super::common::ModelArgs;
 
 /// Arguments of `seed serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    #[command(flatten)]
-    model: ModelArgs,
+    /// A catalogue name (see `seed models`) or a path to a .gguf file [default: smollm2-135m-instruct;
+    /// with a config that defines editions, none: the editions' models are served].
+    /// With such a config it is served too, first, and editions naming it answer to it.
+    #[arg(long, short = 'm')]
+    model: Option<String>,
+    /// Compute threads in all (default: one per CPU); with several models they are split evenly
+    /// between their engines (at least one each).
+    #[arg(long, short = 't')]
+    threads: Option<usize>,
+    /// Context length: positions the KV cache holds per sequence (default 4096, at most the
+    /// model's training context).
+    #[arg(long, short = 'c')]
+    ctx: Option<usize>,
     /// Address to listen on (loopback unless you mean otherwise).
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
@@ -35,16 +54,18 @@ pub struct ServeArgs {
     #[arg(long)]
     api_key: Option<String>,
     /// Platform configuration (regions, editions, tenants), validated before anything starts.
-    /// With tenants defined, every route but /health needs a tenant key (`seed keys create`).
-    /// A tenant may use only editions allowed to it and served in its region (else 403); editions
-    /// whose `model` is `--model` answer to their names (one model per process for now).
+    /// Every distinct model its editions name is loaded (fetched on first use) with an engine of
+    /// its own; a request goes to the engine of the edition it names, with the edition's persona
+    /// and default sampling. With tenants defined, every route but /health needs a tenant key
+    /// (`seed keys create`); a tenant may use only editions allowed to it and served in its
+    /// region (else 403).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
-    /// The KV pool holds `--ctx` × `--parallel` positions (unless --kv-memory);
-    /// any number of requests run at once while their tokens fit.
+    /// The KV pool holds `--ctx` × `--parallel` positions (unless --kv-memory), one such pool
+    /// per model; any number of requests run at once while their tokens fit.
     #[arg(long, short = 'p', default_value_t = 8)]
     parallel: usize,
-    /// KV pool size in MiB (instead of --ctx × --parallel).
+    /// KV pool size in MiB in all (instead of --ctx × --parallel), split evenly between models.
     #[arg(long)]
     kv_memory: Option<usize>,
     /// Positions per KV block (16: a shared system prompt is reused at a finer grain).
@@ -65,10 +86,10 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may run on after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
-    /// The model's id in /v1/models (default: the catalogue name or file stem).
+    /// The (first) model's id in /v1/models (default: the catalogue name or file stem).
     #[arg(long)]
     model_id: Option<String>,
-    /// Another name requests may use for the model (repeatable).
+    /// Another name requests may use for the (first) model (repeatable).
     #[arg(long)]
     alias: Vec<String>,
     /// Largest request body in bytes.
@@ -106,10 +127,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         !(args.api_key.is_some() && platform.as_ref().is_some_and(|c| !c.tenants.is_empty())),
         "--api-key and a config with tenants exclude each other: tenants use `seed keys` keys"
     );
-    let path = catalogue::resolve_model(&args.model.model)?;
-    let model_id = args.model_id.clone().unwrap_or_else(|| default_id(&args.model.model, &path));
-    let mut cfg = ServerConfig::new(model_id);
-    cfg.aliases = args.alias.clone();
+    let models = models_to_serve(&args, platform.as_ref())?;
+    let first = models.first().context("no model to serve")?;
+    let mut cfg = ServerConfig::new(first.id.clone());
+    cfg.aliases = first.aliases.clone();
+    cfg.extra_models =
+        models[1..].iter().map(|m| ServedModel { id: m.id.clone(), aliases: m.aliases.clone() }).collect();
     cfg.api_key = args.api_key.clone();
     cfg.stores = super::usage::open_stores(platform.as_ref(), args.data_dir.as_deref(), args.store_max_pages)?;
     if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {
@@ -119,9 +142,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg.quotas = Some(server::quota::QuotaKeeper::from_config(c, usage));
     }
     if let Some(c) = &platform {
-        // Editions of the served model answer to their names (one model per process for now).
-        let served = &args.model.model;
-        cfg.aliases.extend(c.editions.iter().filter(|e| &e.model == served).map(|e| e.name.clone()));
         cfg.platform = Some(Arc::new(c.clone()));
     }
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
@@ -135,15 +155,68 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(cfg);
     let addr = SocketAddr::new(args.host, args.port);
     server::run(addr, state, 2, move |state| {
-        if let Err(e) = load(&args, &path, state) {
-            eprintln!("error: {e:#}");
-            state.set_failed(format!("{e:#}"));
-            std::process::exit(1);
+        let total = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        for (index, m) in models.iter().enumerate() {
+            if let Err(e) = load(&args, m, index, models.len(), total, state) {
+                eprintln!("error: {e:#}");
+                state.set_failed(format!("{e:#}"));
+                std::process::exit(1);
+            }
         }
     })
     .context("serving")?;
     eprintln!("stopped");
     Ok(())
+}
+
+/// One model to load: where it is, its id, and the further names requests reach it by.
+#[derive(Debug)]
+struct ModelPlan {
+    path: PathBuf,
+    id: String,
+    aliases: Vec<String>,
+}
+
+/// The models to serve, each once (models resolving to the same file are one): `--model` (or
+/// the default) with flags alone; with a config that defines editions, `--model` if given, then
+/// every model its editions name, in file order, each answering to its editions' names.
+fn models_to_serve(args: &ServeArgs, platform: Option<&platform::Config>) -> anyhow::Result<Vec<ModelPlan>> {
+    let editions = platform.map_or(&[][..], |c| c.editions.as_slice());
+    let mut specs: Vec<&str> = Vec::new();
+    match (&args.model, editions.is_empty()) {
+        (Some(m), _) => specs.push(m),
+        (None, true) => specs.push(catalogue::DEFAULT_MODEL),
+        (None, false) => {}
+    }
+    specs.extend(editions.iter().map(|e| e.model.as_str()));
+    let mut plans: Vec<ModelPlan> = Vec::new();
+    let mut keys: Vec<PathBuf> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let path = catalogue::resolve_model(spec).with_context(|| format!("resolving the model `{spec}`"))?;
+        let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if !keys.contains(&key) {
+            let id = match (i, &args.model_id) {
+                (0, Some(id)) => id.clone(),
+                _ => default_id(spec, &path),
+            };
+            anyhow::ensure!(
+                plans.iter().all(|p| p.id != id),
+                "two different models would both be served as `{id}`: rename one file"
+            );
+            let aliases = if i == 0 { args.alias.clone() } else { Vec::new() };
+            plans.push(ModelPlan { path, id, aliases });
+            keys.push(key);
+        }
+    }
+    // Each edition answers through the model it names.
+    for e in editions {
+        let path = catalogue::resolve_model(&e.model)?;
+        let key = std::fs::canonicalize(&path).unwrap_or(path);
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            plans[i].aliases.push(e.name.clone());
+        }
+    }
+    Ok(plans)
 }
 
 /// A catalogue name as it is; a file by its stem.
@@ -154,19 +227,35 @@ fn default_id(arg: &str, path: &Path) -> String {
     path.file_stem().map_or_else(|| arg.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Loads the weights, sizes the KV pool, starts the engine, marks the server ready.
-fn load(args: &ServeArgs, path: &Path, state: &AppState) -> anyhow::Result<()> {
+/// Loads model `index` of `count`, sizes its KV pool, starts its engine on its share of the
+/// `total_threads`, marks it ready.
+fn load(
+    args: &ServeArgs,
+    plan: &ModelPlan,
+    index: usize,
+    count: usize,
+    total_threads: usize,
+    state: &AppState,
+) -> anyhow::Result<()> {
     let started = Instant::now();
+    let path = &plan.path;
     let loaded = Arc::new(LoadedModel::open(path).with_context(|| format!("loading {}", path.display()))?);
+    // An edition's own chat format must compile before anything is served with it.
+    for e in state.config().platform.iter().flat_map(|p| &p.editions) {
+        if let (true, Some(source)) = (plan.aliases.contains(&e.name), &e.chat_template) {
+            loaded.compile_template(source).with_context(|| format!("edition `{}`: chat_template", e.name))?;
+        }
+    }
     let hp = loaded.model.hparams();
-    let n_ctx = args.model.n_ctx(&loaded);
+    let model_args = ModelArgs { model: plan.id.clone(), threads: args.threads, ctx: args.ctx };
+    let n_ctx = model_args.n_ctx(&loaded);
     let block_bytes = KvCache::bytes_per_position(hp) * args.block_size;
     let n_blocks = match args.kv_memory {
-        Some(mib) => (mib << 20) / block_bytes.max(1),
+        Some(mib) => ((mib << 20) / count.max(1)) / block_bytes.max(1),
         None => (n_ctx * args.parallel).div_ceil(args.block_size),
     };
-    anyhow::ensure!(n_blocks > 0, "the KV pool holds no block: raise --kv-memory");
-    let threads = args.model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!(n_blocks > 0, "the KV pool of `{}` holds no block: raise --kv-memory", plan.id);
+    let threads = share(total_threads, index, count);
     let cfg = EngineConfig {
         scheduler: SchedulerConfig {
             block_size: args.block_size,
@@ -179,18 +268,41 @@ fn load(args: &ServeArgs, path: &Path, state: &AppState) -> anyhow::Result<()> {
         max_waiting: args.max_waiting,
         threads,
     };
-    let engine = Engine::start(Arc::clone(&loaded), cfg).context("starting the engine")?;
+    let engine =
+        Engine::start(Arc::clone(&loaded), cfg).with_context(|| format!("starting the engine of `{}`", plan.id))?;
     eprintln!(
-        "loaded {} ({}, {} layers) in {:.0} ms; context {n_ctx}; KV pool {n_blocks} blocks × {} positions ({} MiB); \
-         {threads} threads, {} kernels; ready",
+        "loaded {} as `{}` ({}, {} layers) in {:.0} ms; context {n_ctx}; KV pool {n_blocks} blocks × {} positions \
+         ({} MiB); {threads} threads, {} kernels; ready{}",
         path.display(),
+        plan.id,
         hp.arch,
         hp.n_layer,
         started.elapsed().as_secs_f64() * 1e3,
         args.block_size,
         (n_blocks * block_bytes) >> 20,
-        kernels::active_isa()
+        kernels::active_isa(),
+        if plan.aliases.is_empty() { String::new() } else { format!(" (also as {})", plan.aliases.join(", ")) }
     );
-    state.set_ready(loaded, engine);
+    state.set_ready_at(index, loaded, engine);
     Ok(())
+}
+
+/// Engine `index`'s share of `total` threads split between `count` engines: even, the
+/// remainder to the first, at least one each.
+fn share(total: usize, index: usize, count: usize) -> usize {
+    let count = count.max(1);
+    (total / count + usize::from(index < total % count)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn threads_are_split_evenly_with_at_least_one_each() {
+        assert_eq!((0..2).map(|i| share(2, i, 2)).collect::<Vec<_>>(), [1, 1]);
+        assert_eq!((0..2).map(|i| share(5, i, 2)).collect::<Vec<_>>(), [3, 2]);
+        assert_eq!((0..3).map(|i| share(2, i, 3)).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!(share(8, 0, 1), 8);
+    }
 }

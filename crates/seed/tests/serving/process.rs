@@ -24,13 +24,27 @@ impl ServeProcess {
     pub fn start(extra: &[&str]) -> ServeProcess {
         seed::catalogue::ensure_model(super::MODEL_ID).expect("fetching the default model");
         let data = (!extra.contains(&"--data-dir")).then(|| tempfile::tempdir().expect("tempdir"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_seed"));
-        cmd.args(["serve", "--port", "0", "-t", "2", "--ctx", "1024", "--parallel", "4", "--alias", "any"]);
+        let mut args: Vec<String> = ["--port", "0", "-t", "2", "--ctx", "1024", "--parallel", "4", "--alias", "any"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         if let Some(d) = &data {
-            cmd.arg("--data-dir").arg(d.path());
+            args.extend(["--data-dir".to_string(), d.path().display().to_string()]);
         }
-        let mut child = cmd
-            .args(extra)
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(&args, data)
+    }
+
+    /// Starts `seed serve --port 0` with exactly `args` (no defaults), and waits until
+    /// `/health` is 200 (every model loaded).
+    pub fn start_raw(args: &[&str]) -> ServeProcess {
+        Self::spawn(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>(), None)
+    }
+
+    fn spawn(args: &[String], data: Option<tempfile::TempDir>) -> ServeProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_seed"))
+            .arg("serve")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -85,9 +99,15 @@ impl ServeProcess {
 
     /// Sends a request; returns the stream to read the answer from.
     pub fn send(&self, method: &str, path: &str, body: &str) -> TcpStream {
+        self.send_with(method, path, body, &[])
+    }
+
+    /// Sends a request with extra `headers`; returns the stream to read the answer from.
+    pub fn send_with(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> TcpStream {
         let mut s = self.connect();
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
@@ -97,7 +117,12 @@ impl ServeProcess {
 
     /// A whole exchange: status and body (chunked bodies are returned raw).
     pub fn request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        let mut s = self.send(method, path, body);
+        self.request_with(method, path, body, &[])
+    }
+
+    /// A whole exchange with extra `headers`: status and body (chunked bodies are returned raw).
+    pub fn request_with(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+        let mut s = self.send_with(method, path, body, headers);
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).expect("read");
         let text = String::from_utf8_lossy(&raw).into_owned();

@@ -8,10 +8,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{response_id, tally};
+use crate::edition;
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::generate::{self, collect_tracked};
-use crate::meter::{MeterGuard, Outcome};
+use crate::meter::{MeterGuard, Outcome, Tally};
 use crate::schema::{
     finish_reason, ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatTokenLogprob, Head, UsageBody,
 };
@@ -31,11 +32,14 @@ pub async fn handler(
 async fn run(
     state: &AppState,
     caller: Option<&crate::extract::Caller>,
-    body: serde_json::Value,
+    mut body: serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let backend = state.backend()?;
-    let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
+    let routed = super::route(state, &mut body)?;
+    let ctx = Context { n_vocab: routed.n_vocab, limits: &state.config().limits };
     let req = validate::chat::parse(&body, ctx)?;
+    state.config().check_edition(caller, &req.model)?;
+    let backend = routed.backend?;
+    let edition = state.config().edition(&req.model);
     let conversation = match body.get("conversation") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(id)) => Some(id.clone()),
@@ -43,11 +47,9 @@ async fn run(
             return Err(ApiError::invalid("conversation", "`conversation` must be a conversation id (a string)"))
         }
     };
-    state.config().check_edition(caller, &req.model)?;
-    if !state.config().serves(&req.model) {
-        return Err(ApiError::ModelNotFound(req.model));
-    }
-    if backend.model.chat_template.is_none() {
+    // The edition's own chat format, if it names one, else the model's.
+    let own_template = edition.and_then(|e| e.chat_template.clone());
+    if own_template.is_none() && backend.model.chat_template.is_none() {
         return Err(ApiError::bad_request("this model has no chat template; use /v1/completions"));
     }
     // Rendering and tokenizing a long conversation is CPU work: off the runtime.
@@ -70,10 +72,25 @@ async fn run(
         }
         None => None,
     };
+    // The edition's persona leads unless the conversation has a system message of its own.
+    if let Some(persona) = edition.and_then(|e| e.system.as_deref()) {
+        edition::apply_persona(&mut messages, persona);
+    }
     let meter = crate::meter::meter_for(state, caller, &req.model, conversation)?;
     let model = Arc::clone(&backend.model);
     let ids = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
-        let template = model.chat_template.as_ref().ok_or_else(|| ApiError::bad_request("no chat template"))?;
+        let compiled = match &own_template {
+            Some(source) => Some(
+                model
+                    .compile_template(source)
+                    .map_err(|e| ApiError::Internal(format!("the edition's chat_template does not compile: {e}")))?,
+            ),
+            None => None,
+        };
+        let template = compiled
+            .as_ref()
+            .or(model.chat_template.as_ref())
+            .ok_or_else(|| ApiError::bad_request("no chat template"))?;
         let text = template.render(&messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
         Ok(model.tokenize_chat_prompt(&text))
     })
@@ -85,7 +102,7 @@ async fn run(
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
     let ticket = generate::admit(state, caller, std::slice::from_ref(&prompt), params.n)?;
     let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket)?;
-    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices);
+    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
     let head = Head {
         id: response_id("chatcmpl-"),
         created: unix_now(),

@@ -11,7 +11,7 @@ use super::{response_id, tally};
 use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::generate::{self, collect_tracked};
-use crate::meter::{MeterGuard, Outcome};
+use crate::meter::{MeterGuard, Outcome, Tally};
 use crate::schema::{finish_reason, Completion, CompletionChoice, CompletionLogprobs, Head, UsageBody};
 use crate::sse::{self, Api};
 use crate::state::{unix_now, AppState};
@@ -29,15 +29,14 @@ pub async fn handler(
 async fn run(
     state: &AppState,
     caller: Option<&crate::extract::Caller>,
-    body: serde_json::Value,
+    mut body: serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let backend = state.backend()?;
-    let ctx = Context { n_vocab: backend.model.tokenizer.n_vocab(), limits: &state.config().limits };
+    // An edition's sampling defaults apply here too; its persona is for chats only.
+    let routed = super::route(state, &mut body)?;
+    let ctx = Context { n_vocab: routed.n_vocab, limits: &state.config().limits };
     let req = validate::completion::parse(&body, ctx)?;
     state.config().check_edition(caller, &req.model)?;
-    if !state.config().serves(&req.model) {
-        return Err(ApiError::ModelNotFound(req.model));
-    }
+    let backend = routed.backend?;
     let model = Arc::clone(&backend.model);
     let prompts = req.prompts;
     let ids = tokio::task::spawn_blocking(move || -> Vec<Vec<u32>> {
@@ -61,7 +60,7 @@ async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let ticket = generate::admit(state, caller, &planned, params.n)?;
     let sub = generate::submit(state, backend, planned, &params, "prompt", ticket)?;
-    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices);
+    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
     let head = Head {
         id: response_id("cmpl-"),
         created: unix_now(),

@@ -11,44 +11,43 @@ use crate::metrics;
 use crate::schema::{ModelCard, ModelList};
 use crate::state::AppState;
 
-fn card(state: &AppState) -> ModelCard {
-    named(state, &state.config().model_id)
-}
-
 fn named(state: &AppState, id: &str) -> ModelCard {
     ModelCard { id: id.to_string(), object: "model", created: state.started(), owned_by: "seed" }
 }
 
-/// The served model first, then each of its aliases (`--alias`), so clients
-/// such as the chat page's edition picker can offer every name it answers to.
+/// Each served model, then the names it answers to (`--alias`, its editions), so clients
+/// such as the chat page's edition picker can offer every name the server answers to.
 pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
-    let config = state.config();
-    let data = std::iter::once(card(&state)).chain(config.aliases.iter().map(|a| named(&state, a))).collect();
+    let data = state
+        .backends()
+        .names()
+        .flat_map(|(id, aliases)| std::iter::once(id).chain(aliases.iter().map(String::as_str)))
+        .map(|name| named(&state, name))
+        .collect();
     Json(ModelList { object: "list", data })
 }
 
-/// One model by name (any of its aliases), or 404.
+/// One model by name (an id or any of its aliases), or 404.
 pub async fn model(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<ModelCard>, ApiError> {
-    if state.config().serves(&id) {
-        Ok(Json(card(&state)))
-    } else {
-        Err(ApiError::ModelNotFound(id))
+    match state.backends().find(&id) {
+        Some(_) => Ok(Json(named(&state, &id))),
+        None => Err(ApiError::ModelNotFound(id)),
     }
 }
 
-/// 200 `{"status":"ok"}` when requests are admitted; 503 while loading, after a
-/// failed load, and once shutdown has begun.
+/// 200 `{"status":"ok"}` when every model is loaded and requests are admitted; 503 while
+/// any is loading, after a failed load, and once shutdown has begun.
 pub async fn health(State(state): State<AppState>) -> Response {
-    match state.backend() {
-        Ok(_) => Json(json!({ "status": "ok" })).into_response(),
+    match state.ready_all() {
+        Ok(()) => Json(json!({ "status": "ok" })).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 /// Prometheus text.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let backend = state.backend_any();
-    let ready = backend.is_some() && !state.is_closing();
-    let page = metrics::render(backend.map(|b| b.engine.stats()), state.counters(), ready);
+    let engines: Vec<(&str, &engine::stats::EngineStats)> =
+        state.backends().loaded().map(|(id, b)| (id, b.engine.stats())).collect();
+    let page = metrics::render(&engines, state.counters(), state.ready_all().is_ok(), state.labelled());
     ([(CONTENT_TYPE, metrics::CONTENT_TYPE)], page).into_response()
 }

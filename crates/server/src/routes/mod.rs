@@ -15,7 +15,7 @@ use rand::distributions::{Alphanumeric, DistString};
 
 use crate::error::ApiError;
 use crate::metrics::count;
-use crate::state::AppState;
+use crate::state::{AppState, Backend};
 
 /// Every route of the server, ready to serve or to test with `oneshot`.
 pub fn router(state: AppState) -> Router {
@@ -50,6 +50,31 @@ async fn not_found(req: Request) -> ApiError {
 
 async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::MethodNotAllowed(req.method().to_string())
+}
+
+/// A generation request's backend, chosen by its body's `model`.
+pub struct Routed<'a> {
+    /// The backend, or the 404 for a name no model answers to (answered after validation, so a
+    /// bad body is a 400 whatever it names).
+    pub backend: Result<&'a Backend, ApiError>,
+    /// The vocabulary size token ids are checked against (unbounded when no model matched).
+    pub n_vocab: usize,
+}
+
+/// Routes a generation request by its `model`: 503 at once while that model loads or the server
+/// shuts down, as before any model-specific check; an edition's sampling defaults are written
+/// into `body` for the fields the client left unset, before validation reads it.
+pub fn route<'a>(state: &'a AppState, body: &mut serde_json::Value) -> Result<Routed<'a>, ApiError> {
+    let name = crate::validate::requested_model(body)?.to_string();
+    let backend = match state.backend_for(&name) {
+        Err(e @ ApiError::Unavailable(_)) => return Err(e),
+        other => other,
+    };
+    if let Some(e) = state.config().edition(&name) {
+        crate::edition::apply_sampling(body, &e.sampling);
+    }
+    let n_vocab = backend.as_ref().map_or(usize::MAX, |b| b.model.tokenizer.n_vocab());
+    Ok(Routed { backend, n_vocab })
 }
 
 /// A response id: `prefix` and 24 random letters and digits.

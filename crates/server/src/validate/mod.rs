@@ -57,6 +57,12 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
+/// The `model` of a request body, read before the rest is validated (it picks the backend
+/// whose vocabulary the rest is checked against): required, a string.
+pub fn requested_model(body: &Value) -> Result<&str, ApiError> {
+    model_name(&fields::object("", body)?)
+}
+
 /// The requested model name (required, a string).
 pub fn model_name<'a>(f: &Fields<'a>) -> Result<&'a str, ApiError> {
     f.required_string("model")
