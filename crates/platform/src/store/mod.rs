@@ -11,7 +11,7 @@ pub mod usage;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 pub use conversations::{Conversation, StoredMessage};
 pub use usage::{UsageRecord, UsageTotal};
@@ -92,6 +92,23 @@ impl Store {
     /// As [`Store::open`], with SQLite's `max_page_count` set: past it writes fail exactly as on
     /// a full disk (tests use this to make the disk "full" without root).
     pub fn open_limited(path: &Path, max_pages: Option<u64>) -> Result<Store, StoreError> {
+        // Another process opening the same file at the same moment (switching it to WAL,
+        // applying the schema) can make SQLite answer "busy" without waiting for the busy
+        // timeout (it does so where waiting could deadlock); the open is then retried.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open_once(path, max_pages) {
+                Err(StoreError::Other { message, .. })
+                    if message.contains(BUSY_MESSAGE) && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, max_pages: Option<u64>) -> Result<Store, StoreError> {
         let err = |e: rusqlite::Error| other(path, e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -138,7 +155,14 @@ impl Store {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            let tx = c.transaction().map_err(|e| self.err(e))?;
+            // IMMEDIATE takes the write lock first, and the version is read again under
+            // it: another process opening the same fresh file at the same moment applies
+            // each migration once, and this one skips it.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+            if usize::try_from(now).unwrap_or(usize::MAX) > i {
+                continue; // applied meanwhile; the transaction rolls back on drop
+            }
             tx.execute_batch(sql).map_err(|e| self.err(e))?;
             tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(|e| self.err(e))?;
             tx.commit().map_err(|e| self.err(e))?;
@@ -164,6 +188,9 @@ impl Store {
         other(&self.path, e)
     }
 }
+
+/// SQLite's text for `SQLITE_BUSY` (`sqlite3_errstr`).
+const BUSY_MESSAGE: &str = "database is locked";
 
 fn other(path: &Path, e: rusqlite::Error) -> StoreError {
     if let rusqlite::Error::SqliteFailure(f, _) = &e {
