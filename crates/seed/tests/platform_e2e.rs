@@ -62,12 +62,13 @@ fn both_editions_serve_their_own_tenants_from_one_process_and_data_stays_in_its_
         "2",
     ]);
 
-    // Every edition and model is listed (with a key).
-    let auth = format!("Bearer {globex}");
-    let (status, models) = server.request_with("GET", "/v1/models", "", &[("Authorization", &auth)]);
-    assert_eq!(status, 200, "{models}");
-    for name in ["doubao", "cici", "gemma3-270m", "smollm2-135m-instruct"] {
-        assert!(models.contains(&format!("\"id\":\"{name}\"")), "{name} missing: {models}");
+    // Each tenant is shown the editions it may use, and only those.
+    for (key, mine, other) in [(&globex, "cici", "doubao"), (&acme, "doubao", "cici")] {
+        let auth = format!("Bearer {key}");
+        let (status, models) = server.request_with("GET", "/v1/models", "", &[("Authorization", &auth)]);
+        assert_eq!(status, 200, "{models}");
+        assert!(models.contains(&format!("\"id\":\"{mine}\"")), "{mine} missing: {models}");
+        assert!(!models.contains(&format!("\"id\":\"{other}\"")), "{other} listed: {models}");
     }
 
     // Each edition answers its tenant; doubao's persona makes Gemma answer in Chinese.
@@ -105,7 +106,7 @@ fn both_editions_serve_their_own_tenants_from_one_process_and_data_stays_in_its_
     }
 
     // Both engines are on /metrics, each labelled with its model.
-    let (_, page) = server.request_with("GET", "/metrics", "", &[("Authorization", &auth)]);
+    let (_, page) = server.request_with("GET", "/metrics", "", &[("Authorization", &format!("Bearer {globex}"))]);
     for id in ["gemma3-270m", "smollm2-135m-instruct"] {
         assert!(page.contains(&format!("seed_kv_blocks_total{{model=\"{id}\"}}")), "{page}");
     }

@@ -16,12 +16,19 @@ fn named(state: &AppState, id: &str) -> ModelCard {
 }
 
 /// Each served model, then the names it answers to (`--alias`, its editions), so clients
-/// such as the chat page's edition picker can offer every name the server answers to.
-pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
+/// such as the chat page's edition picker can offer every name the server answers to —
+/// with tenant keys, only the names the caller's tenant may use (those that would not
+/// answer 403).
+pub async fn models(
+    State(state): State<AppState>,
+    caller: Option<axum::Extension<crate::extract::Caller>>,
+) -> Json<ModelList> {
+    let caller = caller.as_ref().map(|c| &c.0);
     let data = state
         .backends()
         .names()
         .flat_map(|(id, aliases)| std::iter::once(id).chain(aliases.iter().map(String::as_str)))
+        .filter(|name| state.config().check_edition(caller, name).is_ok())
         .map(|name| named(&state, name))
         .collect();
     Json(ModelList { object: "list", data })
