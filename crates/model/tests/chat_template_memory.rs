@@ -138,3 +138,23 @@ fn long_conversations_fit_in_the_default_budget() {
     let out = t.render(&msgs, false).expect("renders");
     assert!(out.len() > 4_000_000);
 }
+
+#[test]
+fn reverse_slices_of_empty_values_do_not_panic() {
+    // minijinja 2.24 indexes past the end here (fuzz/regressions/chat_template-empty-reverse-slice).
+    let t = ChatTemplate::new(
+        "{{ messages[-1]['content'][::-1] }}|{{ ''[::-1] }}|{{ [][::-1] }}|{{ 'abc'[0:5:-1] }}",
+        "",
+        "",
+    )
+    .expect("compiles");
+    assert_eq!(t.render(&[Message::new("user", "")], false).expect("renders"), "||[]|");
+    // Python's rules for negative steps.
+    let src = "{{ 'abcdef'[::-1] }} {{ 'abcdef'[::-2] }} {{ 'abcdef'[4:1:-1] }} {{ 'abcdef'[-2::-1] }} {{ 'abcdef'[10:-10:-3] }} {{ [1, 2, 3][::-1] }}";
+    let t = ChatTemplate::new(src, "", "").expect("compiles");
+    assert_eq!(t.render(&[], false).expect("renders"), "fedcba fdb edc edcba fc [3, 2, 1]");
+    let msgs = [Message::new("user", "hello")];
+    let src = "{{ messages[0].content[1:4] }}{{ messages[::-1]|length }}{{ 'abc'[::] }}";
+    let t = ChatTemplate::new(src, "", "").expect("compiles");
+    assert_eq!(t.render(&msgs, false).expect("renders"), plain(src, &msgs));
+}

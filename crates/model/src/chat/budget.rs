@@ -47,6 +47,7 @@ const MUL: &str = "seed:*";
 const CONCAT: &str = "seed:~";
 const PRECHECK: &str = "seed:check-call";
 const CHARGE: &str = "seed:charge";
+const SLICE: &str = "seed:slice";
 
 thread_local! {
     static LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -172,6 +173,7 @@ fn is_seq(v: &Value) -> bool {
 struct Ops {
     add: Expression<'static, 'static>,
     mul: Expression<'static, 'static>,
+    slice: Expression<'static, 'static>,
 }
 
 fn ops() -> Result<&'static Ops, Error> {
@@ -181,7 +183,8 @@ fn ops() -> Result<&'static Ops, Error> {
     OPS.get_or_init(|| {
         let add = env.compile_expression("a + b").map_err(|e| e.to_string())?;
         let mul = env.compile_expression("a * b").map_err(|e| e.to_string())?;
-        Ok(Ops { add, mul })
+        let slice = env.compile_expression("v[a:b:c]").map_err(|e| e.to_string())?;
+        Ok(Ops { add, mul, slice })
     })
     .as_ref()
     .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.clone()))
@@ -219,6 +222,60 @@ fn checked_concat(a: Value, b: Value) -> Result<Value, Error> {
     let size = printed_size(&a, limit).and_then(|x| printed_size(&b, limit).and_then(|y| x.checked_add(y)));
     charge(size, "string concatenation (`~`)")?;
     Ok(Value::from(format!("{a}{b}")))
+}
+
+/// `v[start:stop:step]`. minijinja 2.24 panics on a negative step over an
+/// empty string or list (`''[::-1]`, index out of bounds) and can underflow
+/// when `stop` lies past `start`, so negative steps are done here, with
+/// Python's rules; positive ones are handed to minijinja.
+fn checked_slice(v: Value, start: Value, stop: Value, step: Value) -> Result<Value, Error> {
+    let step_n = if step.is_none() || step.is_undefined() { 1 } else { i64::try_from(step.clone())? };
+    if step_n >= 0 {
+        return ops()?.slice.eval(minijinja::context! { v => v, a => start, b => stop, c => step });
+    }
+    let bound = |x: &Value| -> Result<Option<i64>, Error> {
+        if x.is_none() || x.is_undefined() {
+            Ok(None)
+        } else {
+            i64::try_from(x.clone()).map(Some)
+        }
+    };
+    let (start, stop) = (bound(&start)?, bound(&stop)?);
+    let indices = |len: usize| -> Vec<usize> {
+        let len = len as i64;
+        let clamp = |x: i64| {
+            let x = if x < 0 { x + len } else { x };
+            x.clamp(-1, len - 1)
+        };
+        let first = start.map_or(len - 1, clamp);
+        let last = stop.map_or(-1, clamp);
+        let step = step_n.unsigned_abs().min(len.unsigned_abs() + 1) as i64;
+        let mut out = Vec::new();
+        let mut i = first;
+        while i > last {
+            out.push(i as usize);
+            i -= step;
+        }
+        out
+    };
+    if let Some(s) = v.as_str() {
+        charge(Some(s.len()), "a slice")?;
+        let chars: Vec<char> = s.chars().collect();
+        return Ok(Value::from(indices(chars.len()).into_iter().map(|i| chars[i]).collect::<String>()));
+    }
+    if let Some(b) = v.as_bytes() {
+        charge(Some(b.len()), "a slice")?;
+        return Ok(Value::from_bytes(indices(b.len()).into_iter().map(|i| b[i]).collect()));
+    }
+    if v.is_none() || v.is_undefined() {
+        return Ok(Value::from(Vec::<Value>::new()));
+    }
+    if is_seq(&v) {
+        charge(v.len().unwrap_or(0).checked_mul(SLOT), "a slice")?;
+        let items: Vec<Value> = v.try_iter()?.collect();
+        return Ok(Value::from(indices(items.len()).into_iter().map(|i| items[i].clone()).collect::<Vec<_>>()));
+    }
+    Err(Error::new(ErrorKind::InvalidOperation, format!("value of type {} cannot be sliced", v.kind())))
 }
 
 /// The filters and methods whose output is not bounded by the size of their
@@ -288,6 +345,7 @@ pub(super) fn install(env: &mut Environment<'static>) {
     env.add_function(CONCAT, checked_concat);
     env.add_function(PRECHECK, |args: Rest<Value>| precheck(args.0));
     env.add_function(CHARGE, charge_result);
+    env.add_function(SLICE, checked_slice);
     env.set_formatter(|out: &mut Output, state: &State, value: &Value| {
         charge(printed_size(value, left()), "the template's output")?;
         minijinja::escape_formatter(out, state, value)
@@ -316,6 +374,7 @@ fn expand<'s>(instr: &Instruction<'s>) -> Vec<Instruction<'s>> {
         I::Add => vec![I::CallFunction(ADD, Some(2))],
         I::Mul => vec![I::CallFunction(MUL, Some(2))],
         I::StringConcat => vec![I::CallFunction(CONCAT, Some(2))],
+        I::Slice => vec![I::CallFunction(SLICE, Some(4))],
         I::EmitRaw(text) => vec![I::LoadConst(Value::from_safe_string((*text).to_string())), I::Emit],
         // The argument count includes the value (or the method's receiver).
         I::ApplyFilter(name, Some(n), _) | I::CallMethod(name, Some(n)) if *n < u16::MAX => vec![
