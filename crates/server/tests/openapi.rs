@@ -14,7 +14,7 @@ const N_VOCAB: usize = 1000;
 const CONTEXT: usize = 512;
 
 fn doc(limits: &Limits) -> Value {
-    document(limits, &["m".to_string()], Some(N_VOCAB), Some(CONTEXT))
+    document(limits, &["m".to_string()], Some(N_VOCAB), Some(CONTEXT), false)
 }
 
 fn properties<'a>(doc: &'a Value, path: &str) -> &'a Map<String, Value> {
@@ -67,6 +67,10 @@ fn merged(a: Value, b: Value) -> Value {
 fn the_document_is_openapi_3_and_lists_every_route() {
     let d = doc(&Limits::default());
     assert_eq!(d["openapi"], "3.0.3");
+    assert_eq!(d["security"], json!([]));
+    let with_keys = document(&Limits::default(), &["m".to_string()], None, None, true);
+    assert_eq!(with_keys["security"], json!([{ "bearer": [] }]));
+    assert_eq!(with_keys["paths"]["/health"]["get"]["security"], json!([]));
     let paths = d["paths"].as_object().expect("paths");
     for p in [
         "/v1/chat/completions",
@@ -128,6 +132,12 @@ fn every_numeric_bound_in_the_document_is_the_validators() {
         }
     }
     assert!(checked >= 30, "only {checked} bounds checked");
+    // Found by schemathesis: 5e-324 is above 0 but rounds to 0 as an f32.
+    for path in ["/v1/chat/completions", "/v1/completions"] {
+        for name in ["top_p", "repetition_penalty"] {
+            assert_eq!(validate(path, &body(path, json!({ name: 5e-324 })), &limits), Err(name.to_string()));
+        }
+    }
 }
 
 #[test]

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Limits;
 use crate::state::AppState;
+use crate::validate::fields::open_lower_bound;
 
 /// One numeric request field and the range the validator enforces.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,7 +54,16 @@ pub const SAMPLING: &[Range] = &[
 
 /// The document for a server with these limits, model names, vocabulary size
 /// and context (the last two unknown while the model loads).
-pub fn document(limits: &Limits, models: &[String], n_vocab: Option<usize>, context: Option<usize>) -> Value {
+///
+/// With `auth`, every route but `/health` is documented as needing a bearer key
+/// (the server has `--api-key` or tenant keys); without, none does.
+pub fn document(
+    limits: &Limits,
+    models: &[String],
+    n_vocab: Option<usize>,
+    context: Option<usize>,
+    auth: bool,
+) -> Value {
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let error_response =
         |what: &str| json!({ "description": what, "content": { "application/json": { "schema": error } } });
@@ -98,7 +108,7 @@ pub fn document(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
                 Errors use OpenAI's envelope: {\"error\": {\"message\", \"type\", \"param\", \"code\"}}.",
         },
         "servers": [{ "url": "/" }],
-        "security": [{ "bearer": [] }],
+        "security": if auth { json!([{ "bearer": [] }]) } else { json!([]) },
         "paths": {
             "/v1/chat/completions": { "post": {
                 "operationId": "createChatCompletion",
@@ -125,13 +135,13 @@ pub fn document(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
             "/v1/conversations": {
                 "post": {
                     "operationId": "createConversation",
-                    "requestBody": json_body(json!({
+                    "requestBody": { "required": false, "content": { "application/json": { "schema": {
                         "type": "object",
                         "properties": {
                             "title": { "type": "string", "nullable": true, "maxLength": 1000 },
                             "model": { "type": "string", "nullable": true, "maxLength": 256 },
                         },
-                    })),
+                    } } } },
                     "responses": with(errors(&[("400", "Invalid body"), ("401", "Missing or wrong API key"),
                         ("413", "Body over the size limit"), ("503", "No conversation store")]),
                         ok("The new conversation", json!({ "$ref": "#/components/schemas/Conversation" }))),
@@ -198,9 +208,12 @@ fn range_schema(r: &Range) -> Value {
     let mut s = Map::new();
     s.insert("type".into(), json!(if r.integer { "integer" } else { "number" }));
     let num = |x: f64| if r.integer { json!(x as i64) } else { json!(x) };
-    s.insert("minimum".into(), num(r.min));
     if r.exclusive_min {
-        s.insert("exclusiveMinimum".into(), json!(true));
+        // Open at `min`: the least value that stays above it as the f32 the server uses.
+        s.insert("minimum".into(), json!(open_lower_bound(r.min)));
+        s.insert("description".into(), json!(format!("Above {} (as a 32-bit float).", r.min)));
+    } else {
+        s.insert("minimum".into(), num(r.min));
     }
     if let Some(max) = r.max {
         s.insert("maximum".into(), num(max));
@@ -278,7 +291,7 @@ fn chat_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
     );
     p.insert("logprobs".into(), json!({ "type": "boolean", "nullable": true }));
     p.insert("top_logprobs".into(), merge(int(0, Some(limits.max_top_logprobs)), "Only with `logprobs: true`."));
-    json!({ "type": "object", "required": ["model", "messages"], "properties": p })
+    json!({ "type": "object", "required": ["model", "messages"], "properties": p, "description": CROSS_FIELD })
 }
 
 fn completion_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, context: Option<usize>) -> Value {
@@ -299,8 +312,12 @@ fn completion_request(limits: &Limits, models: &[String], n_vocab: Option<usize>
     p.insert("suffix".into(), json!({ "type": "string", "maxLength": 0, "nullable": true }));
     p.insert("best_of".into(), json!({ "type": "integer", "enum": [1], "nullable": true }));
     json!({ "type": "object", "required": ["model", "prompt"], "properties": p,
-        "description": "The number of prompts times `n` is at most the choice limit." })
+        "description": format!("{CROSS_FIELD} The number of prompts times `n` is at most {}.", limits.max_choices) })
 }
+
+/// The rules between fields that OpenAPI 3.0 cannot state; each breach is a 400.
+const CROSS_FIELD: &str = "Beyond the field schemas: the prompt's tokens plus `max_tokens` fit in the context; \
+    `logit_bias` keys are token ids of the model; `stream_options` needs `stream: true`.";
 
 fn merge(mut schema: Value, description: &str) -> Value {
     schema["description"] = json!(description);
@@ -359,5 +376,6 @@ pub async fn handler(State(state): State<AppState>) -> Json<Value> {
     let backend = state.backend_any();
     let n_vocab = backend.map(|b| b.model.tokenizer.n_vocab());
     let context = backend.map(|b| b.max_sequence());
-    Json(document(&config.limits, &models, n_vocab, context))
+    let auth = config.api_key.is_some() || config.keys.is_some();
+    Json(document(&config.limits, &models, n_vocab, context, auth))
 }
