@@ -151,6 +151,7 @@ fn enums_caps_and_lists_agree_with_the_validator() {
     let bad = |extra: Value, param: &str| {
         assert_eq!(validate(chat_path, &body(chat_path, extra.clone()), &limits), Err(param.to_string()), "{extra}")
     };
+    // Every enum value, `null` included, is accepted.
     for v in p["tool_choice"]["enum"].as_array().expect("enum") {
         ok(json!({ "tool_choice": v }));
     }

@@ -89,7 +89,9 @@ pub fn document(
     let streamed = |what: &str, schema: Value| {
         json!({ "description": what, "content": {
             "application/json": { "schema": schema },
-            "text/event-stream": { "schema": { "type": "string" } },
+            "text/event-stream": { "schema": { "type": "object", "required": ["data"],
+                "description": "One server-sent event: `data` is a JSON chunk, or `[DONE]` last.",
+                "properties": { "data": { "type": "string" }, "event": { "type": "string" } } } },
         } })
     };
     let with = |mut responses: Map<String, Value>, ok: Value| {
@@ -266,7 +268,7 @@ fn shared(limits: &Limits, models: &[String], n_vocab: Option<usize>, context: O
         json!({ "type": "array", "maxItems": 0, "nullable": true, "items": {},
         "description": "Tools are not supported: only an empty list." }),
     );
-    p.insert("tool_choice".into(), json!({ "type": "string", "enum": ["none", "auto"], "nullable": true }));
+    p.insert("tool_choice".into(), json!({ "type": "string", "enum": ["none", "auto", null], "nullable": true }));
     p.insert(
         "response_format".into(),
         json!({ "type": "object", "nullable": true, "required": ["type"],
@@ -291,7 +293,9 @@ fn chat_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
     );
     p.insert("logprobs".into(), json!({ "type": "boolean", "nullable": true }));
     p.insert("top_logprobs".into(), merge(int(0, Some(limits.max_top_logprobs)), "Only with `logprobs: true`."));
-    json!({ "type": "object", "required": ["model", "messages"], "properties": p, "description": CROSS_FIELD })
+    let rules = vec![needs("stream_options", "stream"), needs("top_logprobs", "logprobs")];
+    json!({ "type": "object", "required": ["model", "messages"], "properties": p, "description": CROSS_FIELD,
+        "allOf": rules })
 }
 
 fn completion_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, context: Option<usize>) -> Value {
@@ -308,16 +312,27 @@ fn completion_request(limits: &Limits, models: &[String], n_vocab: Option<usize>
             { "type": "array", "minItems": 1, "items": ids }] }),
     );
     p.insert("logprobs".into(), int(0, Some(limits.max_top_logprobs)));
-    p.insert("echo".into(), json!({ "type": "boolean", "enum": [false], "nullable": true }));
+    p.insert("echo".into(), json!({ "type": "boolean", "enum": [false, null], "nullable": true }));
     p.insert("suffix".into(), json!({ "type": "string", "maxLength": 0, "nullable": true }));
-    p.insert("best_of".into(), json!({ "type": "integer", "enum": [1], "nullable": true }));
-    json!({ "type": "object", "required": ["model", "prompt"], "properties": p,
+    p.insert("best_of".into(), json!({ "type": "integer", "enum": [1, null], "nullable": true }));
+    json!({ "type": "object", "required": ["model", "prompt"], "properties": p, "allOf": [needs("stream_options", "stream")],
         "description": format!("{CROSS_FIELD} The number of prompts times `n` is at most {}.", limits.max_choices) })
 }
 
 /// The rules between fields that OpenAPI 3.0 cannot state; each breach is a 400.
 const CROSS_FIELD: &str = "Beyond the field schemas: the prompt's tokens plus `max_tokens` fit in the context; \
-    `logit_bias` keys are token ids of the model; `stream_options` needs `stream: true`.";
+    `logit_bias` keys are token ids of the model.";
+
+/// `field` is absent or null unless `flag` is `true`.
+fn needs(field: &str, flag: &str) -> Value {
+    json!({ "anyOf": [
+        { "properties": { field: { "nullable": true, "enum": [null] } } },
+        { "required": [flag], "properties": { flag: { "type": "boolean", "enum": [true] } } },
+    ] })
+}
+
+// A nullable field with an `enum` lists `null` in it (OpenAPI 3.0.3: `nullable`
+// does not widen an `enum`; schemathesis found `tool_choice: null` "invalid").
 
 fn merge(mut schema: Value, description: &str) -> Value {
     schema["description"] = json!(description);
