@@ -4,7 +4,9 @@
 //! The document is built per request from what the validators enforce on this
 //! server: the ranges are the constants `validate` checks against, the caps are
 //! this server's [`Limits`], the model names are the ones it serves, token ids
-//! are bounded by the loaded vocabulary and `max_tokens` by the context. It is
+//! are bounded by the loaded vocabulary. Rules between fields are stated as
+//! `anyOf`s where OpenAPI 3.0 can (`stream_options` needs `stream`), in the
+//! description where it cannot (the prompt plus `max_tokens` fit the context). It is
 //! not derived from the validator's code by a macro; instead the test
 //! `crates/server/tests/openapi.rs` walks every bounded request field of the
 //! document and checks that the validator accepts its bounds and rejects the
@@ -239,8 +241,14 @@ fn shared(limits: &Limits, models: &[String], n_vocab: Option<usize>, context: O
     for r in SAMPLING {
         p.insert(r.name.into(), range_schema(r));
     }
-    p.insert("max_tokens".into(), int(1, context));
-    p.insert("max_completion_tokens".into(), int(1, context));
+    // No `maximum`: the bound is the context less the prompt, checked at admission
+    // (and only for the one of the two that is used).
+    let room = match context {
+        Some(n) => format!("The prompt's tokens plus this fit in the context ({n} tokens)."),
+        None => "The prompt's tokens plus this fit in the context.".to_string(),
+    };
+    p.insert("max_tokens".into(), merge(int(1, None), &room));
+    p.insert("max_completion_tokens".into(), merge(int(1, None), &format!("{room} Wins over `max_tokens`.")));
     p.insert("n".into(), int(1, Some(limits.max_choices)));
     p.insert("seed".into(), json!({ "type": "integer", "nullable": true }));
     p.insert("stream".into(), json!({ "type": "boolean", "nullable": true }));
