@@ -300,6 +300,11 @@ fn chat_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
         } }),
     );
     p.insert("logprobs".into(), json!({ "type": "boolean", "nullable": true }));
+    p.insert(
+        "conversation".into(),
+        json!({ "type": "string", "nullable": true,
+            "description": "A stored conversation's id: the exchange is appended to it (404 if unknown)." }),
+    );
     p.insert("top_logprobs".into(), merge(int(0, Some(limits.max_top_logprobs)), "Only with `logprobs: true`."));
     let rules = vec![needs("stream_options", "stream"), needs("top_logprobs", "logprobs")];
     json!({ "type": "object", "required": ["model", "messages"], "properties": p, "description": CROSS_FIELD,
