@@ -7,8 +7,10 @@ Starts the release binary on 127.0.0.1 (a free port), talks only to it, and stop
 at the end whatever happens. Checks, after the clients stop:
   - seed_kv_blocks_used is 0 and seed_requests_running / _waiting are 0;
   - every request that was not abandoned finished with HTTP 200 and [DONE];
-  - the slow reader did not hold the others up (their median time to first token
-    while it was connected stays under --ttft-limit seconds);
+  - the slow reader did not hold the others up: it connects after the first
+    --slow-after of the run, and the median time to first token of the requests
+    started while it was connected stays under --ttft-limit seconds (the median
+    before it connected is reported beside it);
   - resident memory after the run is within --rss-slack MiB of its value after
     warm-up.
 Exit status 0 when all hold; the figures are printed as JSON.
@@ -116,11 +118,15 @@ def main():
     ap.add_argument("--ttft-limit", type=float, default=10.0)
     ap.add_argument("--rss-slack", type=float, default=64.0)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--slow-after", type=float, default=0.2, help="fraction of the run before the slow reader connects")
+    ap.add_argument("--log", default="/tmp/seed-soak-server.log", help="the server's stderr")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     port = free_port()
+    # The server's log goes to a file: a pipe nobody reads would fill and block it.
+    log = open(args.log, "w")
     server = subprocess.Popen([args.binary, "serve", "--port", str(port), "--alias", "any", "-t", "2"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=log)
     try:
         for _ in range(600):
             try:
@@ -143,7 +149,15 @@ def main():
         lock = threading.Lock()
         results = []
         slow = {}
-        slow_thread = threading.Thread(target=slow_reader, args=(port, stop, slow), daemon=True)
+        slow_connected = threading.Event()
+
+        def start_slow_reader():
+            if stop.wait(args.minutes * 60 * args.slow_after):
+                return
+            slow_connected.set()
+            slow_reader(port, stop, slow)
+
+        slow_thread = threading.Thread(target=start_slow_reader, daemon=True)
         slow_thread.start()
         deadline = time.monotonic() + args.minutes * 60
 
@@ -151,7 +165,9 @@ def main():
             r = random.Random(args.seed * 1000 + i)
             while time.monotonic() < deadline:
                 hang = r.randint(1, args.max_tokens) if r.random() < 1 / 3 else None
+                during_slow = slow_connected.is_set()
                 res = stream(port, r.choice(PROMPTS), args.max_tokens, hang_up_after=hang)
+                res["slow_reader_connected"] = during_slow
                 with lock:
                     results.append(res)
 
@@ -175,12 +191,18 @@ def main():
         completed = [r for r in results if r.get("ok") and not r.get("abandoned")]
         abandoned = [r for r in results if r.get("abandoned")]
         failed = [r for r in results if not r.get("ok")]
-        ttfts = sorted(r["ttft"] for r in results if r.get("ttft") is not None)
-        median_ttft = ttfts[len(ttfts) // 2] if ttfts else float("nan")
+        def median_ttft_of(rs):
+            ttfts = sorted(r["ttft"] for r in rs if r.get("ttft") is not None)
+            return ttfts[len(ttfts) // 2] if ttfts else float("nan")
+
+        median_ttft = median_ttft_of([r for r in results if r.get("slow_reader_connected")])
+        median_ttft_before = median_ttft_of([r for r in results if not r.get("slow_reader_connected")])
         report = {
             "minutes": args.minutes, "clients": args.clients, "requests": len(results),
             "completed": len(completed), "abandoned": len(abandoned), "failed": len(failed),
-            "failures": failed[:5], "median_ttft_s": round(median_ttft, 3),
+            "failures": failed[:5],
+            "median_ttft_s_before_slow_reader": round(median_ttft_before, 3),
+            "median_ttft_s_with_slow_reader": round(median_ttft, 3),
             "slow_reader_bytes": slow.get("bytes_read"),
             "kv_blocks_used_after": m.get("seed_kv_blocks_used"),
             "requests_running_after": m.get("seed_requests_running"),
@@ -208,6 +230,7 @@ def main():
             server.wait(timeout=40)
         except subprocess.TimeoutExpired:
             server.kill()
+        log.close()
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@
 //! `.strip()`, `.startswith()` …). A template comes from a stranger's file, so
 //! rendering is sandboxed: no file or network access exists in minijinja at all,
 //! a fuel budget bounds the work (a template looping ten billion times fails in
-//! milliseconds), and the output is capped in size.
+//! milliseconds), a memory budget bounds what its strings and lists may grow to
+//! (checked before allocating, see [`budget`]), and the output is capped in size.
 
-use std::io::{self, Write};
+mod budget;
 
+use minijinja::machinery::{make_string_output, Vm};
 use minijinja::{Environment, ErrorKind, Value};
 use serde::Serialize;
 
@@ -43,12 +45,18 @@ pub enum ChatTemplateError {
     /// The rendered text grew past the size cap.
     #[error("chat template output exceeded {0} bytes")]
     OutputTooLarge(usize),
+    /// The strings and lists the template built would pass its memory budget.
+    #[error("chat template exceeded its memory budget of {0} bytes: {1}")]
+    OutOfMemory(usize, String),
 }
 
 /// Default instruction budget for one render.
 pub const DEFAULT_FUEL: u64 = 5_000_000;
 /// Default cap on the rendered prompt's size.
 pub const DEFAULT_MAX_OUTPUT: usize = 8 << 20;
+/// Default memory budget for one render: the bytes of strings and list slots the
+/// template's operations, filters and output may produce in total.
+pub const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 
 /// Gemma's turn format (`<start_of_turn>user … <end_of_turn>`, the assistant as `model`, a
 /// system message folded into the first user turn), for Gemma files that carry no template of
@@ -75,10 +83,12 @@ pub fn builtin_template(name: &str) -> Option<&'static str> {
 /// A compiled chat template with the special-token texts it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: String,
     eos_token: String,
     max_output: usize,
     fuel: u64,
+    memory: usize,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -110,29 +120,52 @@ impl ChatTemplate {
         env.set_fuel(Some(fuel));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        budget::install(&mut env);
+        // Compiled once here for its syntax errors; each render compiles the
+        // checked bytecode from the source (see `render`).
         env.add_template_owned(NAME, source.to_string()).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
-        Ok(ChatTemplate { env, bos_token: bos_token.into(), eos_token: eos_token.into(), max_output, fuel })
+        Ok(ChatTemplate {
+            env,
+            source: source.to_string(),
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+            max_output,
+            fuel,
+            memory: DEFAULT_MEMORY_BUDGET,
+        })
+    }
+
+    /// The same template with a memory budget of `bytes` per render instead of
+    /// [`DEFAULT_MEMORY_BUDGET`].
+    pub fn with_memory_budget(mut self, bytes: usize) -> Self {
+        self.memory = bytes;
+        self
     }
 
     /// Renders `messages`; with `add_generation_prompt` the text ends where the
     /// assistant's answer should begin.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ChatTemplateError> {
-        let tmpl = self.env.get_template(NAME).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
+        let compiled = budget::compile(NAME, &self.source).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
         let ctx = minijinja::context! {
             messages => Value::from_serialize(messages),
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
         };
-        let mut out = CappedWriter { buf: Vec::new(), cap: self.max_output, overflowed: false };
-        let result = tmpl.render_captured_to(ctx, &mut out);
-        if out.overflowed {
-            return Err(ChatTemplateError::OutputTooLarge(self.max_output));
-        }
+        let budget = budget::Budget::start(self.memory);
+        let mut text = String::new();
+        let result = {
+            let mut out = make_string_output(&mut text);
+            Vm::new(&self.env)
+                .eval(&compiled.instructions, ctx, &compiled.blocks, &mut out, compiled.initial_auto_escape)
+                .map(|_| ())
+        };
         match result {
-            Ok(_) => String::from_utf8(out.buf).map_err(|e| ChatTemplateError::Render(e.to_string())),
             Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(ChatTemplateError::OutOfFuel(self.fuel)),
+            Err(e) if budget.exceeded() => Err(ChatTemplateError::OutOfMemory(self.memory, describe(&e))),
             Err(e) => Err(ChatTemplateError::Render(describe(&e))),
+            Ok(()) if text.len() > self.max_output => Err(ChatTemplateError::OutputTooLarge(self.max_output)),
+            Ok(()) => Ok(text),
         }
     }
 }
@@ -147,28 +180,6 @@ fn describe(e: &minijinja::Error) -> String {
         source = s.source();
     }
     text
-}
-
-/// Collects output until `cap` bytes, then fails every write.
-struct CappedWriter {
-    buf: Vec<u8>,
-    cap: usize,
-    overflowed: bool,
-}
-
-impl Write for CappedWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > self.cap {
-            self.overflowed = true;
-            return Err(io::Error::other("output cap reached"));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// `raise_exception(msg)`, as HF templates use it to reject conversations.

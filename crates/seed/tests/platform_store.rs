@@ -102,6 +102,10 @@ async fn conversations_keep_history_and_usage_is_metered() {
         let (s, e) = json_call(&state, "POST", "/v1/conversations", body, None).await;
         assert_eq!((s, e["error"]["param"].as_str()), (400, Some(param)), "{e}");
     }
+    for body in ["\t", " \n"] {
+        let r = call(&state, "POST", "/v1/conversations", body.to_string(), &[]).await;
+        assert_eq!(r.status.as_u16(), 400, "a body of whitespace is not JSON");
+    }
     let (s, e) = json_call(&state, "GET", "/v1/usage?from=2026-02-30", Value::Null, None).await;
     assert_eq!((s, e["error"]["param"].as_str()), (400, Some("from")), "{e}");
     let body = json!({"model": "any", "conversation": 7, "messages": [{"role": "user", "content": "x"}]});

@@ -40,6 +40,11 @@ const CHAT_CASES: &[(&str, &str, &str)] = &[
     ("max_tokens negative", r#"{"max_tokens": -5}"#, "max_tokens"),
     ("max_tokens as a string", r#"{"max_tokens": "10"}"#, "max_tokens"),
     ("max_completion_tokens 0", r#"{"max_completion_tokens": 0}"#, "max_completion_tokens"),
+    (
+        "max_tokens of the wrong type beside max_completion_tokens",
+        r#"{"max_completion_tokens": 1, "max_tokens": {}}"#,
+        "max_tokens",
+    ),
     ("n 0", r#"{"n": 0}"#, "n"),
     ("n above the cap", r#"{"n": 17}"#, "n"),
     ("n huge", r#"{"n": 18446744073709551615}"#, "n"),

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod completions;
 pub mod conversations;
 pub mod info;
+pub mod openapi;
 pub mod usage;
 
 use axum::extract::Request;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{id}", get(info::model))
         .route("/health", get(info::health))
         .route("/metrics", get(info::metrics))
+        .route("/openapi.json", get(openapi::handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))

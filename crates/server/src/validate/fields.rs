@@ -80,7 +80,9 @@ impl<'a> Fields<'a> {
     pub fn number(&self, name: &str, lo: f64, hi: f64, open_lo: bool) -> Result<Option<f32>, ApiError> {
         let Some(v) = self.get(name) else { return Ok(None) };
         let x = v.as_f64().ok_or_else(|| wrong_type(&self.param(name), "a number", v))?;
-        let ok = x.is_finite() && (if open_lo { x > lo } else { x >= lo }) && x <= hi;
+        // The value is used as an f32: an open bound must hold after rounding
+        // (`top_p: 5e-324` would become 0), so it is the smallest f32 above `lo`.
+        let ok = x.is_finite() && (if open_lo { x >= open_lower_bound(lo) } else { x >= lo }) && x <= hi;
         if !ok {
             let range = if open_lo { format!("({lo}, {hi}]") } else { format!("[{lo}, {hi}]") };
             return Err(out_of_range(&self.param(name), v, &range));
@@ -118,6 +120,12 @@ impl<'a> Fields<'a> {
     pub fn has(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+}
+
+/// The least value accepted by a range open at `lo`: the smallest `f32` above
+/// it (what `/openapi.json` gives as the minimum).
+pub fn open_lower_bound(lo: f64) -> f64 {
+    f64::from((lo as f32).next_up())
 }
 
 /// A 400 saying `param`'s `value` is outside `range`.

@@ -72,10 +72,10 @@ pub fn model_name<'a>(f: &Fields<'a>) -> Result<&'a str, ApiError> {
 /// differs between chat and completions) and passed in.
 pub fn gen_params(f: &Fields, ctx: Context, logprobs: Option<usize>) -> Result<GenParams, ApiError> {
     let defaults = SamplingParams::default();
-    let max_tokens = match f.integer("max_completion_tokens", 1, i64::MAX)? {
-        Some(m) => Some(m),
-        None => f.integer("max_tokens", 1, i64::MAX)?,
-    };
+    // Both are checked even when both are given (schemathesis: `max_tokens: {}`
+    // beside `max_completion_tokens` used to pass unread); the newer name wins.
+    let max_completion_tokens = f.integer("max_completion_tokens", 1, i64::MAX)?;
+    let max_tokens = max_completion_tokens.or(f.integer("max_tokens", 1, i64::MAX)?);
     let top_k = match f.integer("top_k", -1, i64::from(u32::MAX))? {
         None => defaults.top_k,
         Some(k) if k <= 0 => 0,
