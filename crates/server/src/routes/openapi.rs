@@ -400,10 +400,14 @@ fn components() -> Value {
 /// The handler: the document for this server as it is now.
 pub async fn handler(State(state): State<AppState>) -> Json<Value> {
     let config = state.config();
-    let models: Vec<String> = std::iter::once(config.model_id.clone()).chain(config.aliases.iter().cloned()).collect();
-    let backend = state.backend_any();
-    let n_vocab = backend.map(|b| b.model.tokenizer.n_vocab());
-    let context = backend.map(|b| b.max_sequence());
+    let models: Vec<String> = state
+        .backends()
+        .names()
+        .flat_map(|(id, aliases)| std::iter::once(id.to_string()).chain(aliases.iter().cloned()))
+        .collect();
+    // With several models, the bounds every one of them accepts.
+    let n_vocab = state.backends().loaded().map(|(_, b)| b.model.tokenizer.n_vocab()).min();
+    let context = state.backends().loaded().map(|(_, b)| b.max_sequence()).min();
     let auth = config.api_key.is_some() || config.keys.is_some();
     Json(document(&config.limits, &models, n_vocab, context, auth))
 }
