@@ -433,7 +433,7 @@ pub fn matmul_with_isa(
     let out = Out { ptr: y.as_mut_ptr(), ld: w.rows(), n_tokens, fast: fast_for(&fast, n_tokens) };
     let units = w.rows().div_ceil(row_tile);
     let n_threads = pool.n_threads().min(units);
-    let claims = Claims::new(units, n_threads);
+    let claims = Claims::new(units, n_threads, n_tokens);
     let work = |_: usize| {
         while let Some(u) = claims.next() {
             let rows = u.start * row_tile..(u.end * row_tile).min(w.rows());
@@ -512,7 +512,7 @@ pub fn matmul_multi(
         std::array::from_fn(|i| ws.get(i).zip(selected[i]).map_or(0, |(w, k)| w.rows().div_ceil(k.2)));
     let total: usize = units.iter().sum();
     let n_threads = pool.n_threads().min(total);
-    let claims = Claims::new(total, n_threads);
+    let claims = Claims::new(total, n_threads, n_tokens);
     let work = |_: usize| {
         while let Some(mine) = claims.next() {
             run_units(mine, ws, &selected, &units, &outs, &acts);
@@ -554,10 +554,12 @@ fn run_units(
     }
 }
 
-/// Ranges of work units handed out from a shared counter, a few per thread: a
-/// thread that runs slower (a busy sibling, a core shared with another process)
-/// takes fewer, instead of keeping the others waiting at the end of the region.
-/// Each row's arithmetic is the same whoever computes it.
+/// Ranges of work units handed out from a shared counter. A large product is cut
+/// into a few claims per thread, so a thread that runs slower (a core shared with
+/// another process) takes fewer instead of keeping the others waiting at the end
+/// of the region; a small one (a single token's projections) into one claim per
+/// thread, as a static split, since each claim costs a contended atomic and a
+/// kernel call. Each row's arithmetic is the same whoever computes it.
 struct Claims {
     next: AtomicUsize,
     total: usize,
@@ -565,11 +567,18 @@ struct Claims {
 }
 
 impl Claims {
-    /// Claims per thread, on average.
+    /// Claims per thread of a large product, on average.
     const PER_THREAD: usize = 4;
+    /// Row tiles × tokens per thread from which a product counts as large.
+    const LARGE: usize = 256;
 
-    fn new(total: usize, n_threads: usize) -> Claims {
-        Claims { next: AtomicUsize::new(0), total, grain: (total / (n_threads * Self::PER_THREAD)).max(1) }
+    fn new(total: usize, n_threads: usize, n_tokens: usize) -> Claims {
+        let grain = if total.saturating_mul(n_tokens) >= n_threads * Self::LARGE {
+            (total / (n_threads * Self::PER_THREAD)).max(1)
+        } else {
+            total.div_ceil(n_threads)
+        };
+        Claims { next: AtomicUsize::new(0), total, grain }
     }
 
     fn next(&self) -> Option<Range<usize>> {
