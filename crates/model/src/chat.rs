@@ -154,11 +154,17 @@ impl ChatTemplate {
         };
         let budget = budget::Budget::start(self.memory);
         let mut text = String::new();
-        let result = {
+        // The template engine has panicked on hostile templates before (fuzz finding 3 in
+        // docs/FUZZING.md); a template is a stranger's input, so a panic inside it is a
+        // render error, never a dropped connection or a dead engine thread.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut out = make_string_output(&mut text);
             Vm::new(&self.env)
                 .eval(&compiled.instructions, ctx, &compiled.blocks, &mut out, compiled.initial_auto_escape)
                 .map(|_| ())
+        }));
+        let Ok(result) = result else {
+            return Err(ChatTemplateError::Render("the template engine failed on this template".into()));
         };
         match result {
             Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(ChatTemplateError::OutOfFuel(self.fuel)),
