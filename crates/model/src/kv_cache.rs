@@ -15,6 +15,7 @@
 //! default cache: half the memory and bandwidth of f32, and the same rounding).
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::error::ModelError;
 use crate::hparams::HParams;
@@ -108,16 +109,12 @@ impl KvCache {
     pub fn store(&mut self, layer: usize, block: usize, slot: usize, k: &[f32], v: &[f32]) {
         debug_assert!(layer < self.n_layer && block < self.n_blocks && slot < self.block_size);
         for h in 0..self.n_head_kv {
+            // Slice conversions (F16C where the CPU has it, detected once per call), rounding
+            // to nearest even as `f16::from_f32` does.
             let o = self.k_offset(layer, block, h) + slot * self.head_dim;
-            let src = &k[h * self.head_dim..(h + 1) * self.head_dim];
-            for (d, &x) in self.k[o..o + self.head_dim].iter_mut().zip(src) {
-                *d = f16::from_f32(x);
-            }
+            self.k[o..o + self.head_dim].convert_from_f32_slice(&k[h * self.head_dim..(h + 1) * self.head_dim]);
             let o = self.v_offset(layer, block, h) + slot * self.head_dim_v;
-            let src = &v[h * self.head_dim_v..(h + 1) * self.head_dim_v];
-            for (d, &x) in self.v[o..o + self.head_dim_v].iter_mut().zip(src) {
-                *d = f16::from_f32(x);
-            }
+            self.v[o..o + self.head_dim_v].convert_from_f32_slice(&v[h * self.head_dim_v..(h + 1) * self.head_dim_v]);
         }
     }
 
@@ -224,6 +221,24 @@ mod tests {
         assert!(kv.k_block(0, 2, 0).iter().all(|&x| x == f16::ZERO));
         kv.copy_block(2, 0);
         assert_eq!(f(&kv.v_block(1, 0, 1)[6..8]), [7.0, 8.0]);
+    }
+
+    #[test]
+    fn stores_round_as_f16_from_f32_rounds() {
+        // Head width 16 takes the vector conversion; ties, subnormals and overflow included.
+        let mut hp = hp();
+        (hp.head_dim, hp.head_dim_v, hp.n_head_kv) = (16, 16, 1);
+        let mut kv = KvCache::new(&hp, 2, 1).unwrap();
+        let tie = 1.0 + f32::powi(2.0, -11); // halfway between two f16 values
+        let special = [tie, -tie, 1.0 + 3.0 * f32::powi(2.0, -11), 3e-8, -6.1e-5, 65519.0, 65520.0, -1e6];
+        let mut k: Vec<f32> = (0..16).map(|i| (i as f32 * 0.731).sin() * 13.7).collect();
+        k[..special.len()].copy_from_slice(&special);
+        let v: Vec<f32> = k.iter().map(|x| x * -0.37).collect();
+        kv.store(1, 0, 1, &k, &v);
+        let want = |x: &[f32]| x.iter().map(|&x| f16::from_f32(x).to_bits()).collect::<Vec<u16>>();
+        let bits = |s: &[f16]| s.iter().map(|x| x.to_bits()).collect::<Vec<u16>>();
+        assert_eq!(bits(&kv.k_block(1, 0, 0)[16..32]), want(&k));
+        assert_eq!(bits(&kv.v_block(1, 0, 0)[16..32]), want(&v));
     }
 
     #[test]
