@@ -17,7 +17,7 @@ Exit status 0 when all hold; the figures are printed as JSON.
 
 Usage: scripts/soak.py [--minutes 10] [--clients 16] [--binary target/release/seed]
 """
-import argparse, http.client, json, os, random, re, socket, subprocess, sys, threading, time
+import argparse, http.client, json, os, random, re, socket, subprocess, sys, tempfile, threading, time
 
 PROMPTS = ["Tell me about the sea.", "Explain how bees make honey.", "Write a short story about a fox.",
            "What is a black hole?", "List five fruits and describe each.", "How do airplanes fly?",
@@ -119,7 +119,8 @@ def main():
     ap.add_argument("--rss-slack", type=float, default=64.0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--slow-after", type=float, default=0.2, help="fraction of the run before the slow reader connects")
-    ap.add_argument("--log", default="/tmp/seed-soak-server.log", help="the server's stderr")
+    ap.add_argument("--log", default=os.path.join(tempfile.gettempdir(), "seed-soak-server.log"),
+                    help="the server's stderr")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     port = free_port()
