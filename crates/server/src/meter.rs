@@ -12,7 +12,8 @@ use platform::store::usage::{cost, UsageRecord};
 use platform::Store;
 
 use crate::error::ApiError;
-use crate::schema::UsageBody;
+use crate::generate::{ChoiceResult, Submission};
+use crate::schema::{finish_reason, UsageBody};
 use crate::state::unix_now;
 
 /// Where and what to record for one request.
@@ -40,6 +41,23 @@ pub struct Outcome {
     pub finish_reason: &'static str,
     /// The first choice's text (the conversation's answer).
     pub text: String,
+}
+
+impl Outcome {
+    /// A whole (not streamed) request's outcome: the usage summed over its choices (each
+    /// prompt counted once), the first choice's finish reason and, with `keep_text`, its text.
+    pub fn of(results: &[ChoiceResult], sub: &Submission, keep_text: bool) -> Outcome {
+        let mut usage = UsageBody::default();
+        for (index, r) in results.iter().enumerate() {
+            usage.add(&r.usage, sub.first_of_prompt(index));
+        }
+        let first = results.first();
+        Outcome {
+            usage,
+            finish_reason: first.and_then(|r| r.finish).map_or("stop", finish_reason),
+            text: first.filter(|_| keep_text).map(|r| r.text.clone()).unwrap_or_default(),
+        }
+    }
 }
 
 impl Meter {

@@ -13,9 +13,7 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::generate::{self, collect_tracked};
 use crate::meter::{MeterGuard, Outcome, Tally};
-use crate::schema::{
-    finish_reason, ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatTokenLogprob, Head, UsageBody,
-};
+use crate::schema::{finish_reason, ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatTokenLogprob, Head};
 use crate::sse::{self, Api};
 use crate::state::{unix_now, AppState};
 use crate::validate::{self, Context};
@@ -113,34 +111,23 @@ async fn run(
         return Ok(sse::response_metered(sub, Api::Chat, head, params.include_usage, guard));
     }
     let (results, sub) = collect_tracked(sub, &mut guard.progress).await?;
-    let mut total = UsageBody::default();
-    for (index, r) in results.iter().enumerate() {
-        total.add(&r.usage, sub.first_of_prompt(index));
-    }
-    let outcome = Outcome {
-        usage: total,
-        finish_reason: results.first().and_then(|r| r.finish).map_or("stop", finish_reason),
-        text: results.first().map(|r| r.text.clone()).unwrap_or_default(),
-    };
+    let outcome = Outcome::of(&results, &sub, true);
+    let usage = outcome.usage;
     // The answer is acknowledged only once stored.
     tokio::task::spawn_blocking(move || guard.finish(&outcome))
         .await
         .map_err(|e| ApiError::Internal(format!("storing failed: {e}")))??;
-    let mut usage = UsageBody::default();
     let choices = results
         .into_iter()
         .enumerate()
-        .map(|(index, r)| {
-            usage.add(&r.usage, sub.first_of_prompt(index));
-            ChatChoice {
-                index,
-                message: ChatMessage { role: "assistant", content: r.text, refusal: None },
-                logprobs: params.logprobs.map(|_| ChatLogprobs {
-                    content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
-                    refusal: None,
-                }),
-                finish_reason: r.finish.map_or("stop", finish_reason),
-            }
+        .map(|(index, r)| ChatChoice {
+            index,
+            message: ChatMessage { role: "assistant", content: r.text, refusal: None },
+            logprobs: params.logprobs.map(|_| ChatLogprobs {
+                content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
+                refusal: None,
+            }),
+            finish_reason: r.finish.map_or("stop", finish_reason),
         })
         .collect();
     let body = ChatCompletion {

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::generate::{self, collect_tracked};
 use crate::meter::{MeterGuard, Outcome, Tally};
-use crate::schema::{finish_reason, Completion, CompletionChoice, CompletionLogprobs, Head, UsageBody};
+use crate::schema::{finish_reason, Completion, CompletionChoice, CompletionLogprobs, Head};
 use crate::sse::{self, Api};
 use crate::state::{unix_now, AppState};
 use crate::validate::{self, Context, Prompt};
@@ -71,24 +71,15 @@ async fn run(
         return Ok(sse::response_metered(sub, Api::Completion, head, params.include_usage, guard));
     }
     let (results, sub) = collect_tracked(sub, &mut guard.progress).await?;
-    let mut total = UsageBody::default();
-    for (index, r) in results.iter().enumerate() {
-        total.add(&r.usage, sub.first_of_prompt(index));
-    }
-    let outcome = Outcome {
-        usage: total,
-        finish_reason: results.first().and_then(|r| r.finish).map_or("stop", finish_reason),
-        text: String::new(),
-    };
+    let outcome = Outcome::of(&results, &sub, false);
+    let usage = outcome.usage;
     tokio::task::spawn_blocking(move || guard.finish(&outcome))
         .await
         .map_err(|e| ApiError::Internal(format!("storing failed: {e}")))??;
-    let mut usage = UsageBody::default();
     let choices = results
         .into_iter()
         .enumerate()
         .map(|(index, r)| {
-            usage.add(&r.usage, sub.first_of_prompt(index));
             let logprobs = params.logprobs.map(|_| {
                 let mut c = CompletionLogprobs::default();
                 for (lp, offset) in &r.logprobs {
