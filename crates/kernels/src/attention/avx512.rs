@@ -302,14 +302,9 @@ pub(crate) unsafe fn attend_group_online<'a>(
     }
 
     // 2. The online softmax, per head.
-    let mut inv = [0.0f32; 64];
-    let mut inv_heap = Vec::new();
-    let inv: &mut [f32] = if group <= 64 {
-        &mut inv[..group]
-    } else {
-        inv_heap.resize(group, 0.0);
-        &mut inv_heap
-    };
+    let inv = &mut scratch.inv;
+    inv.clear();
+    inv.resize(group, 0.0);
     for (h, i) in inv.iter_mut().enumerate() {
         let r = h * n..(h + 1) * n;
         *i = online_steps(&scores[r.clone()], &mut ms[r.clone()], &mut vs[r]);

@@ -26,6 +26,8 @@ pub struct GroupScratch {
     pub(crate) q16: Vec<f32>,
     /// Scores, then rescale factors and weights: `(3, group, n)`.
     pub(crate) steps: Vec<f32>,
+    /// Each head's `1/sum`.
+    pub(crate) inv: Vec<f32>,
     /// The one-row kernel's buffers (the scalar path).
     acc16: Vec<f16>,
 }
