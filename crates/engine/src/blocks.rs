@@ -11,6 +11,14 @@
 //! first and evicts the least recently used cached ones only when none are left.
 //! Shared blocks are always full, and a sequence only ever writes into its own
 //! last, partial block, so no block is written while shared.
+//!
+//! Reuse is not limited to whole blocks: a prompt that agrees with a cached
+//! block for only its first few positions (two questions after one system
+//! prompt, a chat turn re-sent with a different ending) takes those positions
+//! by copying the block into a fresh one of its own ([`BlockManager::take_partial`]),
+//! as a radix-tree cache would share them, so the computed prefix is used to
+//! the token. Each registered block remembers its tokens and the hash of the
+//! block before it for this.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -37,6 +45,25 @@ pub struct BlockManager {
     /// Lookups and hits of `match_prefix`, in blocks.
     queried: u64,
     hit: u64,
+    /// The tokens of each registered block, `block_size` per block.
+    tokens: Vec<u32>,
+    /// The hash each registered block follows (its parent).
+    parent_of: Vec<BlockHash>,
+    /// Registered blocks by the hash they follow: the candidates for a partial match.
+    children: HashMap<BlockHash, Vec<u32>>,
+}
+
+/// A partial match taken by [`BlockManager::take_partial`]: copy block `src` into
+/// block `dst`, then release `src`; the first `len` positions of `dst` are then
+/// the prompt's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartialHit {
+    /// The cached block (held until the copy is made).
+    pub src: u32,
+    /// The sequence's fresh block.
+    pub dst: u32,
+    /// Positions of `src` that agree with the prompt (1 ≤ len < block size).
+    pub len: usize,
 }
 
 impl BlockManager {
@@ -52,6 +79,9 @@ impl BlockManager {
             in_use: 0,
             queried: 0,
             hit: 0,
+            tokens: vec![0; n_blocks * block_size],
+            parent_of: vec![0; n_blocks],
+            children: HashMap::new(),
         }
     }
 
@@ -80,9 +110,14 @@ impl BlockManager {
         (self.queried, self.hit)
     }
 
+    /// The hash the first block of a sequence salted by `salt` follows.
+    pub fn root(salt: u64) -> BlockHash {
+        salt ^ 0x9e37_79b9_7f4a_7c15
+    }
+
     /// The chained hashes of the full blocks of `tokens` (salted by `salt`).
     pub fn block_hashes(&self, salt: u64, tokens: &[u32]) -> Vec<BlockHash> {
-        let mut prev = salt ^ 0x9e37_79b9_7f4a_7c15;
+        let mut prev = Self::root(salt);
         tokens
             .chunks_exact(self.block_size)
             .map(|chunk| {
@@ -110,6 +145,37 @@ impl BlockManager {
         taken
     }
 
+    /// The registered block after `parent` whose tokens agree longest with the
+    /// start of `next` (at least one token, fewer than a block, at most
+    /// `next.len()`): holds it, allocates a fresh block for the copy, and
+    /// returns both. `None` when no block agrees on a token or no block is free
+    /// for the copy. The caller copies `src` into `dst` and then releases `src`.
+    pub fn take_partial(&mut self, parent: BlockHash, next: &[u32]) -> Option<PartialHit> {
+        let bs = self.block_size;
+        let limit = next.len().min(bs - 1);
+        let (src, len) = self
+            .children
+            .get(&parent)?
+            .iter()
+            .map(|&b| {
+                let t = &self.tokens[b as usize * bs..][..limit];
+                (b, t.iter().zip(next).take_while(|(a, b)| a == b).count())
+            })
+            .max_by_key(|&(b, len)| (len, std::cmp::Reverse(b)))?;
+        if len == 0 {
+            return None;
+        }
+        // Hold the source first, so allocating the copy cannot evict it.
+        self.retain(src);
+        match self.allocate() {
+            Some(dst) => Some(PartialHit { src, dst, len }),
+            None => {
+                self.release(src);
+                None
+            }
+        }
+    }
+
     /// A fresh block (count 1), evicting the least recently used cached block if
     /// no free one is left; `None` when every block is held.
     pub fn allocate(&mut self) -> Option<u32> {
@@ -130,6 +196,7 @@ impl BlockManager {
             if self.refs[b as usize] == 0 {
                 if let Some(h) = self.hash_of[b as usize].take() {
                     self.by_hash.remove(&h);
+                    self.unlink(b);
                     return Some(b);
                 }
             }
@@ -169,19 +236,38 @@ impl BlockManager {
         }
     }
 
-    /// Registers the full, computed block `b` under `hash` so later sequences can
-    /// share it. If another block already holds that hash, nothing changes.
-    pub fn register(&mut self, b: u32, hash: BlockHash) {
+    /// Registers the full, computed block `b` holding `tokens`, which follows the
+    /// block hashed `parent` ([`BlockManager::root`] for a first block), under
+    /// `hash` so later sequences can share it. If another block already holds
+    /// that hash, nothing changes.
+    pub fn register(&mut self, b: u32, parent: BlockHash, hash: BlockHash, tokens: &[u32]) {
+        debug_assert_eq!(tokens.len(), self.block_size);
         if self.hash_of[b as usize].is_some() || self.by_hash.contains_key(&hash) {
             return;
         }
         self.hash_of[b as usize] = Some(hash);
         self.by_hash.insert(hash, b);
+        let bs = self.block_size;
+        self.tokens[b as usize * bs..][..bs].copy_from_slice(tokens);
+        self.parent_of[b as usize] = parent;
+        self.children.entry(parent).or_default().push(b);
+    }
+
+    /// Takes the unregistered block `b` out of its parent's list of children.
+    fn unlink(&mut self, b: u32) {
+        let parent = self.parent_of[b as usize];
+        if let Some(list) = self.children.get_mut(&parent) {
+            list.retain(|&c| c != b);
+            if list.is_empty() {
+                self.children.remove(&parent);
+            }
+        }
     }
 
     /// Forgets every cache registration (blocks keep their counts).
     pub fn clear_cache(&mut self) {
         self.by_hash.clear();
+        self.children.clear();
         for h in &mut self.hash_of {
             *h = None;
         }
@@ -247,7 +333,7 @@ mod tests {
         let mut m = BlockManager::new(2, 2);
         let hashes = m.block_hashes(7, &[1, 2]);
         let b = m.allocate().unwrap();
-        m.register(b, hashes[0]);
+        m.register(b, BlockManager::root(7), hashes[0], &[1, 2]);
         m.release(b);
         assert_eq!(m.n_in_use(), 0);
         // Picked up again by a matching prompt.
@@ -267,7 +353,7 @@ mod tests {
         let mut m = BlockManager::new(2, 2);
         let hashes = m.block_hashes(0, &[5, 6]);
         let b = m.allocate().unwrap();
-        m.register(b, hashes[0]);
+        m.register(b, BlockManager::root(0), hashes[0], &[5, 6]);
         m.release(b); // LRU: [b]
         assert_eq!(m.match_prefix(&hashes), vec![b]);
         m.release(b); // LRU: [b, b]
@@ -285,9 +371,69 @@ mod tests {
         let mut m = BlockManager::new(1, 2);
         let hashes = m.block_hashes(0, &[5, 6]);
         let b = m.allocate().unwrap();
-        m.register(b, hashes[0]);
+        m.register(b, BlockManager::root(0), hashes[0], &[5, 6]);
         m.release(b); // queued in the LRU
         assert_eq!(m.match_prefix(&hashes), vec![b]); // held again
         assert_eq!(m.allocate(), None, "a held block must not be evicted");
+    }
+
+    /// A manager of 4-position blocks holding, after the root of `salt`, one
+    /// released block for each of `prompts` (4 tokens each).
+    fn cached(n_blocks: usize, salt: u64, prompts: &[[u32; 4]]) -> (BlockManager, Vec<u32>) {
+        let mut m = BlockManager::new(n_blocks, 4);
+        let blocks = prompts
+            .iter()
+            .map(|p| {
+                let b = m.allocate().unwrap();
+                m.register(b, BlockManager::root(salt), m.block_hashes(salt, p)[0], p);
+                m.release(b);
+                b
+            })
+            .collect();
+        (m, blocks)
+    }
+
+    #[test]
+    fn a_partial_match_takes_the_longest_agreeing_block_and_a_fresh_one_for_the_copy() {
+        let (mut m, b) = cached(4, 3, &[[1, 2, 9, 9], [1, 2, 3, 9], [7, 7, 7, 7]]);
+        let root = BlockManager::root(3);
+        let hit = m.take_partial(root, &[1, 2, 3, 4, 5]).expect("a partial hit");
+        assert_eq!((hit.src, hit.len), (b[1], 3));
+        assert!(!b.contains(&hit.dst), "the copy goes to a block of its own");
+        // Both are held: the source until the copy is made.
+        assert_eq!(m.n_in_use(), 2);
+        m.release(hit.src);
+        assert_eq!(m.n_in_use(), 1);
+        // Never a whole block (that is a full match), never past the prompt.
+        assert_eq!(m.take_partial(root, &[7, 7]).map(|h| h.len), Some(2));
+        assert_eq!(m.take_partial(root, &[8, 7, 7]), None, "no first token in common");
+    }
+
+    #[test]
+    fn partial_matches_stay_within_their_parent_and_tenant() {
+        let (mut m, _) = cached(4, 1, &[[1, 2, 3, 4]]);
+        assert_eq!(m.take_partial(BlockManager::root(2), &[1, 2, 3]), None, "another tenant's block");
+        let after_first = m.block_hashes(1, &[1, 2, 3, 4])[0];
+        assert_eq!(m.take_partial(after_first, &[1, 2, 3]), None, "a block at another place");
+        assert!(m.take_partial(BlockManager::root(1), &[1, 2, 3]).is_some());
+    }
+
+    #[test]
+    fn an_evicted_block_is_no_longer_a_partial_match() {
+        let (mut m, b) = cached(1, 0, &[[1, 2, 3, 4]]);
+        let x = m.allocate().unwrap(); // evicts the only block
+        assert_eq!(x, b[0]);
+        m.release(x);
+        assert_eq!(m.take_partial(BlockManager::root(0), &[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn a_partial_match_never_evicts_its_own_source() {
+        // One block in the pool, cached and unreferenced: the copy would need a
+        // second, so there is no hit and the source stays cached.
+        let (mut m, b) = cached(1, 0, &[[1, 2, 3, 4]]);
+        assert_eq!(m.take_partial(BlockManager::root(0), &[1, 2, 3]), None);
+        assert_eq!(m.n_in_use(), 0);
+        assert_eq!(m.match_prefix(&m.block_hashes(0, &[1, 2, 3, 4])), vec![b[0]]);
     }
 }

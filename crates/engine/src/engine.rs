@@ -284,6 +284,11 @@ impl Worker {
     /// One scheduling step and forward pass.
     fn step(&mut self) {
         let (work, preempted) = self.sched.schedule();
+        // Prompts that share part of a cached block start from a copy of it.
+        for hit in self.sched.pending_copies() {
+            self.kv.copy_block(hit.src as usize, hit.dst as usize);
+        }
+        self.sched.copies_done();
         EngineStats::add(&self.stats.preemptions, preempted.len() as u64);
         self.publish();
         if work.is_empty() {

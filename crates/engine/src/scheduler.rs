@@ -23,7 +23,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::blocks::{BlockHash, BlockManager};
+use crate::blocks::{BlockHash, BlockManager, PartialHit};
 
 /// Identifies a sequence inside the scheduler.
 pub type SeqId = u64;
@@ -169,6 +169,9 @@ pub struct Scheduler {
     pass: HashMap<u64, u64>,
     /// The virtual time: the start pass of the last admission.
     vtime: u64,
+    /// Partial prefix hits of the last [`Scheduler::schedule`] whose blocks the
+    /// caller must copy (see [`Scheduler::pending_copies`]).
+    copies: Vec<PartialHit>,
 }
 
 impl Scheduler {
@@ -181,6 +184,7 @@ impl Scheduler {
             running: Vec::new(),
             pass: HashMap::new(),
             vtime: 0,
+            copies: Vec::new(),
         }
     }
 
@@ -257,13 +261,31 @@ impl Scheduler {
             let i = self.waiting.iter().position(|s| s.id == id)?;
             self.waiting.remove(i)?
         };
+        self.drop_copies(&seq.table);
         self.blocks.release_all(&mut seq.table);
         Some(seq)
     }
 
+    /// Cancels the pending copies into blocks of `table` (a sequence leaving
+    /// before its copy was made: its block may go to another sequence).
+    fn drop_copies(&mut self, table: &[u32]) {
+        let blocks = &mut self.blocks;
+        self.copies.retain(|hit| {
+            let keep = !table.contains(&hit.dst);
+            if !keep {
+                blocks.release(hit.src);
+            }
+            keep
+        });
+    }
+
     /// Decides the next forward pass: admits what fits, then lists the work.
     /// Returns the ids of sequences preempted to make room (their work restarts).
+    /// Before computing the work, the caller makes the block copies of
+    /// [`Scheduler::pending_copies`] and then calls [`Scheduler::copies_done`]
+    /// (copies left unconfirmed are let go here, at the next call).
     pub fn schedule(&mut self) -> (Vec<Work>, Vec<SeqId>) {
+        self.copies_done();
         let mut preempted = Vec::new();
         self.admit();
         let mut work = Vec::new();
@@ -316,6 +338,20 @@ impl Scheduler {
         (work, preempted)
     }
 
+    /// Block copies the last [`Scheduler::schedule`] asked for: for each, the
+    /// keys and values of block `src` go to block `dst` (whole blocks; the
+    /// sequence owning `dst` uses its first `len` positions and writes the rest).
+    pub fn pending_copies(&self) -> &[PartialHit] {
+        &self.copies
+    }
+
+    /// Confirms that the pending copies were made: their source blocks are let go.
+    pub fn copies_done(&mut self) {
+        for hit in std::mem::take(&mut self.copies) {
+            self.blocks.release(hit.src);
+        }
+    }
+
     /// Records that `work` was computed: positions become cached, full blocks
     /// are registered for sharing, and `sampled` (one token per sampling work
     /// item, in order) is appended to each sequence.
@@ -331,8 +367,9 @@ impl Scheduler {
             let full = seq.n_computed / bs;
             if full > seq.n_registered {
                 let hashes = self.blocks.block_hashes(seq.salt, &seq.tokens[..full * bs]);
-                for (&block, &hash) in seq.table[seq.n_registered..full].iter().zip(&hashes[seq.n_registered..]) {
-                    self.blocks.register(block, hash);
+                for i in seq.n_registered..full {
+                    let parent = if i == 0 { BlockManager::root(seq.salt) } else { hashes[i - 1] };
+                    self.blocks.register(seq.table[i], parent, hashes[i], &seq.tokens[i * bs..(i + 1) * bs]);
                 }
                 seq.n_registered = full;
             }
@@ -396,6 +433,18 @@ impl Scheduler {
             seq.table = self.blocks.match_prefix(&hashes);
             seq.n_computed = seq.table.len() * bs;
             seq.n_registered = seq.table.len();
+            // Then the positions of the next block that a cached block agrees on,
+            // copied (when the pool has a block to spare beyond the prompt's).
+            let full = seq.table.len();
+            let next = &seq.tokens[full * bs..seq.tokens.len() - 1];
+            if !next.is_empty() && self.blocks.n_available() > needed {
+                let parent = if full == 0 { BlockManager::root(seq.salt) } else { hashes[full - 1] };
+                if let Some(hit) = self.blocks.take_partial(parent, next) {
+                    seq.table.push(hit.dst);
+                    seq.n_computed += hit.len;
+                    self.copies.push(hit);
+                }
+            }
             seq.chunk_base = seq.n_computed;
             if !seq.admitted_once {
                 seq.n_cached = seq.n_computed;
@@ -421,6 +470,7 @@ impl Scheduler {
     /// to recompute everything it has so far.
     fn preempt(&mut self, i: usize) {
         let mut seq = self.running.remove(i);
+        self.drop_copies(&seq.table);
         self.blocks.release_all(&mut seq.table);
         seq.n_computed = 0;
         seq.n_registered = 0;

@@ -115,6 +115,48 @@ fn a_shared_prefix_is_computed_once_per_tenant() {
 }
 
 #[test]
+fn a_prompt_reuses_the_part_of_a_cached_block_it_agrees_on() {
+    let mut s = Scheduler::new(cfg(64));
+    s.add(1, (0..12).collect(), 1, 7).unwrap();
+    drive(&mut s, &HashMap::from([(1, 1)]));
+    // Agrees with the first prompt on 10 tokens: two whole blocks and two
+    // positions of the third, which come from a copy of that block.
+    let second: Vec<u32> = (0..10).chain([99, 98]).collect();
+    s.add(2, second.clone(), 1, 7).unwrap();
+    let (w, _) = s.schedule();
+    assert_eq!(w, vec![Work { id: 2, start: 10, len: 2, sample: true }]);
+    assert_eq!(s.get(2).unwrap().n_cached, 10);
+    let copies = s.pending_copies().to_vec();
+    assert_eq!(copies.len(), 1);
+    assert_eq!((copies[0].dst, copies[0].len), (s.get(2).unwrap().table[2], 2));
+    // Held: the two shared blocks, the copy's source and its own third block.
+    assert_eq!(s.blocks().n_in_use(), 4);
+    s.copies_done();
+    assert_eq!(s.blocks().n_in_use(), 3);
+    s.advance(&w, &[Some(5)]);
+    s.remove(2);
+    assert_eq!(s.blocks().n_in_use(), 0);
+    // Another tenant gets no part of it.
+    s.add(3, second, 1, 8).unwrap();
+    let (w, _) = s.schedule();
+    assert_eq!(w[0].start, 0);
+    assert!(s.pending_copies().is_empty());
+}
+
+#[test]
+fn a_sequence_that_leaves_before_its_copy_gives_back_both_blocks() {
+    let mut s = Scheduler::new(cfg(64));
+    s.add(1, (0..12).collect(), 1, 0).unwrap();
+    drive(&mut s, &HashMap::from([(1, 1)]));
+    s.add(2, (0..11).chain([50]).collect(), 1, 0).unwrap();
+    s.schedule();
+    assert_eq!(s.pending_copies().len(), 1);
+    s.remove(2);
+    assert!(s.pending_copies().is_empty(), "a copy into a block that was let go");
+    assert_eq!(s.blocks().n_in_use(), 0);
+}
+
+#[test]
 fn running_out_of_blocks_preempts_the_newest_and_everyone_finishes() {
     // 12 blocks of 4 positions; three sequences that each grow to 20 positions.
     let mut s = Scheduler::new(cfg(12));

@@ -134,6 +134,32 @@ fn a_follow_up_reuses_the_cached_prefix() {
 }
 
 #[test]
+fn a_prompt_sharing_part_of_a_block_reuses_it_and_gets_the_tokens_it_gets_alone() {
+    let (e, m) = engine(256);
+    let shared = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nExplain briefly what you know about";
+    let first = m.tokenize_chat_prompt(&format!("{shared} the moon.<|im_end|>\n<|im_start|>assistant\n"));
+    let second = m.tokenize_chat_prompt(&format!("{shared} volcanoes.<|im_end|>\n<|im_start|>assistant\n"));
+    let common = first.iter().zip(&second).take_while(|(a, b)| a == b).count();
+    assert!(common % 32 != 0 && common < second.len(), "the prompts must part inside a block ({common})");
+
+    let (req, rx) = request(1, first, 8, &[]);
+    e.submit(req).expect("submit");
+    collect(&rx);
+    let (req, rx) = request(2, second.clone(), 16, &[]);
+    e.submit(req).expect("submit");
+    let (reused, _, _, usage) = collect(&rx);
+    assert_eq!(usage.cached_tokens, common, "every agreeing position is reused, not only whole blocks");
+    assert!(settles_to_zero(&e));
+
+    let (fresh, _) = engine(256);
+    let (req, rx) = request(3, second, 16, &[]);
+    fresh.submit(req).expect("submit");
+    let (alone, _, _, usage) = collect(&rx);
+    assert_eq!(usage.cached_tokens, 0);
+    assert_eq!(reused, alone, "the copied positions must give the tokens computed from scratch");
+}
+
+#[test]
 fn stop_strings_end_generation_and_are_not_sent() {
     let (e, m) = engine(256);
     let p = m.tokenizer.encode("The capital of France is", true, true);
