@@ -8,7 +8,9 @@
 //!   (i32). A kernel that multiplies unsigned weights `q + 2^shift` starts each
 //!   4-element dot product there, which makes it a dot product of the signed weights;
 //! - the scales and sums again, *transposed* (`[block][token]`), so that the values
-//!   of 4 consecutive tokens for one block are one 16-byte load.
+//!   of 4 consecutive tokens for one block are one 16-byte load;
+//! - with a shift, each block's 8 group corrections added up (`gb`), where a
+//!   kernel chains a whole block's dot products from one start.
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;
@@ -33,12 +35,14 @@ pub(crate) struct Line([u8; 64]);
 pub(crate) struct Q8Buf {
     lines: Vec<Line>,
     trans: Vec<f32>,
+    gb: Vec<i32>,
 }
 
 /// A read-only view of quantized activations. `qs[t·qs_stride + i]` is quant `i` of
 /// token `t` (as `i8` bits); `d[t·d_stride + b]` and `s[t·d_stride + b]` the scale and
 /// sum of its block `b`; `g[t·d_stride + 8b + l]` the correction of its quants
-/// `32b + 4l .. 32b + 4l + 4`; `dt[b·t_stride + t]` and `st[b·t_stride + t]` the scale
+/// `32b + 4l .. 32b + 4l + 4`; `gb[t·nb + b]` the sum of block `b`'s 8 corrections
+/// (empty without a shift); `dt[b·t_stride + t]` and `st[b·t_stride + t]` the scale
 /// and sum again (zeros for `t` past the last token, up to `t_stride`).
 #[derive(Clone, Copy)]
 pub(crate) struct Q8View<'a> {
@@ -47,6 +51,8 @@ pub(crate) struct Q8View<'a> {
     pub d: &'a [f32],
     pub s: &'a [f32],
     pub g: &'a [i32],
+    pub gb: &'a [i32],
+    pub nb: usize,
     pub d_stride: usize,
     pub dt: &'a [f32],
     pub st: &'a [f32],
@@ -140,7 +146,18 @@ impl Q8Buf {
                 st[b * t_stride + t] = sv;
             }
         }
-        Q8View { qs: bytemuck::cast_slice(lines), qs_stride: rec.bytes(), d, s, g, d_stride, dt, st, t_stride }
+        // Block sums of the corrections (only offset weights start from them).
+        let gb_len = if shift > 0 { n_tokens * nb } else { 0 };
+        grow(&mut self.gb, gb_len, 0);
+        let gb = &mut self.gb[..gb_len];
+        for (t, sums) in gb.chunks_exact_mut(nb.max(1)).enumerate() {
+            let gt = &g[t * d_stride..];
+            for (b, v) in sums.iter_mut().enumerate() {
+                *v = gt[8 * b..8 * b + 8].iter().sum();
+            }
+        }
+        let gb = &self.gb[..gb_len];
+        Q8View { qs: bytemuck::cast_slice(lines), qs_stride: rec.bytes(), d, s, g, gb, nb, d_stride, dt, st, t_stride }
     }
 }
 
@@ -207,6 +224,10 @@ mod tests {
                             let sum: i32 = want.qs[4 * l..4 * l + 4].iter().map(|&q| i32::from(q)).sum();
                             assert_eq!(v.g[t * v.d_stride + 8 * b + l], -(sum << shift), "{isa} t {t} b {b} l {l}");
                         }
+                        if shift > 0 {
+                            let sum: i32 = want.qs.iter().map(|&q| i32::from(q)).sum();
+                            assert_eq!(v.gb[t * v.nb + b], -(sum << shift), "{isa} t {t} b {b}: block sum");
+                        }
                         assert_eq!(v.d[t * v.d_stride + b], want.d.to_f32());
                         assert_eq!(v.s[t * v.d_stride + b], b1[t * 7 + b].s.to_f32());
                         assert_eq!(v.dt[b * v.t_stride + t], want.d.to_f32());
@@ -215,6 +236,7 @@ mod tests {
                     assert!(v.d[t * v.d_stride + 7..t * v.d_stride + 16].iter().all(|&d| d == 0.0));
                 }
                 assert!((n..v.t_stride).all(|t| v.dt[t] == 0.0 && v.st[6 * v.t_stride + t] == 0.0));
+                assert_eq!(v.gb.len(), if shift > 0 { n * 7 } else { 0 });
             }
         }
     }

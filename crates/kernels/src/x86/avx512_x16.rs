@@ -150,8 +150,7 @@ unsafe fn tile_fast<F: Format16, const VNNI: bool, const C: usize>(
             let x = a.qs.as_ptr().add(t * a.qs_stride + b * 32);
             let k = t * a.d_stride + b;
             let mut isum = if F::OFFSET {
-                let g = a.g.as_ptr().add(t * a.d_stride + 8 * b);
-                _mm512_set1_epi32((0..8).map(|l| *g.add(l)).sum())
+                _mm512_set1_epi32(*a.gb.get_unchecked(t * a.nb + b))
             } else {
                 _mm512_setzero_si512()
             };
