@@ -7,6 +7,10 @@
 //! and, for decode from memory, SmolLM2's output matrix (49152×576, Q8_0) and a
 //! Q4_1 matrix bigger than the caches (131072×576, 47 MB); and a 512-token prompt
 //! through SmolLM2's FFN up (1536×576) and down (576×1536).
+//!
+//! `matmul16` runs the 16-row layout the model loads Q4_1, Q5_0 and Q8_0 into
+//! (where this CPU has AVX-512): 16 tokens in the fast order of generated tokens (a
+//! 16-sequence decode step) and in ggml's order (given text), as FLOP/s.
 #![allow(missing_docs)] // `criterion_group!` generates an undocumented public function.
 
 use std::hint::black_box;
@@ -14,7 +18,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
-use kernels::matmul::{active_isa, matmul, MatmulScratch, QMatrix};
+use kernels::matmul::{active_isa, interleave_as, interleaved_layout, matmul, Layout, MatmulScratch, QMatrix};
 use kernels::{GgmlType, ThreadPool};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -100,5 +104,43 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+fn bench16(c: &mut Criterion) {
+    let isa = active_isa();
+    let pool = ThreadPool::new(1);
+    let mut group = c.benchmark_group(format!("matmul16/{isa}/1t"));
+    group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    for (ty, rows, cols) in [(GgmlType::Q4_1, 1536, 576), (GgmlType::Q5_0, 1536, 576), (GgmlType::Q8_0, 1536, 576)] {
+        if interleaved_layout(ty, rows) != Some(Layout::Interleaved16) {
+            continue; // this CPU keeps the rows as they are
+        }
+        let words = weights(ty, rows, cols);
+        let len = ty.row_size(cols).expect("whole blocks") * rows;
+        let data = &bytemuck::cast_slice::<u64, u8>(&words)[..len];
+        let packed = interleave_as(Layout::Interleaved16, ty, rows, cols, data).expect("a 16-row layout");
+        let w = QMatrix::interleaved(
+            Layout::Interleaved16,
+            ty,
+            rows,
+            cols,
+            &bytemuck::cast_slice::<u64, u8>(&packed)[..len],
+        )
+        .expect("valid matrix");
+        let n = 16;
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let mut y = vec![0.0f32; n * rows];
+        for (order, fast) in [("fast", true), ("ggml", false)] {
+            let mut scratch = MatmulScratch::default();
+            scratch.set_fast_tokens(std::iter::repeat_n(fast, n));
+            group.throughput(Throughput::Elements((2 * rows * cols * n) as u64));
+            let id = BenchmarkId::new(format!("{ty}/{rows}x{cols}"), format!("n{n}-{order}"));
+            group.bench_function(id, |b| {
+                b.iter(|| matmul(&w, black_box(&x), n, &mut y, &mut scratch, &pool));
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench16);
 criterion_main!(benches);
