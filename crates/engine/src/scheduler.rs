@@ -31,6 +31,12 @@ pub type SeqId = u64;
 /// Virtual time one admission costs a tenant of weight 1.
 const STRIDE: u64 = 1 << 20;
 
+/// Fewest prompt positions that a waiting sequence would take from a running
+/// one's prompt computation to wait a step for it (see
+/// `Scheduler::shares_a_prompt_in_progress`): below it, computing them again
+/// costs less than the step.
+const MIN_SHARED: usize = 8;
+
 /// Whose a sequence is, for fair admission: a tenant id and its weight (a
 /// tenant of weight 2 is admitted twice as often as one of weight 1 while both
 /// wait). The default is the one anonymous tenant of weight 1.
@@ -376,9 +382,10 @@ impl Scheduler {
         }
     }
 
-    /// The waiting sequence to admit next: a preempted one first (it is at the
-    /// front), else the oldest of the waiting tenant with the lowest pass.
-    fn next_waiting(&self) -> Option<usize> {
+    /// The waiting sequence to admit next, leaving out those in `held`: a
+    /// preempted one first (it is at the front), else the oldest of the waiting
+    /// tenant with the lowest pass.
+    fn next_waiting(&self, held: &[SeqId]) -> Option<usize> {
         let front = self.waiting.front()?;
         if front.preemptions > 0 {
             return Some(0);
@@ -386,6 +393,9 @@ impl Scheduler {
         let mut best: Option<(u64, usize)> = None;
         let mut seen: Vec<u64> = Vec::new();
         for (i, seq) in self.waiting.iter().enumerate() {
+            if held.contains(&seq.id) {
+                continue;
+            }
             let t = seq.share.tenant;
             if seen.contains(&t) {
                 continue;
@@ -415,9 +425,14 @@ impl Scheduler {
     /// one), while the pool has blocks for their prompts (the prefix cache may
     /// cover part of them).
     fn admit(&mut self) {
+        let mut held = Vec::new();
         while self.running.len() < self.cfg.max_running {
-            let Some(idx) = self.next_waiting() else { break };
+            let Some(idx) = self.next_waiting(&held) else { break };
             let seq = &self.waiting[idx];
+            if self.shares_a_prompt_in_progress(seq) {
+                held.push(seq.id);
+                continue;
+            }
             let bs = self.cfg.block_size;
             // Leave at least one token to compute, for its logits.
             let hashes: Vec<BlockHash> = self.blocks.block_hashes(seq.salt, &seq.tokens[..seq.tokens.len() - 1]);
@@ -452,6 +467,31 @@ impl Scheduler {
             }
             self.running.push(seq);
         }
+    }
+
+    /// Whether waiting `seq` should wait a step for a running sequence whose
+    /// prompt is being computed and agrees with its own for at least
+    /// [`MIN_SHARED`] positions not computed yet, which it could take from the
+    /// prefix cache once they are (only full blocks are registered, so the
+    /// agreement counts up to the running prompt's last full block). Prompts that
+    /// arrive together — a burst after one system prompt, the `n` choices of one
+    /// request — then compute their common part once instead of side by side.
+    /// A sequence waits only for prompt work already running, which advances
+    /// every step, so the wait ends.
+    fn shares_a_prompt_in_progress(&self, seq: &SeqState) -> bool {
+        if seq.admitted_once {
+            return false;
+        }
+        let bs = self.cfg.block_size;
+        let own = &seq.tokens[..seq.tokens.len() - 1];
+        self.running.iter().any(|run| {
+            if run.salt != seq.salt || run.n_computed >= run.n_prompt {
+                return false;
+            }
+            let registrable = run.n_prompt / bs * bs;
+            let agree = run.tokens[..registrable].iter().zip(own).take_while(|(a, b)| a == b).count();
+            agree >= run.n_computed + MIN_SHARED
+        })
     }
 
     /// Grows running sequence `i`'s table to cover `need` positions.

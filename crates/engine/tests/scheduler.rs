@@ -157,6 +157,34 @@ fn a_sequence_that_leaves_before_its_copy_gives_back_both_blocks() {
 }
 
 #[test]
+fn a_prompt_waits_a_step_for_the_common_part_another_is_computing() {
+    let mut s = Scheduler::new(cfg(64));
+    // Arrive together and agree on 10 positions: the second waits while the
+    // first computes its first chunk, then takes those 8 positions (two whole
+    // blocks) from the cache.
+    s.add(1, (0..12).collect(), 1, 0).unwrap();
+    s.add(2, (0..10).chain([99, 98]).collect(), 1, 0).unwrap();
+    let (w, _) = s.schedule();
+    assert_eq!(w, vec![Work { id: 1, start: 0, len: 8, sample: false }]);
+    assert_eq!(s.n_waiting(), 1);
+    s.advance(&w, &[None]);
+    let (w, _) = s.schedule();
+    assert_eq!(w, vec![Work { id: 1, start: 8, len: 4, sample: true }, Work { id: 2, start: 8, len: 4, sample: true }]);
+    assert_eq!(s.get(2).unwrap().n_cached, 8);
+}
+
+#[test]
+fn prompts_that_share_little_or_belong_to_another_tenant_do_not_wait() {
+    for (second, salt) in [((0..7).chain(50..55).collect::<Vec<u32>>(), 0), ((0..12).collect(), 1)] {
+        let mut s = Scheduler::new(cfg(64));
+        s.add(1, (0..12).collect(), 1, 0).unwrap();
+        s.add(2, second, 1, salt).unwrap();
+        let (w, _) = s.schedule();
+        assert_eq!(w.iter().map(|w| w.id).collect::<Vec<_>>(), vec![1, 2], "salt {salt}");
+    }
+}
+
+#[test]
 fn running_out_of_blocks_preempts_the_newest_and_everyone_finishes() {
     // 12 blocks of 4 positions; three sequences that each grow to 20 positions.
     let mut s = Scheduler::new(cfg(12));
