@@ -95,6 +95,11 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
+    /// Threads of the HTTP runtime (parsing, streaming, stores run on its blocking pool). One
+    /// is plenty beside the compute threads on a small machine, and each streamed token then
+    /// wakes one thread, not two: every wake takes a core from the compute threads.
+    #[arg(long, default_value_t = 1)]
+    http_threads: usize,
     /// Folder of the local conversation and usage store `seed.sqlite`, used when no tenant is
     /// configured (default: `$SEED_HOME`). With tenants, each region's `store` is used.
     #[arg(long)]
@@ -154,7 +159,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     cfg.connections.header_read_timeout = Duration::from_secs(args.header_timeout);
     let state = AppState::new(cfg);
     let addr = SocketAddr::new(args.host, args.port);
-    server::run(addr, state, 2, move |state| {
+    anyhow::ensure!(args.http_threads > 0, "--http-threads must be positive");
+    server::run(addr, state, args.http_threads, move |state| {
         let total = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         for (index, m) in models.iter().enumerate() {
             if let Err(e) = load(&args, m, index, models.len(), total, state) {
