@@ -488,9 +488,13 @@ impl Scheduler {
             if run.salt != seq.salt || run.n_computed >= run.n_prompt {
                 return false;
             }
-            let registrable = run.n_prompt / bs * bs;
-            let agree = run.tokens[..registrable].iter().zip(own).take_while(|(a, b)| a == b).count();
-            agree >= run.n_computed + MIN_SHARED
+            // The first `want` positions must agree, within the running prompt's
+            // whole blocks; the last of them is checked first, so prompts that
+            // share only a system prompt already computed cost one comparison.
+            let want = run.n_computed + MIN_SHARED;
+            want <= (run.n_prompt / bs * bs).min(own.len())
+                && run.tokens[want - 1] == own[want - 1]
+                && run.tokens[..want] == own[..want]
         })
     }
 
