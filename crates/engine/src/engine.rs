@@ -439,5 +439,8 @@ impl Worker {
         let (q, h) = self.sched.blocks().prefix_stats();
         EngineStats::set(&s.prefix_queried, q);
         EngineStats::set(&s.prefix_hits, h);
+        let (q, h) = self.sched.prefix_tokens();
+        EngineStats::set(&s.prefix_query_tokens, q);
+        EngineStats::set(&s.prefix_hit_tokens, h);
     }
 }

@@ -178,6 +178,9 @@ pub struct Scheduler {
     /// Partial prefix hits of the last [`Scheduler::schedule`] whose blocks the
     /// caller must copy (see [`Scheduler::pending_copies`]).
     copies: Vec<PartialHit>,
+    /// Prompt positions looked up in the prefix cache at first admission, and
+    /// those taken from it.
+    prefix_tokens: (u64, u64),
 }
 
 impl Scheduler {
@@ -191,12 +194,20 @@ impl Scheduler {
             pass: HashMap::new(),
             vtime: 0,
             copies: Vec::new(),
+            prefix_tokens: (0, 0),
         }
     }
 
     /// The configuration.
     pub fn config(&self) -> &SchedulerConfig {
         &self.cfg
+    }
+
+    /// Prompt positions looked up in the prefix cache (all but the last of each
+    /// prompt, at its first admission) and those taken from it, whole blocks and
+    /// parts of blocks: the cache's hit rate in the positions it saves computing.
+    pub fn prefix_tokens(&self) -> (u64, u64) {
+        self.prefix_tokens
     }
 
     /// The block manager (for metrics).
@@ -464,6 +475,8 @@ impl Scheduler {
             if !seq.admitted_once {
                 seq.n_cached = seq.n_computed;
                 seq.admitted_once = true;
+                self.prefix_tokens.0 += (seq.tokens.len() - 1) as u64;
+                self.prefix_tokens.1 += seq.n_computed as u64;
             }
             self.running.push(seq);
         }

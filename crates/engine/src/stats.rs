@@ -62,6 +62,10 @@ pub struct EngineStats {
     pub prefix_queried: AtomicU64,
     /// Prefix-cache blocks found.
     pub prefix_hits: AtomicU64,
+    /// Prompt positions looked up in the prefix cache (all but each prompt's last).
+    pub prefix_query_tokens: AtomicU64,
+    /// Prompt positions taken from it, whole blocks and parts of blocks.
+    pub prefix_hit_tokens: AtomicU64,
     /// Prompt tokens of finished requests.
     pub prompt_tokens: AtomicU64,
     /// Generated tokens.
@@ -88,6 +92,8 @@ impl Default for EngineStats {
             kv_blocks_total: z(),
             prefix_queried: z(),
             prefix_hits: z(),
+            prefix_query_tokens: z(),
+            prefix_hit_tokens: z(),
             prompt_tokens: z(),
             generation_tokens: z(),
             finished: [z(), z(), z(), z()],

@@ -126,6 +126,8 @@ fn a_prompt_reuses_the_part_of_a_cached_block_it_agrees_on() {
     let (w, _) = s.schedule();
     assert_eq!(w, vec![Work { id: 2, start: 10, len: 2, sample: true }]);
     assert_eq!(s.get(2).unwrap().n_cached, 10);
+    // Positions looked up (all but each prompt's last) and taken, both prompts so far.
+    assert_eq!(s.prefix_tokens(), (22, 10));
     let copies = s.pending_copies().to_vec();
     assert_eq!(copies.len(), 1);
     assert_eq!((copies[0].dst, copies[0].len), (s.get(2).unwrap().table[2], 2));

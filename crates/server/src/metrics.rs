@@ -126,7 +126,7 @@ pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: 
         engines.iter().map(|(id, s)| (format!("model=\"{}\"", escape(id)), *s)).collect()
     };
     let g = EngineStats::get;
-    let gauges: [Family; 10] = [
+    let gauges: [Family; 12] = [
         ("seed_requests_running", "gauge", "Sequences in the running batch.", |s| EngineStats::get(&s.running)),
         ("seed_requests_waiting", "gauge", "Requests waiting to be admitted.", |s| EngineStats::get(&s.waiting)),
         ("seed_kv_blocks_used", "gauge", "KV cache blocks held by sequences.", |s| EngineStats::get(&s.kv_blocks_used)),
@@ -137,6 +137,18 @@ pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: 
         ("seed_prefix_cache_hits_total", "counter", "Prompt blocks found in the prefix cache.", |s| {
             EngineStats::get(&s.prefix_hits)
         }),
+        (
+            "seed_prefix_cache_query_tokens_total",
+            "counter",
+            "Prompt positions looked up in the prefix cache (all but each prompt's last).",
+            |s| EngineStats::get(&s.prefix_query_tokens),
+        ),
+        (
+            "seed_prefix_cache_hit_tokens_total",
+            "counter",
+            "Prompt positions taken from the prefix cache (whole blocks and parts of blocks).",
+            |s| EngineStats::get(&s.prefix_hit_tokens),
+        ),
         ("seed_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", |s| {
             EngineStats::get(&s.prompt_tokens)
         }),
@@ -154,9 +166,14 @@ pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: 
             let _ = writeln!(o, "{name}{} {}", braces(l), read(s));
         }
     }
-    header(o, "seed_prefix_cache_hit_rate", "gauge", "Prefix-cache hits / queries since start.");
+    header(
+        o,
+        "seed_prefix_cache_hit_rate",
+        "gauge",
+        "Prompt positions taken from the prefix cache / looked up, since start.",
+    );
     for (l, s) in &labels {
-        let (q, h) = (g(&s.prefix_queried), g(&s.prefix_hits));
+        let (q, h) = (g(&s.prefix_query_tokens), g(&s.prefix_hit_tokens));
         let rate = if q == 0 { 0.0 } else { h as f64 / q as f64 };
         let _ = writeln!(o, "seed_prefix_cache_hit_rate{} {rate}", braces(l));
     }
@@ -236,8 +253,8 @@ mod tests {
     fn page_has_every_family_and_cumulative_histograms() {
         let s = EngineStats::default();
         s.kv_blocks_total.store(64, Ordering::Relaxed);
-        s.prefix_queried.store(4, Ordering::Relaxed);
-        s.prefix_hits.store(1, Ordering::Relaxed);
+        s.prefix_query_tokens.store(4, Ordering::Relaxed);
+        s.prefix_hit_tokens.store(1, Ordering::Relaxed);
         s.ttft.observe(0.02);
         s.ttft.observe(3.0);
         let page = render(&[("m", &s)], &ServerCounters::default(), true, &Labelled::default());
