@@ -9,6 +9,8 @@
 
 use half::f16;
 
+use crate::pool::ThreadPool;
+
 #[cfg(target_arch = "x86_64")]
 #[path = "ops_avx512.rs"]
 pub(crate) mod avx512;
@@ -199,6 +201,24 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// A gated activation (`swiglu`, `geglu`) over `(rows, row_len)` buffers: `act`
+/// on each thread's share of whole rows when the buffers are big enough for a
+/// parallel region to pay (a prompt or a batch of sequences: otherwise one
+/// thread does all of it while the others wait), on the calling thread else.
+/// Every element's arithmetic is its own, so the split does not change a bit:
+/// the vector kernels cover whole 16-element groups, which a row of a multiple
+/// of 16 elements keeps; other row lengths stay on one thread.
+pub fn glu_rows(pool: &ThreadPool, gate: &mut [f32], up: &[f32], row_len: usize, act: fn(&mut [f32], &[f32])) {
+    /// Elements from which the rows are split over the threads.
+    const PARALLEL_FROM: usize = 8192;
+    debug_assert_eq!(gate.len(), up.len());
+    if gate.len() < PARALLEL_FROM || row_len == 0 || !row_len.is_multiple_of(16) {
+        act(gate, up);
+        return;
+    }
+    pool.split_mut(gate, row_len, &|rows, g| act(g, &up[rows.start * row_len..rows.end * row_len]));
+}
+
 /// GeGLU in place: `gate = gelu(gate) * up`, shapes `(n,)`, as ggml computes it:
 /// the gate is rounded to f16 and looked up in a table of f16 GELU values
 /// (inputs at or beyond ±10 pass through or vanish).
@@ -276,6 +296,23 @@ pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glu_rows_gives_the_bits_of_one_thread_whatever_the_split() {
+        let pool = ThreadPool::new(2);
+        for (rows, row_len) in [(1, 1536), (9, 1536), (16, 2048), (201, 48), (20, 1000)] {
+            let n = rows * row_len;
+            let gate: Vec<f32> = (0..n).map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * 0.013).collect();
+            let up: Vec<f32> = (0..n).map(|i| ((i * 104_729 % 997) as f32 - 498.0) * 0.01).collect();
+            for act in [swiglu as fn(&mut [f32], &[f32]), geglu] {
+                let mut one = gate.clone();
+                act(&mut one, &up);
+                let mut split = gate.clone();
+                glu_rows(&pool, &mut split, &up, row_len, act);
+                assert!(one.iter().zip(&split).all(|(a, b)| a.to_bits() == b.to_bits()), "{rows} rows of {row_len}");
+            }
+        }
+    }
 
     #[test]
     fn rms_norm_of_constant_vector_is_the_weight() {

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use kernels::matmul::{matmul, matmul_multi, MatmulScratch};
-use kernels::ops::{add_inplace, rms_norm, rms_norm_inplace, rope, rope_cos_sin, swiglu, RopeStyle};
+use kernels::ops::{add_inplace, glu_rows, rms_norm, rms_norm_inplace, rope, rope_cos_sin, swiglu, RopeStyle};
 use kernels::ThreadPool;
 
 use crate::attention::{attend, AttnShape};
@@ -111,7 +111,7 @@ impl DenseFfn {
     ) {
         let gate_up = [self.gate.qmatrix(), self.up.qmatrix()];
         matmul_multi(&gate_up, xn, n, &mut [&mut *gate, &mut *up], scratch, pool);
-        swiglu(gate, up);
+        glu_rows(pool, gate, up, self.gate.qmatrix().rows(), swiglu);
         matmul(&self.down.qmatrix(), gate, n, out, scratch, pool);
     }
 }

@@ -18,7 +18,9 @@
 use std::sync::Arc;
 
 use kernels::matmul::{matmul, matmul_multi};
-use kernels::ops::{add_inplace, geglu, rms_norm, rms_norm_inplace, rope, rope_cos_sin, scale_inplace, RopeStyle};
+use kernels::ops::{
+    add_inplace, geglu, glu_rows, rms_norm, rms_norm_inplace, rope, rope_cos_sin, scale_inplace, RopeStyle,
+};
 use kernels::ThreadPool;
 
 use crate::attention::{attend, AttnShape};
@@ -206,7 +208,7 @@ impl Gemma3 {
             }
             let gate_up = [layer.ffn_gate.qmatrix(), layer.ffn_up.qmatrix()];
             matmul_multi(&gate_up, xn, n, &mut [&mut *gate, &mut *up], scratch, pool);
-            geglu(gate, up);
+            glu_rows(pool, gate, up, hp.n_ff, geglu);
             matmul(&layer.ffn_down.qmatrix(), gate, n, tmp, scratch, pool);
             for row in tmp.chunks_exact_mut(e) {
                 rms_norm_inplace(row, &layer.post_ffn_norm, hp.rms_eps);
