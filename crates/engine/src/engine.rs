@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,6 +29,10 @@ pub struct EngineConfig {
     pub max_waiting: usize,
     /// Compute threads.
     pub threads: usize,
+    /// Pin the compute threads, one CPU each (the engine thread, which samples
+    /// and streams between steps, on the first): `threads` CPUs, or empty to
+    /// leave placement to the system (see `kernels::affinity`).
+    pub cpus: Vec<usize>,
 }
 
 /// Why a request was not accepted.
@@ -67,6 +71,13 @@ pub struct Engine {
 impl Engine {
     /// Starts the engine thread for `model`, allocating its KV pool.
     pub fn start(model: Arc<LoadedModel>, cfg: EngineConfig) -> Result<Engine, ModelError> {
+        if !cfg.cpus.is_empty() && cfg.cpus.len() != cfg.threads {
+            return Err(ModelError::Request(format!(
+                "{} compute threads but {} CPUs to pin them to",
+                cfg.threads,
+                cfg.cpus.len()
+            )));
+        }
         let kv = KvCache::new(model.model.hparams(), cfg.scheduler.block_size, cfg.scheduler.n_blocks)?;
         let stats = Arc::new(EngineStats::default());
         EngineStats::set(&stats.kv_blocks_total, cfg.scheduler.n_blocks as u64);
@@ -74,7 +85,7 @@ impl Engine {
         let in_channel = Arc::new(AtomicU64::new(0));
         let worker = Worker {
             model,
-            pool: ThreadPool::new(cfg.threads),
+            pool: if cfg.cpus.is_empty() { ThreadPool::new(cfg.threads) } else { ThreadPool::pinned(&cfg.cpus) },
             kv,
             ws: Workspace::default(),
             sched: Scheduler::new(cfg.scheduler.clone()),
@@ -187,6 +198,7 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: Receiver<Command>) {
+        self.pool.pin_caller();
         let mut deadline: Option<Instant> = None;
         loop {
             // New commands: wait when idle, otherwise just drain what is there.
@@ -197,10 +209,11 @@ impl Worker {
                     Err(_) => return, // the engine handle is gone
                 }
             } else {
-                match rx.recv_timeout(Duration::ZERO) {
+                // (`try_recv`, not a zero timeout: that takes the blocking path.)
+                match rx.try_recv() {
                     Ok(c) => Some(c),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => {
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
                         deadline.get_or_insert_with(Instant::now);
                         None
                     }

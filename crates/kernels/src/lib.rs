@@ -7,12 +7,14 @@
 //! - [`matmul`]: [`QMatrix`] and the batched, threaded `y = x·Wᵀ` on quantized weights;
 //! - [`cpu`]: which instruction set the kernels use ([`Isa`], `SEED_KERNELS`);
 //! - [`pool`]: the thread pool that runs each parallel region;
+//! - [`affinity`]: which CPUs a thread may run on (pinning compute threads);
 //! - [`ops`]: RMSNorm, RoPE, softmax, activations.
 //!
 //! Every SIMD kernel has a scalar twin that is always compiled and tested against it.
 #![allow(unsafe_code)] // SIMD intrinsics and the pool's job pointer; each block says why it is sound.
 
 mod act;
+pub mod affinity;
 pub mod attention;
 pub mod cpu;
 mod error;

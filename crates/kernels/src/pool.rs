@@ -74,6 +74,8 @@ pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     n_threads: usize,
+    /// The CPU of each thread index, for a pinned pool (else empty).
+    cpus: Vec<usize>,
     /// Serialises concurrent callers of `run` (the pool runs one region at a time).
     region: Mutex<()>,
 }
@@ -82,6 +84,19 @@ impl ThreadPool {
     /// A pool of `n_threads` threads in all, the calling thread included; `0` is
     /// taken as 1 (everything runs on the caller).
     pub fn new(n_threads: usize) -> Self {
+        Self::build(n_threads, Vec::new())
+    }
+
+    /// A pool of one thread per entry of `cpus`, each worker restricted to its
+    /// CPU: worker `i` to `cpus[i]`, and the thread that calls [`run`](Self::run)
+    /// to `cpus[0]` once it calls [`pin_caller`](Self::pin_caller) (see
+    /// [`crate::affinity`] for why). A CPU the system refuses leaves that thread
+    /// unpinned. An empty list is [`ThreadPool::new`]`(1)`.
+    pub fn pinned(cpus: &[usize]) -> Self {
+        Self::build(cpus.len(), cpus.to_vec())
+    }
+
+    fn build(n_threads: usize, cpus: Vec<usize>) -> Self {
         let n_threads = n_threads.max(1);
         let shared = Arc::new(Shared {
             epoch: AtomicU64::new(0),
@@ -96,13 +111,26 @@ impl ThreadPool {
         let workers = (1..n_threads)
             .map(|index| {
                 let shared = Arc::clone(&shared);
+                let cpu = cpus.get(index).copied();
                 std::thread::Builder::new()
                     .name(format!("seed-worker-{index}"))
-                    .spawn(move || worker_loop(&shared, index))
+                    .spawn(move || {
+                        if let Some(cpu) = cpu {
+                            crate::affinity::set_current_thread_cpus(&[cpu]);
+                        }
+                        worker_loop(&shared, index)
+                    })
                     .expect("spawning a worker thread")
             })
             .collect();
-        ThreadPool { shared, workers, n_threads, region: Mutex::new(()) }
+        ThreadPool { shared, workers, n_threads, cpus, region: Mutex::new(()) }
+    }
+
+    /// Restricts the calling thread to the CPU of thread index 0, for a pool made
+    /// by [`ThreadPool::pinned`]; `false` (nothing changed) for any other pool or
+    /// if the system refuses.
+    pub fn pin_caller(&self) -> bool {
+        self.cpus.first().is_some_and(|&cpu| crate::affinity::set_current_thread_cpus(&[cpu]))
     }
 
     /// A pool with one thread per available CPU.
@@ -417,6 +445,28 @@ mod tests {
                 assert_eq!(next, n);
             }
         }
+    }
+
+    #[test]
+    fn a_pinned_pool_runs_each_thread_index_on_its_cpu() {
+        let allowed = crate::affinity::allowed_cpus();
+        if allowed.is_empty() {
+            return; // not a platform that can say
+        }
+        // Two thread indices, both on the last CPU when there is only one.
+        let cpus = [allowed[0], *allowed.last().expect("not empty")];
+        std::thread::spawn(move || {
+            let pool = ThreadPool::pinned(&cpus);
+            assert_eq!(pool.n_threads(), 2);
+            assert!(pool.pin_caller());
+            let seen = Mutex::new(vec![Vec::new(); 2]);
+            pool.run(&|i| seen.lock().expect("not poisoned")[i] = crate::affinity::allowed_cpus());
+            let seen = seen.into_inner().expect("not poisoned");
+            assert_eq!(seen, [vec![cpus[0]], vec![cpus[1]]]);
+        })
+        .join()
+        .expect("the pool's caller");
+        assert!(!ThreadPool::new(2).pin_caller(), "an unpinned pool pins nothing");
     }
 
     #[test]

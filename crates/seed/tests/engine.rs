@@ -27,6 +27,7 @@ fn engine(n_blocks: usize) -> (Engine, Arc<LoadedModel>) {
         },
         max_waiting: 64,
         threads: 2,
+        cpus: Vec::new(),
     };
     (Engine::start(Arc::clone(&m), cfg).expect("engine"), m)
 }

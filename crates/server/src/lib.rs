@@ -27,5 +27,5 @@ pub mod validate;
 pub use config::{ConnLimits, Limits, ServedModel, ServerConfig};
 pub use error::ApiError;
 pub use routes::router;
-pub use serve::{run, serve};
+pub use serve::{run, serve, Runtime};
 pub use state::AppState;

@@ -143,6 +143,17 @@ pub async fn signal() {
     }
 }
 
+/// The HTTP runtime's threads.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    /// Worker threads (parsing, streaming); blocking work gets a pool of its own.
+    pub threads: usize,
+    /// CPUs every runtime thread is restricted to (empty: any). `seed serve`
+    /// keeps them off the engine threads' CPUs when it pins those (see
+    /// `kernels::affinity`).
+    pub cpus: Vec<usize>,
+}
+
 /// The whole life of `seed serve`: a runtime, the listener on `addr`, `load`
 /// run on its own thread (it calls [`AppState::set_ready`] or
 /// [`AppState::set_failed`]), serving until SIGINT/SIGTERM, and the drain.
@@ -151,10 +162,17 @@ pub async fn signal() {
 pub fn run(
     addr: SocketAddr,
     state: AppState,
-    runtime_threads: usize,
+    runtime: Runtime,
     load: impl FnOnce(&AppState) + Send + 'static,
 ) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(runtime_threads.max(1)).enable_all().build()?;
+    let cpus = runtime.cpus;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(runtime.threads.max(1))
+        .on_thread_start(move || {
+            kernels::affinity::set_current_thread_cpus(&cpus);
+        })
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).await?;
         eprintln!("listening on http://{}", listener.local_addr()?);

@@ -100,6 +100,13 @@ pub struct ServeArgs {
     /// wakes one thread, not two: every wake takes a core from the compute threads.
     #[arg(long, default_value_t = 1)]
     http_threads: usize,
+    /// Pin each compute thread to a CPU of its own and keep the HTTP runtime off the CPUs of
+    /// the engine threads (which sample and stream between steps), so a streamed token's wakes
+    /// never take the core the next step starts on. auto: when the compute threads take every
+    /// CPU this process may use (there, every wake of another thread takes a compute thread's
+    /// core); on: whenever there are CPUs enough; off: leave placement to the system.
+    #[arg(long, value_enum, default_value_t = Pin::Auto)]
+    pin_threads: Pin,
     /// Folder of the local conversation and usage store `seed.sqlite`, used when no tenant is
     /// configured (default: `$SEED_HOME`). With tenants, each region's `store` is used.
     #[arg(long)]
@@ -160,10 +167,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(cfg);
     let addr = SocketAddr::new(args.host, args.port);
     anyhow::ensure!(args.http_threads > 0, "--http-threads must be positive");
-    server::run(addr, state, args.http_threads, move |state| {
-        let total = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let total = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    anyhow::ensure!(total > 0, "--threads must be positive");
+    let threads: Vec<usize> = (0..models.len()).map(|i| share(total, i, models.len())).collect();
+    let cpus = plan_cpus(args.pin_threads, &kernels::affinity::allowed_cpus(), &threads);
+    let runtime = server::Runtime { threads: args.http_threads, cpus: cpus.http };
+    server::run(addr, state, runtime, move |state| {
         for (index, m) in models.iter().enumerate() {
-            if let Err(e) = load(&args, m, index, models.len(), total, state) {
+            let placement = (threads[index], cpus.engines.get(index).cloned().unwrap_or_default());
+            if let Err(e) = load(&args, m, (index, models.len()), placement, state) {
                 eprintln!("error: {e:#}");
                 state.set_failed(format!("{e:#}"));
                 std::process::exit(1);
@@ -233,14 +245,13 @@ fn default_id(arg: &str, path: &Path) -> String {
     path.file_stem().map_or_else(|| arg.to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// Loads model `index` of `count`, sizes its KV pool, starts its engine on its share of the
-/// `total_threads`, marks it ready.
+/// Loads model `index` of `count`, sizes its KV pool, starts its engine on its `threads`
+/// (pinned to `cpus` unless empty), marks it ready.
 fn load(
     args: &ServeArgs,
     plan: &ModelPlan,
-    index: usize,
-    count: usize,
-    total_threads: usize,
+    (index, count): (usize, usize),
+    (threads, cpus): (usize, Vec<usize>),
     state: &AppState,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -261,7 +272,7 @@ fn load(
         None => (n_ctx * args.parallel).div_ceil(args.block_size),
     };
     anyhow::ensure!(n_blocks > 0, "the KV pool of `{}` holds no block: raise --kv-memory", plan.id);
-    let threads = share(total_threads, index, count);
+    let pinned = if cpus.is_empty() { String::new() } else { format!(" pinned to CPUs {cpus:?}") };
     let cfg = EngineConfig {
         scheduler: SchedulerConfig {
             block_size: args.block_size,
@@ -273,12 +284,13 @@ fn load(
         },
         max_waiting: args.max_waiting,
         threads,
+        cpus,
     };
     let engine =
         Engine::start(Arc::clone(&loaded), cfg).with_context(|| format!("starting the engine of `{}`", plan.id))?;
     eprintln!(
         "loaded {} as `{}` ({}, {} layers) in {:.0} ms; context {n_ctx}; KV pool {n_blocks} blocks × {} positions \
-         ({} MiB); {threads} threads, {} kernels; ready{}",
+         ({} MiB); {threads} threads{pinned}, {} kernels; ready{}",
         path.display(),
         plan.id,
         hp.arch,
@@ -293,6 +305,45 @@ fn load(
     Ok(())
 }
 
+/// When `seed serve` pins threads (`--pin-threads`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pin {
+    /// When the compute threads take every CPU the process may use.
+    Auto,
+    /// Whenever there are CPUs enough for one per compute thread.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Where the threads run: each engine's compute threads (its engine thread
+/// first), and the CPUs the HTTP runtime is kept to; empty lists leave
+/// placement to the system.
+#[derive(Debug, PartialEq, Eq)]
+struct CpuPlan {
+    engines: Vec<Vec<usize>>,
+    http: Vec<usize>,
+}
+
+/// Gives the engines' `threads` consecutive CPUs of `allowed` (when `pin` says
+/// so and they fit), and the HTTP runtime the CPUs left once the engine threads'
+/// are taken out (none left: any CPU).
+fn plan_cpus(pin: Pin, allowed: &[usize], threads: &[usize]) -> CpuPlan {
+    let total: usize = threads.iter().sum();
+    let pinned = match pin {
+        Pin::Off => false,
+        Pin::On => total <= allowed.len(),
+        Pin::Auto => total == allowed.len(),
+    };
+    if !pinned || total == 0 {
+        return CpuPlan { engines: Vec::new(), http: Vec::new() };
+    }
+    let mut next = allowed.iter().copied();
+    let engines: Vec<Vec<usize>> = threads.iter().map(|&n| next.by_ref().take(n).collect()).collect();
+    let http = allowed.iter().copied().filter(|c| !engines.iter().any(|e| e.first() == Some(c))).collect();
+    CpuPlan { engines, http }
+}
+
 /// Engine `index`'s share of `total` threads split between `count` engines: even, the
 /// remainder to the first, at least one each.
 fn share(total: usize, index: usize, count: usize) -> usize {
@@ -302,7 +353,29 @@ fn share(total: usize, index: usize, count: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::share;
+    use super::{plan_cpus, share, CpuPlan, Pin};
+
+    #[test]
+    fn threads_are_pinned_only_when_they_take_every_cpu_unless_asked() {
+        let none = CpuPlan { engines: Vec::new(), http: Vec::new() };
+        // Two compute threads on a two-CPU machine: the engine thread alone on the first
+        // CPU, the worker and the HTTP runtime on the second.
+        assert_eq!(plan_cpus(Pin::Auto, &[0, 1], &[2]), CpuPlan { engines: vec![vec![0, 1]], http: vec![1] });
+        // The allowed set need not start at 0 or be contiguous.
+        assert_eq!(
+            plan_cpus(Pin::Auto, &[2, 5, 7], &[2, 1]),
+            CpuPlan { engines: vec![vec![2, 5], vec![7]], http: vec![5] }
+        );
+        // Spare CPUs: the HTTP side has room of its own, so `auto` leaves placement alone.
+        assert_eq!(plan_cpus(Pin::Auto, &[0, 1, 2, 3], &[2]), none);
+        assert_eq!(plan_cpus(Pin::On, &[0, 1, 2, 3], &[2]), CpuPlan { engines: vec![vec![0, 1]], http: vec![1, 2, 3] });
+        // More threads than CPUs, or pinning off: nothing pinned.
+        assert_eq!(plan_cpus(Pin::On, &[0, 1], &[3]), none);
+        assert_eq!(plan_cpus(Pin::Off, &[0, 1], &[2]), none);
+        assert_eq!(plan_cpus(Pin::Auto, &[], &[2]), none);
+        // Every CPU holds an engine thread: the HTTP runtime may run anywhere.
+        assert_eq!(plan_cpus(Pin::Auto, &[0, 1], &[1, 1]), CpuPlan { engines: vec![vec![0], vec![1]], http: vec![] });
+    }
 
     #[test]
     fn threads_are_split_evenly_with_at_least_one_each() {

@@ -45,6 +45,7 @@ pub fn engine(n_blocks: usize, max_waiting: usize) -> Engine {
         },
         max_waiting,
         threads: 2,
+        cpus: Vec::new(),
     };
     Engine::start(model(), cfg).expect("starting the engine")
 }
