@@ -4,6 +4,8 @@
 //! - `tg N`: N decode steps of one token from an empty cache.
 //! - `tg N @ B`: B sequences decoding together, one token each per step (one
 //!   forward over the batch), reported as aggregate tokens per second.
+//! - `… @ dD` (llama-bench's `-d`): the same, after D positions already in the
+//!   cache (filled once, untimed), so attention reads D more keys per row.
 //!
 //! Tokens are drawn from the vocabulary with a fixed seed (the numbers do not
 //! depend on what the tokens say); every test runs once untimed first.
@@ -79,17 +81,57 @@ impl Caches {
     }
 }
 
-/// Prompt processing: `n` tokens into an empty cache.
-pub fn bench_pp(model: &Model, pool: &ThreadPool, n: usize, reps: usize) -> Result<BenchResult, ModelError> {
+/// Fills positions `..depth` of every sequence's cache with a prompt, untimed.
+fn fill_depth(
+    model: &Model,
+    pool: &ThreadPool,
+    caches: &mut Caches,
+    ws: &mut Workspace,
+    depth: usize,
+) -> Result<(), ModelError> {
+    let tokens = random_tokens(model, depth, 3);
+    for table in &caches.tables {
+        for (c, chunk) in tokens.chunks(MAX_CHUNK).enumerate() {
+            let run = SeqBatch {
+                tokens: chunk,
+                pos: c * MAX_CHUNK,
+                block_table: table,
+                logits: Logits::None,
+                generated_from: usize::MAX,
+            };
+            model.forward(&[run], &mut caches.kv, ws, pool)?;
+        }
+    }
+    Ok(())
+}
+
+/// The test's name: `pp512`, `tg128@16`, `tg128 @ d512`.
+fn test_name(base: String, depth: usize) -> String {
+    if depth == 0 {
+        base
+    } else {
+        format!("{base} @ d{depth}")
+    }
+}
+
+/// Prompt processing: `n` tokens into a cache holding `depth` positions.
+pub fn bench_pp(
+    model: &Model,
+    pool: &ThreadPool,
+    n: usize,
+    depth: usize,
+    reps: usize,
+) -> Result<BenchResult, ModelError> {
     let tokens = random_tokens(model, n, 1);
-    let mut caches = Caches::new(model, 1, n)?;
+    let mut caches = Caches::new(model, 1, depth + n)?;
     let mut ws = Workspace::default();
-    measure(format!("pp{n}"), 1, reps, || {
+    fill_depth(model, pool, &mut caches, &mut ws, depth)?;
+    measure(test_name(format!("pp{n}"), depth), 1, reps, || {
         for (c, chunk) in tokens.chunks(MAX_CHUNK).enumerate() {
             let last = (c + 1) * MAX_CHUNK >= n;
             let run = SeqBatch {
                 tokens: chunk,
-                pos: c * MAX_CHUNK,
+                pos: depth + c * MAX_CHUNK,
                 block_table: &caches.tables[0],
                 logits: if last { Logits::Last } else { Logits::None },
                 generated_from: usize::MAX,
@@ -100,24 +142,27 @@ pub fn bench_pp(model: &Model, pool: &ThreadPool, n: usize, reps: usize) -> Resu
     })
 }
 
-/// Decoding: `n` steps of one token for each of `batch` sequences together.
+/// Decoding: `n` steps of one token for each of `batch` sequences together,
+/// each after `depth` positions.
 pub fn bench_tg(
     model: &Model,
     pool: &ThreadPool,
     n: usize,
     batch: usize,
+    depth: usize,
     reps: usize,
 ) -> Result<BenchResult, ModelError> {
     let tokens = random_tokens(model, n * batch, 2);
-    let mut caches = Caches::new(model, batch, n)?;
+    let mut caches = Caches::new(model, batch, depth + n)?;
     let mut ws = Workspace::default();
+    fill_depth(model, pool, &mut caches, &mut ws, depth)?;
     let name = if batch == 1 { format!("tg{n}") } else { format!("tg{n}@{batch}") };
-    measure(name, batch, reps, || {
+    measure(test_name(name, depth), batch, reps, || {
         for step in 0..n {
             let runs: Vec<SeqBatch> = (0..batch)
                 .map(|s| SeqBatch {
                     tokens: std::slice::from_ref(&tokens[s * n + step]),
-                    pos: step,
+                    pos: depth + step,
                     block_table: &caches.tables[s],
                     logits: Logits::Last,
                     generated_from: 0,

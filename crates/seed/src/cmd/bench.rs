@@ -20,6 +20,10 @@ pub struct BenchArgs {
     /// Repetitions of each test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     reps: usize,
+    /// Positions already in the cache before each test (comma-separated; llama-bench's `-d`):
+    /// every test runs once per depth.
+    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    depth: Vec<usize>,
     /// Also decode with these numbers of sequences together (comma-separated).
     #[arg(long, value_delimiter = ',')]
     batch: Vec<usize>,
@@ -38,21 +42,23 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !args.json {
         println!("model: {name} ({}, {size_mb:.0} MB of weights read per token)", model.hparams().arch);
         println!("threads: {}, kernels: {}", pool.n_threads(), kernels::active_isa());
-        println!("{:<14} {:>16}", "test", "t/s");
+        println!("{:<18} {:>16}", "test", "t/s");
     }
     let mut report = |r: BenchResult| {
         if !args.json {
-            println!("{:<14} {:>9.2} ± {:<6.2}", r.test, r.tokens_per_s, r.stddev);
+            println!("{:<18} {:>9.2} ± {:<6.2}", r.test, r.tokens_per_s, r.stddev);
         }
         results.push(r);
     };
-    for &p in args.prompt.iter().filter(|&&p| p > 0) {
-        report(bench_pp(model, &pool, p, args.reps)?);
-    }
-    for &n in args.gen.iter().filter(|&&n| n > 0) {
-        report(bench_tg(model, &pool, n, 1, args.reps)?);
-        for &b in args.batch.iter().filter(|&&b| b > 1) {
-            report(bench_tg(model, &pool, n, b, args.reps)?);
+    for &d in &args.depth {
+        for &p in args.prompt.iter().filter(|&&p| p > 0) {
+            report(bench_pp(model, &pool, p, d, args.reps)?);
+        }
+        for &n in args.gen.iter().filter(|&&n| n > 0) {
+            report(bench_tg(model, &pool, n, 1, d, args.reps)?);
+            for &b in args.batch.iter().filter(|&&b| b > 1) {
+                report(bench_tg(model, &pool, n, b, d, args.reps)?);
+            }
         }
     }
     if args.json {
