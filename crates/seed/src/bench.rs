@@ -10,12 +10,17 @@
 //! Tokens are drawn from the vocabulary with a fixed seed (the numbers do not
 //! depend on what the tokens say); every test runs once untimed first.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use engine::scheduler::SchedulerConfig;
+use engine::{Engine, EngineConfig, Event, EventSender, Request, Share};
 
 use kernels::ThreadPool;
 use model::kv_cache::{BlockAllocator, KvCache};
+use model::sampler::SamplingParams;
 use model::session::MAX_CHUNK;
-use model::{Logits, Model, ModelError, SeqBatch, Workspace};
+use model::{LoadedModel, Logits, Model, ModelError, SeqBatch, Workspace};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
@@ -55,9 +60,14 @@ fn measure(
         tokens = f()?;
         samples.push(tokens as f64 / t.elapsed().as_secs_f64());
     }
-    let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+    Ok(summarise(test, tokens, batch, samples))
+}
+
+/// Mean and standard deviation of `samples`.
+fn summarise(test: String, tokens: usize, batch: usize, samples: Vec<f64>) -> BenchResult {
+    let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
     let var = samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (samples.len().max(2) - 1) as f64;
-    Ok(BenchResult { test, tokens, batch, tokens_per_s: mean, stddev: var.sqrt(), samples })
+    BenchResult { test, tokens, batch, tokens_per_s: mean, stddev: var.sqrt(), samples }
 }
 
 /// A cache with room for `batch` sequences of `len` positions, and their tables.
@@ -178,4 +188,92 @@ fn random_tokens(model: &Model, n: usize, seed: u64) -> Vec<u32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let vocab = model.hparams().n_vocab as u32;
     (0..n).map(|_| rng.gen_range(0..vocab)).collect()
+}
+
+/// Decoding through the serving engine — its scheduler, sampler, detokenizer
+/// and event channel around the same forward pass — beside plain `tg N`, one
+/// repetition of each in turn so the machine's drift (minutes-long swings on a
+/// shared VM) hits both alike. Returns `(tg N, tg N engine)`; the engine's rate
+/// counts the `n` tokens after its first (the first comes from the one-token
+/// prompt), from that first token's event to the last's.
+pub fn bench_tg_engine(
+    loaded: &Arc<LoadedModel>,
+    pool: &ThreadPool,
+    n: usize,
+    reps: usize,
+) -> Result<(BenchResult, BenchResult), ModelError> {
+    let cfg = EngineConfig {
+        scheduler: SchedulerConfig {
+            block_size: BLOCK,
+            n_blocks: (n + 2).div_ceil(BLOCK),
+            max_seq_len: n + 2,
+            prefill_chunk: MAX_CHUNK,
+            max_batch_tokens: MAX_CHUNK,
+            max_running: 1,
+        },
+        max_waiting: 1,
+        threads: pool.n_threads(),
+        cpus: Vec::new(),
+    };
+    let engine = Engine::start(Arc::clone(loaded), cfg)?;
+    let prompts = random_tokens(&loaded.model, reps + 1, 4);
+    let through_engine = |rep: usize| -> Result<f64, ModelError> {
+        let (events, rx) = EventSender::channel();
+        let req = Request {
+            id: rep as u64,
+            prompt: vec![prompts[rep]],
+            sampling: SamplingParams::greedy(),
+            max_tokens: n + 1,
+            stop: Vec::new(),
+            ignore_eos: true,
+            logprobs: None,
+            cache_salt: rep as u64,
+            share: Share::default(),
+            events,
+        };
+        engine.submit(req).map_err(|e| ModelError::Request(format!("the engine refused the request: {e}")))?;
+        let (mut first, mut count) = (None, 0usize);
+        loop {
+            match rx.recv().map_err(|_| ModelError::Request("the engine stopped".into()))? {
+                Event::Token { .. } => {
+                    count += 1;
+                    first.get_or_insert_with(Instant::now);
+                }
+                Event::Done { .. } => break,
+                Event::Error { message } => return Err(ModelError::Request(message)),
+            }
+        }
+        let first = first
+            .filter(|_| count == n + 1)
+            .ok_or_else(|| ModelError::Request(format!("the engine sent {count} tokens, not {}", n + 1)))?;
+        Ok(n as f64 / first.elapsed().as_secs_f64())
+    };
+    // Plain `tg N`, as `bench_tg` runs it.
+    let model = &loaded.model;
+    let tokens = random_tokens(model, n, 2);
+    let mut caches = Caches::new(model, 1, n)?;
+    let mut ws = Workspace::default();
+    let mut plain_once = || -> Result<f64, ModelError> {
+        let t = Instant::now();
+        for (step, token) in tokens.iter().enumerate() {
+            let run = SeqBatch {
+                tokens: std::slice::from_ref(token),
+                pos: step,
+                block_table: &caches.tables[0],
+                logits: Logits::Last,
+                generated_from: 0,
+            };
+            model.forward(&[run], &mut caches.kv, &mut ws, pool)?;
+        }
+        Ok(n as f64 / t.elapsed().as_secs_f64())
+    };
+    // Both once untimed, as every test.
+    plain_once()?;
+    through_engine(reps)?;
+    let (mut plain, mut served) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    for rep in 0..reps.max(1) {
+        plain.push(plain_once()?);
+        served.push(through_engine(rep)?);
+    }
+    Ok((summarise(format!("tg{n}"), n, 1, plain), summarise(format!("tg{n} engine"), n, 1, served)))
 }

@@ -204,3 +204,16 @@ fn requests_that_cannot_fit_are_refused_and_shutdown_ends_streams() {
     let (_, _, reason, _) = collect(&rx);
     assert_eq!(reason, FinishReason::Cancelled);
 }
+
+#[test]
+fn the_engine_benchmark_times_the_same_decode_through_the_engine() {
+    let path = seed::catalogue::ensure_model("smollm2-135m-instruct").expect("model");
+    let m = Arc::new(LoadedModel::open(&path).expect("load"));
+    let pool = kernels::ThreadPool::new(2);
+    let (plain, served) = seed::bench::bench_tg_engine(&m, &pool, 8, 2).expect("bench");
+    assert_eq!((plain.test.as_str(), served.test.as_str()), ("tg8", "tg8 engine"));
+    for r in [&plain, &served] {
+        assert_eq!((r.tokens, r.samples.len()), (8, 2));
+        assert!(r.samples.iter().all(|&s| s.is_finite() && s > 0.0), "{r:?}");
+    }
+}

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::common::ModelArgs;
-use seed::bench::{bench_pp, bench_tg, BenchResult};
+use seed::bench::{bench_pp, bench_tg, bench_tg_engine, BenchResult};
 
 /// Arguments of `seed bench`.
 #[derive(Args, Debug)]
@@ -27,6 +27,11 @@ pub struct BenchArgs {
     /// Also decode with these numbers of sequences together (comma-separated).
     #[arg(long, value_delimiter = ',')]
     batch: Vec<usize>,
+    /// Also decode through the serving engine (`tg N engine`: scheduler, sampler, detokenizer
+    /// and event channel around the same forward pass), alternating repetitions with a plain
+    /// `tg N` so both see the same machine; shows what the engine adds before any HTTP.
+    #[arg(long)]
+    engine: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -35,6 +40,7 @@ pub struct BenchArgs {
 /// Runs `seed bench`.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (loaded, pool, path) = args.model.load(false)?;
+    let loaded = std::sync::Arc::new(loaded);
     let model = &loaded.model;
     let mut results: Vec<BenchResult> = Vec::new();
     let name = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into_owned());
@@ -55,7 +61,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             report(bench_pp(model, &pool, p, d, args.reps)?);
         }
         for &n in args.gen.iter().filter(|&&n| n > 0) {
-            report(bench_tg(model, &pool, n, 1, d, args.reps)?);
+            if args.engine && d == 0 {
+                let (plain, served) = bench_tg_engine(&loaded, &pool, n, args.reps)?;
+                report(plain);
+                report(served);
+            } else {
+                report(bench_tg(model, &pool, n, 1, d, args.reps)?);
+            }
             for &b in args.batch.iter().filter(|&&b| b > 1) {
                 report(bench_tg(model, &pool, n, b, d, args.reps)?);
             }
