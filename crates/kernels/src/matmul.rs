@@ -173,13 +173,24 @@ fn layout_exists(layout: Layout, ty: GgmlType) -> bool {
 /// `ty` and `rows`, e.g. the one [`interleaved_layout`] picks), whatever this CPU
 /// runs; `None` for the rows as they are or an invalid matrix.
 pub fn interleave_as(layout: Layout, ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u64>> {
-    if layout == Layout::Rows || !layout_exists(layout, ty) || !rows.is_multiple_of(layout.group()) {
-        return None;
-    }
-    let m = QMatrix::new(ty, rows, cols, data).ok()?;
-    let (bytes, nb, g) = (ty.type_size(), cols / ty.block_size(), layout.group());
     let mut words = vec![0u64; data.len().div_ceil(8)];
-    let out = bytemuck::cast_slice_mut::<u64, u8>(&mut words);
+    interleave_into(layout, ty, rows, cols, data, &mut words).then_some(words)
+}
+
+/// [`interleave_as`] into `words` (zeroed, `data.len().div_ceil(8)` long, e.g. a
+/// [`crate::memory::HugeBuf`]); `false` (nothing written) where `interleave_as`
+/// gives `None` or `words` has the wrong length.
+pub fn interleave_into(layout: Layout, ty: GgmlType, rows: usize, cols: usize, data: &[u8], words: &mut [u64]) -> bool {
+    if layout == Layout::Rows
+        || !layout_exists(layout, ty)
+        || !rows.is_multiple_of(layout.group())
+        || words.len() != data.len().div_ceil(8)
+    {
+        return false;
+    }
+    let Ok(m) = QMatrix::new(ty, rows, cols, data) else { return false };
+    let (bytes, nb, g) = (ty.type_size(), cols / ty.block_size(), layout.group());
+    let out = bytemuck::cast_slice_mut::<u64, u8>(words);
     for group in 0..rows / g {
         for b in 0..nb {
             let at = group * g * m.row_size + b * g * bytes;
@@ -198,7 +209,7 @@ pub fn interleave_as(layout: Layout, ty: GgmlType, rows: usize, cols: usize, dat
             }
         }
     }
-    Some(words)
+    true
 }
 
 /// Where the bytes of row `i`'s block go in its group's block of `layout`:

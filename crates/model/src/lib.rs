@@ -72,14 +72,15 @@ impl Model {
             return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
         }
         let hp = HParams::from_gguf(file)?;
-        match hp.arch.as_str() {
+        // Repacked weights go side by side into huge-page slabs (`weights::packed`).
+        weights::packed(|| match hp.arch.as_str() {
             "llama" => Ok(Model::Llama(llama::load(file, hp)?)),
             "gemma3" => Ok(Model::Gemma3(gemma3::Gemma3::load(file, hp)?)),
             "qwen2" => Ok(Model::Qwen2(qwen2::load(file, hp)?)),
             "qwen3" => Ok(Model::Qwen3(qwen3::load(file, hp)?)),
             "qwen3moe" => Ok(Model::Qwen3Moe(qwen3moe::load(file, hp)?)),
             other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
-        }
+        })
     }
 
     /// The hyper-parameters.

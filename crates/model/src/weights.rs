@@ -5,9 +5,13 @@
 //! it is used, so a file whose metadata and tensors disagree fails at load with a
 //! message naming the tensor, not with an out-of-bounds read in a kernel.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use kernels::matmul::{dequantize_matrix_row, dequantize_row, interleave_as, interleaved_layout, Layout, QMatrix};
+use kernels::matmul::{
+    dequantize_matrix_row, dequantize_row, interleave_as, interleave_into, interleaved_layout, Layout, QMatrix,
+};
+use kernels::memory::{SlabArena, SlabWords};
 use kernels::GgmlType;
 
 use crate::error::ModelError;
@@ -27,12 +31,63 @@ pub struct Matrix {
 enum Bytes {
     /// In the mapped file: the tensor at this index of `GgufFile::tensors()`.
     Mapped(Arc<GgufFile>, usize),
-    /// Copied out because the file's alignment did not suit the kernels
-    /// (`u64` storage keeps every block type aligned). Holds `len` bytes.
-    Owned(Vec<u64>, usize),
+    /// Copied out: into the model's huge-page slabs (see [`packed`]), or because
+    /// the file's alignment did not suit the kernels (`u64` storage keeps every
+    /// block type aligned). Holds `len` bytes.
+    Owned(Words, usize),
     /// Repacked at load into an interleaved `kernels::matmul::Layout`, where this
     /// CPU has a faster kernel for it. Holds `len` bytes.
-    Interleaved(Vec<u64>, usize, Layout),
+    Interleaved(Words, usize, Layout),
+}
+
+/// The words of a repacked matrix: a run of the model's slabs, or its own.
+enum Words {
+    Slab(SlabWords),
+    Own(Vec<u64>),
+}
+
+impl std::ops::Deref for Words {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        match self {
+            Words::Slab(w) => w,
+            Words::Own(w) => w,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Words {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        match self {
+            Words::Slab(w) => w,
+            Words::Own(w) => w,
+        }
+    }
+}
+
+/// Bytes per slab of repacked weights: 16 huge pages.
+const SLAB_BYTES: usize = 32 << 20;
+
+thread_local! {
+    /// The arena of the model being loaded on this thread (see [`packed`]).
+    static ARENA: RefCell<Option<SlabArena>> = const { RefCell::new(None) };
+}
+
+/// Runs `load` with the matrices it repacks placed side by side in shared slabs
+/// backed by huge pages (`kernels::memory`): a decode step streams every weight,
+/// and with 4 KiB pages nearly every page of it is a TLB miss. Matrices loaded
+/// outside it get buffers of their own.
+pub(crate) fn packed<T>(load: impl FnOnce() -> T) -> T {
+    /// Puts back the arena that was there before, also when `load` panics.
+    struct Restore(Option<SlabArena>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            ARENA.with(|a| *a.borrow_mut() = outer);
+        }
+    }
+    let _restore = Restore(ARENA.with(|a| a.borrow_mut().replace(SlabArena::new(SLAB_BYTES))));
+    load()
 }
 
 impl Matrix {
@@ -70,15 +125,28 @@ impl Matrix {
         // Interleaving keeps groups of rows together, which must not straddle two
         // matrices of a stack: the layout is the one each matrix alone would get.
         if let Some(layout) = interleaved_layout(info.ty, rows_per_matrix) {
-            if let Some(words) = interleave_as(layout, info.ty, rows, cols, data) {
+            // Inside `packed`, into the model's huge-page slabs; else on their own.
+            let run = ARENA.with(|a| a.borrow_mut().as_mut().map(|arena| arena.alloc(data.len().div_ceil(8))));
+            let words = match run {
+                Some(mut run) => {
+                    interleave_into(layout, info.ty, rows, cols, data, &mut run).then_some(Words::Slab(run))
+                }
+                None => interleave_as(layout, info.ty, rows, cols, data).map(Words::Own),
+            };
+            if let Some(words) = words {
                 let bytes = Bytes::Interleaved(words, data.len(), layout);
                 return Ok(Matrix { name: name.into(), ty: info.ty, rows, cols, bytes });
             }
         }
-        let bytes = match QMatrix::new(info.ty, rows, cols, data) {
-            Ok(_) => Bytes::Mapped(Arc::clone(file), index),
-            Err(kernels::KernelError::Misaligned { .. }) => {
-                let mut owned = vec![0u64; data.len().div_ceil(8)];
+        let checked = QMatrix::new(info.ty, rows, cols, data);
+        let bytes = match checked {
+            // Outside `packed`, a well-aligned matrix is read where the file maps it.
+            Ok(_) if !ARENA.with(|a| a.borrow().is_some()) => Bytes::Mapped(Arc::clone(file), index),
+            // Copied: into the model's huge-page slabs, or out of a misaligned file.
+            Ok(_) | Err(kernels::KernelError::Misaligned { .. }) => {
+                let n_words = data.len().div_ceil(8);
+                let run = ARENA.with(|a| a.borrow_mut().as_mut().map(|arena| arena.alloc(n_words)));
+                let mut owned = run.map_or_else(|| Words::Own(vec![0u64; n_words]), Words::Slab);
                 bytemuck::cast_slice_mut::<u64, u8>(&mut owned)[..data.len()].copy_from_slice(data);
                 let m = Matrix { name: name.into(), ty: info.ty, rows, cols, bytes: Bytes::Owned(owned, data.len()) };
                 QMatrix::new(info.ty, rows, cols, m.data())
@@ -104,7 +172,7 @@ impl Matrix {
         let len = rows * cols * 4;
         let mut words = vec![0u64; len.div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..len].copy_from_slice(bytemuck::cast_slice(values));
-        Matrix { name: "test".into(), ty: GgmlType::F32, rows, cols, bytes: Bytes::Owned(words, len) }
+        Matrix { name: "test".into(), ty: GgmlType::F32, rows, cols, bytes: Bytes::Owned(Words::Own(words), len) }
     }
 
     /// Like [`Matrix::load`], or `None` when the file has no tensor `name`.
@@ -224,4 +292,36 @@ fn check_shape(info: &TensorInfo, expected: &[usize]) -> Result<(), ModelError> 
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufBuilder;
+
+    /// A file with a Q4_1 matrix of 32 rows (repacked where the CPU has a layout
+    /// for it) and a Q8_0 matrix of 3 rows (kept as it is).
+    fn file() -> Arc<GgufFile> {
+        let q4_1: Vec<u8> = (0..32 * 2 * 20).map(|i| (i * 7 % 251) as u8).collect();
+        let q8_0: Vec<u8> = (0..3 * 2 * 34).map(|i| (i * 13 % 241) as u8).collect();
+        let bytes = GgufBuilder::new()
+            .add_tensor("a", GgmlType::Q4_1, &[64, 32], q4_1)
+            .add_tensor("b", GgmlType::Q8_0, &[64, 3], q8_0)
+            .build();
+        Arc::new(GgufFile::from_bytes(bytes).expect("a valid file"))
+    }
+
+    #[test]
+    fn matrices_packed_into_slabs_read_as_those_loaded_alone() {
+        let f = file();
+        let alone = [Matrix::load(&f, "a", 32, 64).expect("a"), Matrix::load(&f, "b", 3, 64).expect("b")];
+        let packed = packed(|| [Matrix::load(&f, "a", 32, 64).expect("a"), Matrix::load(&f, "b", 3, 64).expect("b")]);
+        assert!(ARENA.with(|a| a.borrow().is_none()), "the arena is gone after loading");
+        for (x, y) in alone.iter().zip(&packed) {
+            assert!(matches!(y.bytes, Bytes::Owned(Words::Slab(_), _) | Bytes::Interleaved(Words::Slab(_), _, _)));
+            assert_eq!(x.data(), y.data(), "{}", x.name);
+            assert_eq!(x.qmatrix().layout(), y.qmatrix().layout());
+        }
+        assert!(matches!(alone[1].bytes, Bytes::Mapped(..)), "outside `packed`, read from the file");
+    }
 }
