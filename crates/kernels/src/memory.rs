@@ -24,25 +24,23 @@ pub struct HugeBuf<T> {
 
 impl<T: bytemuck::Zeroable + Copy> HugeBuf<T> {
     /// `len` zeroes. A buffer of a huge page or more costs up to one huge page
-    /// more (the alignment); a smaller one is an ordinary buffer.
+    /// more address space (the alignment); a smaller one is an ordinary buffer.
+    /// Memory is committed as it is first written: a large zeroed allocation
+    /// comes from fresh, untouched pages (the allocator's `calloc`), and the
+    /// advice is given before any write, so those faults take huge pages.
     pub fn zeroed(len: usize) -> Self {
         let size = std::mem::size_of::<T>();
         assert!(size > 0 && HUGE_PAGE.is_multiple_of(size), "HugeBuf of a {size}-byte type");
         if len.saturating_mul(size) < HUGE_PAGE {
-            return HugeBuf { storage: vec![T::zeroed(); len], start: 0, len };
+            return HugeBuf { storage: bytemuck::zeroed_vec(len), start: 0, len };
         }
         let pad = HUGE_PAGE / size;
-        let mut storage: Vec<T> = Vec::with_capacity(len + pad);
+        let storage: Vec<T> = bytemuck::zeroed_vec(len + pad);
         let addr = storage.as_ptr() as usize;
         let skip = addr.next_multiple_of(HUGE_PAGE) - addr;
         assert!(skip.is_multiple_of(size), "allocation not aligned for its type");
         let start = skip / size;
-        if len > 0 {
-            // The advice must come before the first write: pages touched before it
-            // are already small.
-            imp::advise_huge(storage.as_ptr().wrapping_add(start).cast(), len * size);
-        }
-        storage.resize(len + pad, T::zeroed());
+        imp::advise_huge(storage.as_ptr().wrapping_add(start).cast(), len * size);
         HugeBuf { storage, start, len }
     }
 }

@@ -1,5 +1,7 @@
-//! Weights as the forward passes use them: matrices that stay quantized in the
-//! memory-mapped file, and small f32 vectors (norms, biases) copied out at load.
+//! Weights as the forward passes use them: quantized matrices — repacked for the
+//! kernels or copied as they are into huge-page slabs while a model loads (see
+//! [`packed`]), else read where the memory-mapped file holds them — and small f32
+//! vectors (norms, biases) copied out at load.
 //!
 //! Every tensor is checked against the shape the hyper-parameters predict before
 //! it is used, so a file whose metadata and tensors disagree fails at load with a
@@ -40,7 +42,8 @@ enum Bytes {
     Interleaved(Words, usize, Layout),
 }
 
-/// The words of a repacked matrix: a run of the model's slabs, or its own.
+/// The words of a matrix held in memory (repacked or copied out of the file): a
+/// run of the model's slabs, or a buffer of its own.
 enum Words {
     Slab(SlabWords),
     Own(Vec<u64>),
@@ -73,10 +76,11 @@ thread_local! {
     static ARENA: RefCell<Option<SlabArena>> = const { RefCell::new(None) };
 }
 
-/// Runs `load` with the matrices it repacks placed side by side in shared slabs
-/// backed by huge pages (`kernels::memory`): a decode step streams every weight,
-/// and with 4 KiB pages nearly every page of it is a TLB miss. Matrices loaded
-/// outside it get buffers of their own.
+/// Runs `load` with the matrices it loads — repacked, or copied out of the file —
+/// placed side by side in shared slabs backed by huge pages (`kernels::memory`):
+/// a decode step streams every weight, and with 4 KiB pages nearly every page of
+/// it is a TLB miss. Outside it, repacked matrices get buffers of their own and
+/// the others are read where the file maps them.
 pub(crate) fn packed<T>(load: impl FnOnce() -> T) -> T {
     /// Puts back the arena that was there before, also when `load` panics.
     struct Restore(Option<SlabArena>);
