@@ -8,7 +8,7 @@
 //! - [`cpu`]: which instruction set the kernels use ([`Isa`], `SEED_KERNELS`);
 //! - [`pool`]: the thread pool that runs each parallel region;
 //! - [`affinity`]: which CPUs a thread may run on (pinning compute threads);
-//! - [`memory`]: large buffers backed by huge pages (weights, the KV pool);
+//! - [`memory`]: large buffers backed by huge pages (the weights' slabs);
 //! - [`ops`]: RMSNorm, RoPE, softmax, activations.
 //!
 //! Every SIMD kernel has a scalar twin that is always compiled and tested against it.

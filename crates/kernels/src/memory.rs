@@ -5,8 +5,8 @@
 //! system leaves huge pages to the program's choice (Linux's `madvise` mode, the
 //! common default), a buffer asked for them before it is first touched is backed
 //! by 2 MiB pages: 50 translations for the same bytes. [`HugeBuf`] is such a
-//! buffer, for the KV pool and the largest repacked weights; elsewhere (or when
-//! the system says no) it is an ordinary zeroed buffer.
+//! buffer (elsewhere, or when the system says no, an ordinary zeroed one), and
+//! [`SlabArena`] packs a model's many small matrices side by side into them.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;

@@ -162,26 +162,47 @@ pub fn bench_tg(
     depth: usize,
     reps: usize,
 ) -> Result<BenchResult, ModelError> {
-    let tokens = random_tokens(model, n * batch, 2);
-    let mut caches = Caches::new(model, batch, depth + n)?;
-    let mut ws = Workspace::default();
-    fill_depth(model, pool, &mut caches, &mut ws, depth)?;
+    let mut decode = Decode::new(model, pool, n, batch, depth)?;
     let name = if batch == 1 { format!("tg{n}") } else { format!("tg{n}@{batch}") };
-    measure(test_name(name, depth), batch, reps, || {
-        for step in 0..n {
-            let runs: Vec<SeqBatch> = (0..batch)
+    measure(test_name(name, depth), batch, reps, || decode.run(model, pool))
+}
+
+/// The steps of `tg N @ B @ dD`, with the cache and workspace they reuse.
+struct Decode {
+    tokens: Vec<u32>,
+    caches: Caches,
+    ws: Workspace,
+    n: usize,
+    batch: usize,
+    depth: usize,
+}
+
+impl Decode {
+    fn new(model: &Model, pool: &ThreadPool, n: usize, batch: usize, depth: usize) -> Result<Decode, ModelError> {
+        let tokens = random_tokens(model, n * batch, 2);
+        let mut caches = Caches::new(model, batch, depth + n)?;
+        let mut ws = Workspace::default();
+        fill_depth(model, pool, &mut caches, &mut ws, depth)?;
+        Ok(Decode { tokens, caches, ws, n, batch, depth })
+    }
+
+    /// All `n` steps; returns the tokens decoded.
+    fn run(&mut self, model: &Model, pool: &ThreadPool) -> Result<usize, ModelError> {
+        let Decode { tokens, caches, ws, n, batch, depth } = self;
+        for step in 0..*n {
+            let runs: Vec<SeqBatch> = (0..*batch)
                 .map(|s| SeqBatch {
-                    tokens: std::slice::from_ref(&tokens[s * n + step]),
-                    pos: depth + step,
+                    tokens: std::slice::from_ref(&tokens[s * *n + step]),
+                    pos: *depth + step,
                     block_table: &caches.tables[s],
                     logits: Logits::Last,
                     generated_from: 0,
                 })
                 .collect();
-            model.forward(&runs, &mut caches.kv, &mut ws, pool)?;
+            model.forward(&runs, &mut caches.kv, ws, pool)?;
         }
-        Ok(n * batch)
-    })
+        Ok(*n * *batch)
+    }
 }
 
 fn random_tokens(model: &Model, n: usize, seed: u64) -> Vec<u32> {
@@ -249,23 +270,11 @@ pub fn bench_tg_engine(
         Ok(n as f64 / first.elapsed().as_secs_f64())
     };
     // Plain `tg N`, as `bench_tg` runs it.
-    let model = &loaded.model;
-    let tokens = random_tokens(model, n, 2);
-    let mut caches = Caches::new(model, 1, n)?;
-    let mut ws = Workspace::default();
+    let mut decode = Decode::new(&loaded.model, pool, n, 1, 0)?;
     let mut plain_once = || -> Result<f64, ModelError> {
         let t = Instant::now();
-        for (step, token) in tokens.iter().enumerate() {
-            let run = SeqBatch {
-                tokens: std::slice::from_ref(token),
-                pos: step,
-                block_table: &caches.tables[0],
-                logits: Logits::Last,
-                generated_from: 0,
-            };
-            model.forward(&[run], &mut caches.kv, &mut ws, pool)?;
-        }
-        Ok(n as f64 / t.elapsed().as_secs_f64())
+        let tokens = decode.run(&loaded.model, pool)?;
+        Ok(tokens as f64 / t.elapsed().as_secs_f64())
     };
     // Both once untimed, as every test.
     plain_once()?;
