@@ -96,6 +96,12 @@ async function main() {
   await page.press('#in', 'Enter');
   await page.waitForFunction(() => document.querySelectorAll('.meta .stats').length === 3 && document.querySelector('#stop').disabled, null, { timeout: 120_000 });
   check(bodies[bodies.length - 1].model === 'any', 'the edition picker chooses the model of the next request');
+  // Each request carries the chat sampling /v1/models gives its model (not the API's defaults).
+  const cards = await page.evaluate(async () => (await (await fetch('/v1/models')).json()).data);
+  const want = cards.find(c => c.id === 'any').chat_sampling;
+  const sent = bodies[bodies.length - 1];
+  check(want && Object.keys(want).length === 5 && Object.entries(want).every(([k, v]) => sent[k] === v),
+    `the page sends the chat sampling of /v1/models (${JSON.stringify(want)})`);
   check(!(await page.textContent('#err')).trim() || (await page.textContent('#err')).includes('conversations'), 'no error shown for the answers');
 
   // Phone-sized layout: the sidebar hides behind a toggle.

@@ -32,6 +32,7 @@ pub mod llama;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
+pub mod recommended;
 pub mod sampler;
 pub mod session;
 pub mod tokenizer;
@@ -42,6 +43,7 @@ pub use decoder::Decoder;
 pub use error::ModelError;
 pub use hparams::HParams;
 pub use kv_cache::{BlockAllocator, KvCache};
+pub use recommended::RecommendedSampling;
 
 use chat::ChatTemplate;
 use gguf::GgufFile;
@@ -124,6 +126,8 @@ pub struct LoadedModel {
     pub tokenizer: Tokenizer,
     /// The chat template, if the file has one (base models often do not).
     pub chat_template: Option<ChatTemplate>,
+    /// The sampler settings the file recommends (`general.sampling.*`).
+    pub recommended_sampling: RecommendedSampling,
 }
 
 impl LoadedModel {
@@ -150,7 +154,8 @@ impl LoadedModel {
                 Some(template_for(&tokenizer, source)?)
             }
         };
-        Ok(LoadedModel { file, model, tokenizer, chat_template })
+        let recommended_sampling = RecommendedSampling::from_gguf(&file)?;
+        Ok(LoadedModel { file, model, tokenizer, chat_template, recommended_sampling })
     }
 
     /// Compiles another chat template for this model (`source`: the name of a built-in format,

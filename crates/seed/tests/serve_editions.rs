@@ -247,3 +247,27 @@ async fn each_model_name_reaches_its_own_engine_and_health_waits_for_every_one()
     assert_eq!(ids, ["first", "ed-a", "second", "ed-b"]);
     assert_eq!(serving::post(&state, CHAT, &ask("third")).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn the_model_list_gives_each_name_the_sampling_of_a_chat() {
+    // The chat page sends these: the edition's own defaults over the model's (SmolLM2's file
+    // recommends nothing, so Ollama-like defaults with a repetition penalty).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (state, key) = tenant_state(platform("requests_per_minute = 100"), dir.path());
+    let auth = format!("Bearer {key}");
+    let models = call(&state, "GET", "/v1/models", "", &[("authorization", auth.as_str())]).await.json();
+    let sampling = |id: &str| {
+        let card = models["data"].as_array().expect("data").iter().find(|m| m["id"] == id).cloned();
+        card.unwrap_or_else(|| panic!("{id} not listed: {models}"))["chat_sampling"].clone()
+    };
+    let plain = json!({"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repetition_penalty": 1.1});
+    let close = |got: &Value, want: &Value| {
+        want.as_object()
+            .expect("object")
+            .iter()
+            .all(|(k, w)| got[k].as_f64().zip(w.as_f64()).is_some_and(|(g, w)| (g - w).abs() < 1e-6))
+    };
+    assert!(close(&sampling("plain"), &plain), "{}", sampling("plain"));
+    let cici = json!({"temperature": 0.0, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repetition_penalty": 1.1});
+    assert!(close(&sampling("cici"), &cici), "the edition's temperature wins: {}", sampling("cici"));
+}

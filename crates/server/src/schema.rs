@@ -278,4 +278,25 @@ pub struct ModelCard {
     pub created: u64,
     /// `seed`.
     pub owned_by: &'static str,
+    /// Seed's extension: the sampling a chat front end should send for this name (absent while
+    /// its model is loading). The API itself keeps its own defaults for fields a client omits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_sampling: Option<ChatSampling>,
+}
+
+/// The sampling of a chat with one model or edition: the edition's own defaults, over the model
+/// file's recommendations (`general.sampling.*`), over Ollama-like defaults
+/// ([`model::recommended::chat_defaults`]). The chat page sends these as request fields.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ChatSampling {
+    /// `temperature`.
+    pub temperature: f32,
+    /// `top_k` (0: off).
+    pub top_k: usize,
+    /// `top_p`.
+    pub top_p: f32,
+    /// `min_p`.
+    pub min_p: f32,
+    /// `repetition_penalty` (over the last 64 tokens).
+    pub repetition_penalty: f32,
 }

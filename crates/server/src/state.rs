@@ -106,6 +106,11 @@ impl Backends {
         self.slots.iter().map(|s| (s.id.as_str(), s.names.as_slice()))
     }
 
+    /// The backend that `name` reaches, if it is loaded.
+    pub fn loaded_for(&self, name: &str) -> Option<&Backend> {
+        self.find(name).and_then(|i| self.slots[i].backend.get())
+    }
+
     /// The loaded backends with their model ids.
     pub fn loaded(&self) -> impl Iterator<Item = (&str, &Backend)> {
         self.slots.iter().filter_map(|s| s.backend.get().map(|b| (s.id.as_str(), b)))

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 use kernels::ThreadPool;
 use model::sampler::SamplingParams;
@@ -30,7 +29,7 @@ impl ModelArgs {
     pub fn load(&self, verbose: bool) -> anyhow::Result<(LoadedModel, ThreadPool, PathBuf)> {
         let path = catalogue::resolve_model(&self.model)?;
         let started = Instant::now();
-        let loaded = LoadedModel::open(&path).with_context(|| format!("loading {}", path.display()))?;
+        let loaded = catalogue::open_model(&path)?;
         let pool = match self.threads {
             Some(n) => ThreadPool::new(n),
             None => ThreadPool::with_available_parallelism(),

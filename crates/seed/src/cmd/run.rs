@@ -39,7 +39,7 @@ pub struct RunArgs {
     #[arg(long)]
     system: Option<String>,
     /// Tokens per answer at most.
-    #[arg(short = 'n', long = "max-tokens", default_value_t = 512)]
+    #[arg(short = 'n', long = "max-tokens", default_value_t = DEFAULT_MAX_TOKENS)]
     max_tokens: usize,
     /// Print load figures, and prompt and decode speed after each answer, to stderr.
     #[arg(long, short = 'v')]
@@ -48,13 +48,32 @@ pub struct RunArgs {
     sampling: SamplingArgs,
 }
 
-/// Sampling defaults for chat: greedy. The catalogue's small models put the
-/// first word of an answer nearly at a tie (SmolLM2 gives "The" 13.7% and "L" 13.1%
-/// for "What is the capital of France?"), so even temperature 0.2, which its model
-/// card suggests, wanders off into French half the time; `--temperature 0.7` (with
-/// the default top-k 40, top-p 0.95, min-p 0.05) gives variety when wanted.
-fn chat_defaults() -> SamplingParams {
-    SamplingParams::greedy()
+/// The answer limit when `--max-tokens` is not given: long enough for any ordinary answer,
+/// short enough that a model stuck in a loop stops within seconds.
+const DEFAULT_MAX_TOKENS: usize = 1024;
+
+/// The sampling of a chat with `loaded`: the model file's recommendations over Ollama-like
+/// defaults ([`model::recommended::chat_defaults`]), then the flags given. `--temperature 0`
+/// is exactly greedy: no penalty either, unless one is asked for by its flag.
+fn chat_sampling(args: &SamplingArgs, loaded: &LoadedModel) -> anyhow::Result<SamplingParams> {
+    let defaults = if args.temperature == Some(0.0) {
+        SamplingParams::greedy()
+    } else {
+        loaded.recommended_sampling.over(model::recommended::chat_defaults())
+    };
+    args.params(defaults)
+}
+
+/// One line naming the sampling in use and where it came from.
+fn describe_sampling(p: &SamplingParams, loaded: &LoadedModel) -> String {
+    let source = if loaded.recommended_sampling.is_empty() { "defaults" } else { "the model's recommendations" };
+    if p.temperature == 0.0 {
+        return "sampling: greedy (--temperature 0)".to_string();
+    }
+    format!(
+        "sampling: temperature {} top_k {} top_p {} min_p {} repeat_penalty {} (last {} tokens), from {source} and flags",
+        p.temperature, p.top_k, p.top_p, p.min_p, p.repetition_penalty, p.penalty_last_n
+    )
 }
 
 const HELP: &str = "\
@@ -75,9 +94,12 @@ Ctrl-C stops an answer; the arrow keys bring back earlier inputs.";
 
 /// Runs `seed run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let sampling = args.sampling.params(chat_defaults())?;
     let mut model_args = args.model.clone();
     let (mut loaded, mut pool, _) = model_args.load(args.verbose)?;
+    let sampling = chat_sampling(&args.sampling, &loaded)?;
+    if args.verbose {
+        eprintln!("{}", describe_sampling(&sampling, &loaded));
+    }
     if loaded.chat_template.is_none() {
         eprintln!(
             "note: this model has no chat template (a base model); it will continue your text instead of answering"
@@ -272,7 +294,15 @@ fn set(settings: &mut Settings, name: &str, value: &str) -> anyhow::Result<()> {
         value.parse().map_err(|_| anyhow::anyhow!("{name}: {value:?} is not a number"))
     }
     match name.replace('-', "_").as_str() {
-        "temperature" | "temp" => settings.temperature = num(name, value)?,
+        "temperature" | "temp" => {
+            settings.temperature = num(name, value)?;
+            if settings.temperature == 0.0 {
+                // Greedy is exactly greedy, as with --temperature 0.
+                settings.repeat_penalty = 1.0;
+                settings.frequency_penalty = 0.0;
+                settings.presence_penalty = 0.0;
+            }
+        }
         "top_k" => settings.top_k = num(name, value)?,
         "top_p" => settings.top_p = num(name, value)?,
         "min_p" => settings.min_p = num(name, value)?,
@@ -450,8 +480,16 @@ impl Chat {
         let result = result?;
         writeln!(out)?;
         out.flush()?;
-        if result.finish_reason == FinishReason::Cancelled {
-            eprintln!("(stopped)");
+        match result.finish_reason {
+            FinishReason::Cancelled => eprintln!("(stopped)"),
+            FinishReason::Length if result.token_ids.len() < self.opts.max_tokens => {
+                eprintln!("(the conversation fills the context of {} tokens; /clear starts afresh)", session.n_ctx())
+            }
+            FinishReason::Length => eprintln!(
+                "(answer cut at {} tokens; --max-tokens N or /set max_tokens N allows longer ones)",
+                self.opts.max_tokens
+            ),
+            FinishReason::Stop => {}
         }
         if loaded.chat_template.is_some() {
             let text = loaded.tokenizer.decode(&result.token_ids, false);

@@ -22,7 +22,6 @@ use clap::Args;
 use engine::scheduler::SchedulerConfig;
 use engine::{Engine, EngineConfig};
 use model::kv_cache::KvCache;
-use model::LoadedModel;
 use seed::catalogue;
 use server::{AppState, ServedModel, ServerConfig};
 
@@ -256,7 +255,7 @@ fn load(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let path = &plan.path;
-    let loaded = Arc::new(LoadedModel::open(path).with_context(|| format!("loading {}", path.display()))?);
+    let loaded = Arc::new(catalogue::open_model(path)?);
     // An edition's own chat format must compile before anything is served with it.
     for e in state.config().platform.iter().flat_map(|p| &p.editions) {
         if let (true, Some(source)) = (plan.aliases.contains(&e.name), &e.chat_template) {

@@ -8,11 +8,37 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::metrics;
-use crate::schema::{ModelCard, ModelList};
+use crate::schema::{ChatSampling, ModelCard, ModelList};
 use crate::state::AppState;
 
 fn named(state: &AppState, id: &str) -> ModelCard {
-    ModelCard { id: id.to_string(), object: "model", created: state.started(), owned_by: "seed" }
+    ModelCard {
+        id: id.to_string(),
+        object: "model",
+        created: state.started(),
+        owned_by: "seed",
+        chat_sampling: chat_sampling(state, id),
+    }
+}
+
+/// The chat sampling for `name` ([`ChatSampling`]), once its model is loaded.
+fn chat_sampling(state: &AppState, name: &str) -> Option<ChatSampling> {
+    let backend = state.backends().loaded_for(name)?;
+    let p = backend.model.recommended_sampling.over(model::recommended::chat_defaults());
+    let mut chat = ChatSampling {
+        temperature: p.temperature,
+        top_k: p.top_k,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repetition_penalty: p.repetition_penalty,
+    };
+    if let Some(edition) = state.config().edition(name) {
+        let own = &edition.sampling;
+        chat.temperature = own.temperature.unwrap_or(chat.temperature);
+        chat.top_p = own.top_p.unwrap_or(chat.top_p);
+        chat.top_k = own.top_k.map_or(chat.top_k, |k| k as usize);
+    }
+    Some(chat)
 }
 
 /// Each served model, then the names it answers to (`--alias`, its editions), so clients
