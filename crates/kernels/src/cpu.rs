@@ -1,9 +1,11 @@
-//! Which instruction set the kernels use, chosen once per process.
+//! Which instruction set the kernels use, chosen once per process, in one place.
 //!
-//! The best level the CPU supports is detected at first use and cached. The
-//! environment variable `SEED_KERNELS` (`scalar`, `avx2`, `avx512`, `avx512vnni`)
-//! caps it, so tests and benchmarks can compare levels on one machine; a level
-//! above what the CPU has is capped to what it has.
+//! Every kernel family (matmul, attention, norms, RoPE, activations) asks
+//! [`active_isa`] and nothing else. The best level the CPU supports is detected
+//! at first use and cached. The environment variable `SEED_KERNELS` (`scalar`,
+//! `avx2`, `avxvnni`, `avx512`, `avx512vnni`) caps it, so tests and benchmarks
+//! can compare levels on one machine; a level this CPU cannot run gives the best
+//! one below it that it can.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -13,8 +15,13 @@ use std::sync::OnceLock;
 pub enum Isa {
     /// Portable Rust: the reference every other level is tested against.
     Scalar,
-    /// AVX2 + FMA + F16C (x86-64 from 2013 on).
+    /// AVX2 + FMA + F16C (x86-64 from 2013 on): 8-bit dot products with
+    /// `vpmaddubsw`/`vpmaddwd`, 256-bit registers.
     Avx2,
+    /// [`Isa::Avx2`] plus `vpdpbusd` on 256-bit registers: AVX-VNNI (Intel from Alder
+    /// Lake on, AMD Zen 5), or the same instruction from AVX-512 VNNI + VL on CPUs
+    /// that have those instead (Zen 4, Ice Lake), so the level runs on both.
+    AvxVnni,
     /// AVX-512 F/BW/VL (and AVX2, FMA, F16C), 8-bit dot products with `vpmaddubsw`.
     Avx512,
     /// [`Isa::Avx512`] plus VNNI: 8-bit dot products with `vpdpbusd`.
@@ -23,13 +30,14 @@ pub enum Isa {
 
 impl Isa {
     /// Every level, slowest first.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Avx512Vnni];
 
     /// The name `SEED_KERNELS` accepts for this level.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
         }
@@ -40,10 +48,52 @@ impl Isa {
         Isa::ALL.into_iter().find(|isa| isa.name().eq_ignore_ascii_case(name.trim()))
     }
 
-    /// Whether this CPU can run this level.
+    /// Whether this CPU can run this level. (The levels are not nested: a CPU may
+    /// have AVX-512 without any VNNI, and AVX-VNNI without AVX-512.)
     pub fn is_available(self) -> bool {
-        self <= detected_isa()
+        features().has(self)
     }
+
+    /// Whether this level's 256-bit `vpdpbusd` is the AVX-VNNI (VEX) encoding, not
+    /// AVX-512 VNNI's (EVEX). Only meaningful for [`Isa::AvxVnni`].
+    pub fn vnni256_is_vex(self) -> bool {
+        features().avxvnni
+    }
+}
+
+/// The vector registers a level's element-wise kernels (attention, norms, RoPE,
+/// activations) use: those kernels have one implementation per width, not per level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Width {
+    /// Portable Rust.
+    Scalar,
+    /// AVX2 + FMA + F16C, 256-bit registers.
+    W256,
+    /// AVX-512F, 512-bit registers.
+    W512,
+}
+
+impl Isa {
+    /// The register width of this level's element-wise kernels.
+    pub fn width(self) -> Width {
+        match self {
+            Isa::Scalar => Width::Scalar,
+            Isa::Avx2 | Isa::AvxVnni => Width::W256,
+            Isa::Avx512 | Isa::Avx512Vnni => Width::W512,
+        }
+    }
+}
+
+/// Every width this CPU runs, narrowest first (for tests that compare them).
+pub fn available_widths() -> Vec<Width> {
+    let mut widths: Vec<Width> = Isa::ALL.into_iter().filter(|i| i.is_available()).map(Isa::width).collect();
+    widths.dedup();
+    widths
+}
+
+/// The width of the active level's element-wise kernels.
+pub fn active_width() -> Width {
+    active_isa().width()
 }
 
 impl fmt::Display for Isa {
@@ -52,40 +102,73 @@ impl fmt::Display for Isa {
     }
 }
 
-/// The best level this CPU supports, ignoring `SEED_KERNELS`.
-pub fn detected_isa() -> Isa {
-    static DETECTED: OnceLock<Isa> = OnceLock::new();
-    *DETECTED.get_or_init(detect)
+/// The CPU features the levels need, detected once.
+#[derive(Clone, Copy, Debug, Default)]
+struct Features {
+    avx2: bool,
+    avxvnni: bool,
+    avx512: bool,
+    avx512vnni: bool,
 }
 
-/// The level the kernels use: the detected one, capped by `SEED_KERNELS`.
+impl Features {
+    fn has(self, isa: Isa) -> bool {
+        match isa {
+            Isa::Scalar => true,
+            Isa::Avx2 => self.avx2,
+            Isa::AvxVnni => self.avx2 && (self.avxvnni || (self.avx512 && self.avx512vnni)),
+            Isa::Avx512 => self.avx2 && self.avx512,
+            Isa::Avx512Vnni => self.avx2 && self.avx512 && self.avx512vnni,
+        }
+    }
+}
+
+fn features() -> Features {
+    static FEATURES: OnceLock<Features> = OnceLock::new();
+    *FEATURES.get_or_init(detect)
+}
+
+/// The best level this CPU supports, ignoring `SEED_KERNELS`.
+pub fn detected_isa() -> Isa {
+    best_up_to(Isa::Avx512Vnni)
+}
+
+/// The best level this CPU supports that is no faster than `cap`.
+fn best_up_to(cap: Isa) -> Isa {
+    Isa::ALL.into_iter().filter(|isa| *isa <= cap && isa.is_available()).max().unwrap_or(Isa::Scalar)
+}
+
+/// The level every kernel uses: the detected one, capped by `SEED_KERNELS`. An
+/// unknown `SEED_KERNELS` value is reported once on stderr and ignored.
 pub fn active_isa() -> Isa {
     static ACTIVE: OnceLock<Isa> = OnceLock::new();
-    *ACTIVE.get_or_init(|| {
-        let cap = std::env::var("SEED_KERNELS").ok().and_then(|v| Isa::from_name(&v));
-        cap.map_or(detected_isa(), |cap| cap.min(detected_isa()))
+    *ACTIVE.get_or_init(|| match std::env::var("SEED_KERNELS") {
+        Err(_) => detected_isa(),
+        Ok(v) => match Isa::from_name(&v) {
+            Some(cap) => best_up_to(cap),
+            None => {
+                let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+                eprintln!("warning: SEED_KERNELS={v:?} is not one of {}; using {}", names.join(", "), detected_isa());
+                detected_isa()
+            }
+        },
     })
 }
 
 #[cfg(target_arch = "x86_64")]
-fn detect() -> Isa {
+fn detect() -> Features {
     use std::arch::is_x86_feature_detected as has;
-    if !(has!("avx2") && has!("fma") && has!("f16c")) {
-        return Isa::Scalar;
-    }
-    if !(has!("avx512f") && has!("avx512bw") && has!("avx512vl")) {
-        return Isa::Avx2;
-    }
-    if has!("avx512vnni") {
-        Isa::Avx512Vnni
-    } else {
-        Isa::Avx512
+    Features {
+        avx2: has!("avx2") && has!("fma") && has!("f16c"),
+        avxvnni: has!("avxvnni"),
+        avx512: has!("avx512f") && has!("avx512bw") && has!("avx512vl"),
+        avx512vnni: has!("avx512vnni"),
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn detect() -> Isa {
-    Isa::Scalar
+fn detect() -> Features {
+    Features::default()
 }
 
 #[cfg(test)]
@@ -100,8 +183,22 @@ mod tests {
         }
         assert_eq!(Isa::from_name(" AVX2 "), Some(Isa::Avx2));
         assert_eq!(Isa::from_name("sse"), None);
-        assert!(Isa::Scalar < Isa::Avx2 && Isa::Avx512 < Isa::Avx512Vnni);
+        assert!(Isa::Scalar < Isa::Avx2 && Isa::Avx2 < Isa::AvxVnni && Isa::Avx512 < Isa::Avx512Vnni);
         assert!(Isa::Scalar.is_available());
-        assert!(active_isa() <= detected_isa());
+        assert!(active_isa() <= detected_isa() && active_isa().is_available());
+    }
+
+    #[test]
+    fn a_level_needs_its_own_features_not_only_a_faster_level() {
+        let skylake_x = Features { avx2: true, avx512: true, ..Features::default() };
+        let alder_lake = Features { avx2: true, avxvnni: true, ..Features::default() };
+        let zen4 = Features { avx2: true, avx512: true, avx512vnni: true, ..Features::default() };
+        let zen1 = Features { avx2: true, ..Features::default() };
+        let has = |f: Features| Isa::ALL.into_iter().filter(|i| f.has(*i)).collect::<Vec<_>>();
+        assert_eq!(has(skylake_x), [Isa::Scalar, Isa::Avx2, Isa::Avx512]);
+        assert_eq!(has(alder_lake), [Isa::Scalar, Isa::Avx2, Isa::AvxVnni]);
+        assert_eq!(has(zen4), Isa::ALL);
+        assert_eq!(has(zen1), [Isa::Scalar, Isa::Avx2]);
+        assert_eq!(has(Features::default()), [Isa::Scalar]);
     }
 }

@@ -29,7 +29,7 @@ pub mod types;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use cpu::{active_isa, Isa};
+pub use cpu::{active_isa, active_width, Isa, Width};
 pub use error::KernelError;
 pub use matmul::{dequantize_row, matmul, matmul_multi, MatmulScratch, QMatrix};
 pub use pool::ThreadPool;

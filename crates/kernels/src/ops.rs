@@ -9,8 +9,12 @@
 
 use half::f16;
 
+use crate::cpu::{active_width, Width};
 use crate::pool::ThreadPool;
 
+#[cfg(target_arch = "x86_64")]
+#[path = "ops_avx2.rs"]
+pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 #[path = "ops_avx512.rs"]
 pub(crate) mod avx512;
@@ -74,8 +78,8 @@ pub fn rope_cos_sin(pos: usize, n_rot: usize, freq_base: f32, freq_scale: f32, c
 /// log-probs by up to 0.1 nats a few dozen tokens later.)
 pub fn rope(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has FMA (checked just above).
+    if active_width() >= Width::W256 {
+        // SAFETY: every level from AVX2 on has FMA (`Isa::is_available`).
         unsafe { rope_fma(x, head_dim, cos, sin, style) };
         return;
     }
@@ -183,10 +187,20 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// SwiGLU in place: `gate = silu(gate) * up`, shapes `(n,)`, with ggml's
 /// arithmetic: groups of 16 use [`ggml_expf`], the tail libm's `expf`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    swiglu_at(active_width(), gate, up);
+}
+
+/// [`swiglu`] with the kernels of `width` (which this CPU must run).
+fn swiglu_at(width: Width, gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
-        // SAFETY: AVX-512F and FMA were detected.
-        let done = unsafe { avx512::swiglu(gate, up) };
+    if width > Width::Scalar {
+        let done = if width == Width::W512 {
+            // SAFETY: the width's level is one this CPU runs, so it has AVX-512F and FMA.
+            unsafe { avx512::swiglu(gate, up) }
+        } else {
+            // SAFETY: the width's level is one this CPU runs, so it has AVX2 and FMA.
+            unsafe { avx2::swiglu(gate, up) }
+        };
         for (g, &u) in gate[done..].iter_mut().zip(&up[done..]) {
             *g = silu(*g) * u;
         }
@@ -394,18 +408,53 @@ mod tests {
     }
 
     #[test]
-    fn simd_swiglu_equals_the_scalar_emulation() {
+    fn simd_swiglu_equals_the_scalar_emulation_at_every_width() {
         let g: Vec<f32> = (0..101).map(|i| (i as f32 * 0.731).sin() * 12.0).collect();
         let u: Vec<f32> = (0..101).map(|i| (i as f32 * 0.37).cos()).collect();
-        let mut fast = g.clone();
-        swiglu(&mut fast, &u);
         let scalar: Vec<f32> = g
             .iter()
             .zip(&u)
             .enumerate()
             .map(|(i, (&x, &y))| if i < 96 { (x / (1.0 + ggml_expf(0.0 - x))) * y } else { silu(x) * y })
             .collect();
-        assert_eq!(fast, scalar);
+        for width in crate::cpu::available_widths() {
+            let mut fast = g.clone();
+            swiglu_at(width, &mut fast, &u);
+            assert_eq!(fast, scalar, "{width:?}");
+        }
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn vector_exp_is_the_scalar_one_bit_for_bit() {
+        use crate::cpu::Isa;
+        let mut xs: Vec<f32> = (-2100..2100).map(|i| i as f32 * 0.0513).collect();
+        xs.extend([0.0, -0.0, 1e-30, -1e-30, 88.7, 88.73, -87.4, -103.9, -104.0, -150.0, 200.0, -200.0]);
+        xs.extend([f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN]);
+        xs.resize(xs.len().next_multiple_of(16), 0.5);
+        let want: Vec<u32> = xs.iter().map(|&x| ggml_expf(x).to_bits()).collect();
+        if Isa::Avx2.is_available() {
+            let mut got = vec![0.0f32; xs.len()];
+            for (x, g) in xs.chunks_exact(8).zip(got.chunks_exact_mut(8)) {
+                // SAFETY: AVX2 and FMA are available (checked above); 8 floats each.
+                unsafe {
+                    use core::arch::x86_64::*;
+                    _mm256_storeu_ps(g.as_mut_ptr(), avx2::v_expf(_mm256_loadu_ps(x.as_ptr())));
+                }
+            }
+            assert_eq!(got.iter().map(|g| g.to_bits()).collect::<Vec<_>>(), want, "AVX2");
+        }
+        if Isa::Avx512.is_available() {
+            let mut got = vec![0.0f32; xs.len()];
+            for (x, g) in xs.chunks_exact(16).zip(got.chunks_exact_mut(16)) {
+                // SAFETY: AVX-512F and FMA are available (checked above); 16 floats each.
+                unsafe {
+                    use core::arch::x86_64::*;
+                    _mm512_storeu_ps(g.as_mut_ptr(), avx512::v_expf(_mm512_loadu_ps(x.as_ptr())));
+                }
+            }
+            assert_eq!(got.iter().map(|g| g.to_bits()).collect::<Vec<_>>(), want, "AVX-512");
+        }
     }
 
     #[test]

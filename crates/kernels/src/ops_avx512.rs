@@ -2,16 +2,11 @@
 
 use core::arch::x86_64::*;
 
-/// Whether the CPU has what these functions use (std caches the answer).
-pub(crate) fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
-}
-
 /// One lane of ggml's AVX-512 `ggml_v_expf`, sixteen at a time (see
 /// `crate::ops::ggml_expf`, which this equals bit for bit).
 ///
 /// # Safety
-/// The CPU must support AVX-512F (`available`).
+/// The CPU must support AVX-512F (an AVX-512 level is active).
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn v_expf(x: __m512) -> __m512 {
     let c = |bits: u32| _mm512_set1_ps(f32::from_bits(bits));
@@ -43,7 +38,7 @@ pub(crate) unsafe fn v_expf(x: __m512) -> __m512 {
 /// `ggml_vec_swiglu_f32` with `ggml_v_silu`); returns how many were done.
 ///
 /// # Safety
-/// The CPU must support AVX-512F (`available`).
+/// The CPU must support AVX-512F (an AVX-512 level is active).
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) -> usize {
     let n = gate.len().min(up.len()) / 16 * 16;

@@ -360,3 +360,29 @@ fn empty_shapes_are_fine() {
     let w = QMatrix::new(GgmlType::Q8_0, 0, 32, &[]).expect("zero-row matrix");
     matmul(&w, &[0.5; 64], 2, &mut [], &mut scratch, &pool);
 }
+
+#[test]
+fn the_avx_vnni_level_gives_the_avx2_bits() {
+    // `vpdpbusd` forms the same i32 sums as `vpmaddubsw` + `vpmaddwd`, so the two
+    // 256-bit levels may not differ in a single bit.
+    if !Isa::AvxVnni.is_available() {
+        println!("note: no AVX-VNNI (nor AVX-512 VNNI + VL) here; the AVX-VNNI kernels are not tested");
+        return;
+    }
+    let pool = ThreadPool::new(2);
+    let mut scratch = MatmulScratch::default();
+    let mut rng = rng(11);
+    for ty in TYPES {
+        let cols = 7 * ty.block_size().max(32);
+        for (rows, n) in [(1usize, 1usize), (13, 3), (64, 17)] {
+            let data = random_weights(&mut rng, ty, rows, cols);
+            let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
+            let x = random_acts(&mut rng, n * cols);
+            let (mut avx2, mut vnni) = (vec![0.0f32; n * rows], vec![0.0f32; n * rows]);
+            matmul_with_isa(Isa::Avx2, &w, &x, n, &mut avx2, &mut scratch, &pool);
+            matmul_with_isa(Isa::AvxVnni, &w, &x, n, &mut vnni, &mut scratch, &pool);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&vnni), bits(&avx2), "{ty}: rows {rows} cols {cols} n {n}");
+        }
+    }
+}

@@ -8,16 +8,11 @@ use half::f16;
 use crate::ops::avx512::v_expf;
 use crate::ops::reduce16;
 
-/// Whether the CPU has what these kernels use (std caches the answer).
-pub(crate) fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("fma")
-}
-
 /// [`super::dot_f16`]: four 16-lane accumulators over steps of 64, the same
 /// pairwise reduction, leftovers in f64.
 ///
 /// # Safety
-/// The CPU must support AVX-512F ([`available`]).
+/// The CPU must support AVX-512F (an AVX-512 level is active).
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn dot_f16(q16: &[f32], k: &[f16]) -> f32 {
     let n = q16.len().min(k.len());
@@ -49,7 +44,7 @@ pub(crate) unsafe fn dot_f16(q16: &[f32], k: &[f16]) -> f32 {
 /// scalar tail.
 ///
 /// # Safety
-/// The CPU must support AVX-512F ([`available`]).
+/// The CPU must support AVX-512F (an AVX-512 level is active).
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn mad_f16(acc: &mut [f16], v: &[f16], s: f32) {
     let n = acc.len().min(v.len());
@@ -74,7 +69,7 @@ pub(crate) unsafe fn mad_f16(acc: &mut [f16], v: &[f16], s: f32) {
 /// `acc = f16(acc · s)` element-wise (ggml's `ggml_vec_scale_f16`).
 ///
 /// # Safety
-/// The CPU must support AVX-512F ([`available`]).
+/// The CPU must support AVX-512F (an AVX-512 level is active).
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn scale_f16(acc: &mut [f16], s: f32) {
     let n = acc.len();
@@ -99,7 +94,7 @@ pub(crate) unsafe fn scale_f16(acc: &mut [f16], s: f32) {
 /// kernel's value accumulation).
 ///
 /// # Safety
-/// The CPU must support AVX-512F ([`available`]).
+/// The CPU must support AVX-512F (an AVX-512 level is active).
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn axpy_f16(out: &mut [f32], p: f32, v: &[f16]) {
     let n = out.len().min(v.len());
@@ -124,7 +119,7 @@ pub(crate) unsafe fn axpy_f16(out: &mut [f32], p: f32, v: &[f16]) {
 /// the 64 positions of a transposed key tile.
 ///
 /// # Safety
-/// The CPU must support AVX-512F ([`available`]); `kt` holds `q.len() * 64` values.
+/// The CPU must support AVX-512F (an AVX-512 level is active); `kt` holds `q.len() * 64` values.
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn tile_scores(q: &[f32], kt: &[f32], scores: &mut [f32; 64]) {
     assert!(kt.len() >= q.len() * 64);
@@ -147,7 +142,7 @@ pub(crate) unsafe fn tile_scores(q: &[f32], kt: &[f32], scores: &mut [f32; 64]) 
 /// lanes in `_mm512_reduce_add_ps` order, added in f64.
 ///
 /// # Safety
-/// The CPU must support AVX-512F ([`available`]).
+/// The CPU must support AVX-512F (an AVX-512 level is active).
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn exp_tile(scores: &mut [f32; 64], max: f32) -> f64 {
     let mv = _mm512_set1_ps(max);
@@ -167,7 +162,7 @@ pub(crate) unsafe fn exp_tile(scores: &mut [f32; 64], max: f32) -> f64 {
 /// kernel's value accumulation), keeping 64 outputs in registers across positions.
 ///
 /// # Safety
-/// The CPU must support AVX-512F ([`available`]); every `value(t)` holds at least
+/// The CPU must support AVX-512F (an AVX-512 level is active); every `value(t)` holds at least
 /// `out.len()` values.
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn accumulate_values<'a>(

@@ -51,14 +51,14 @@ pub fn attend_group_online<'a>(
 ) {
     assert!(q.len() >= group * hd && out.len() >= group * hdv, "attend_group_online: buffers too short");
     #[cfg(target_arch = "x86_64")]
-    if super::avx512::available()
-        && super::has_fma()
+    if crate::cpu::active_width() == crate::cpu::Width::W512
         && hd.is_multiple_of(64)
         && hdv.is_multiple_of(16)
         && hd <= MAX_HEAD_DIM
         && n > 0
     {
-        // SAFETY: AVX-512F, FMA and F16C were detected; the shapes were checked above.
+        // SAFETY: the active level is an AVX-512 one, so the CPU has AVX-512F, FMA and F16C;
+        // the shapes were checked above.
         unsafe { super::avx512::attend_group_online(group, hd, hdv, q, n, scale, key, value, scratch, out) };
         return;
     }

@@ -19,8 +19,11 @@
 
 use half::f16;
 
+use crate::cpu::{active_width, Width};
 use crate::ops::reduce16;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod decode;
@@ -29,74 +32,66 @@ mod tiled;
 pub use decode::{attend_group_online, GroupScratch};
 pub use tiled::{attend_block_tiled, TiledScratch};
 
-/// The primitives of the row kernels: AVX-512 where the CPU has it, else scalar.
-/// Both give the same bits.
+/// The primitives of the row kernels at one register width (the active level's,
+/// [`crate::cpu::active_width`]). Every width gives the same bits.
 #[derive(Clone, Copy)]
 struct Prims {
-    #[cfg(target_arch = "x86_64")]
-    avx512: bool,
+    width: Width,
+}
+
+/// Calls `$avx512::$f(args)` or `$avx2::$f(args)` as the width says, else runs
+/// the scalar block.
+macro_rules! by_width {
+    ($self:ident, $f:ident($($arg:expr),*), $scalar:block) => {{
+        #[cfg(target_arch = "x86_64")]
+        match $self.width {
+            // SAFETY: the width is the active level's (or one tests checked this CPU
+            // runs), so the CPU has AVX-512F and FMA.
+            Width::W512 => return unsafe { avx512::$f($($arg),*) },
+            // SAFETY: as above, AVX2, FMA and F16C.
+            Width::W256 => return unsafe { avx2::$f($($arg),*) },
+            Width::Scalar => {}
+        }
+        $scalar
+    }};
 }
 
 impl Prims {
-    fn detect() -> Prims {
-        Prims {
-            #[cfg(target_arch = "x86_64")]
-            avx512: avx512::available(),
-        }
+    fn active() -> Prims {
+        Prims { width: active_width() }
     }
 
     #[inline(always)]
     fn dot_f16(self, q16: &[f32], k: &[f16]) -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { avx512::dot_f16(q16, k) };
-        }
-        dot_f16(q16, k)
+        by_width!(self, dot_f16(q16, k), { dot_f16(q16, k) })
     }
 
     #[inline(always)]
     fn mad_f16(self, acc: &mut [f16], v: &[f16], s: f32) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { avx512::mad_f16(acc, v, s) };
-        }
-        for (a, &x) in acc.iter_mut().zip(v) {
-            *a = f16::from_f32(x.to_f32().mul_add(s, a.to_f32()));
-        }
+        by_width!(self, mad_f16(acc, v, s), {
+            for (a, &x) in acc.iter_mut().zip(v) {
+                *a = f16::from_f32(x.to_f32().mul_add(s, a.to_f32()));
+            }
+        })
     }
 
     #[inline(always)]
     fn scale_f16(self, acc: &mut [f16], s: f32) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { avx512::scale_f16(acc, s) };
-        }
-        for a in acc.iter_mut() {
-            *a = f16::from_f32(a.to_f32() * s);
-        }
+        by_width!(self, scale_f16(acc, s), {
+            for a in acc.iter_mut() {
+                *a = f16::from_f32(a.to_f32() * s);
+            }
+        })
     }
 
     #[inline(always)]
     fn tile_scores(self, q: &[f32], kt: &[f32], scores: &mut [f32; TILE]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { avx512::tile_scores(q, kt, scores) };
-        }
-        tiled::tile_scores(q, kt, scores)
+        by_width!(self, tile_scores(q, kt, scores), { tiled::tile_scores(q, kt, scores) })
     }
 
     #[inline(always)]
     fn exp_tile(self, scores: &mut [f32; TILE], max: f32) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { avx512::exp_tile(scores, max) };
-        }
-        tiled::exp_tile(scores, max)
+        by_width!(self, exp_tile(scores, max), { tiled::exp_tile(scores, max) })
     }
 
     #[inline(always)]
@@ -107,33 +102,21 @@ impl Prims {
         ts: std::ops::Range<usize>,
         value: impl Fn(usize) -> &'a [f16],
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { avx512::accumulate_values(out, scores, ts, value) };
-        }
-        for t in ts {
-            self.axpy_f16(out, scores[t], value(t));
-        }
+        by_width!(self, accumulate_values(out, scores, ts.clone(), &value), {
+            for t in ts {
+                self.axpy_f16(out, scores[t], value(t));
+            }
+        })
     }
 
     #[inline(always)]
     fn axpy_f16(self, out: &mut [f32], p: f32, v: &[f16]) {
-        #[cfg(target_arch = "x86_64")]
-        if self.avx512 {
-            // SAFETY: AVX-512F was detected.
-            return unsafe { avx512::axpy_f16(out, p, v) };
-        }
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = p.mul_add(x.to_f32(), *o);
-        }
+        by_width!(self, axpy_f16(out, p, v), {
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = p.mul_add(x.to_f32(), *o);
+            }
+        })
     }
-}
-
-/// Whether this CPU has FMA and F16C (std caches the answer).
-#[cfg(target_arch = "x86_64")]
-fn has_fma() -> bool {
-    std::is_x86_feature_detected!("fma") && std::is_x86_feature_detected!("f16c")
 }
 
 /// Rows of one tile in the tiled kernel.
@@ -184,8 +167,8 @@ pub fn attend_row_online<'a>(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if has_fma() {
-        // SAFETY: the CPU has FMA and F16C (checked just above).
+    if active_width() >= Width::W256 {
+        // SAFETY: every level from AVX2 on has FMA and F16C (`Isa::is_available`).
         unsafe { online_fma(q, n, scale, key, value, q16, acc16, out) };
         return;
     }
@@ -221,7 +204,7 @@ fn online_body<'a>(
     acc16: &mut [f16],
     out: &mut [f32],
 ) {
-    let prims = Prims::detect();
+    let prims = Prims::active();
     for (d, &s) in q16.iter_mut().zip(q) {
         *d = f16::from_f32(s).to_f32();
     }
@@ -316,32 +299,44 @@ mod tests {
 
     #[test]
     fn simd_primitives_equal_the_scalar_ones_bit_for_bit() {
-        let scalar = Prims {
-            #[cfg(target_arch = "x86_64")]
-            avx512: false,
-        };
-        let simd = Prims::detect();
-        for n in [1usize, 15, 16, 17, 63, 64, 65, 130, 256, 300] {
-            let q: Vec<f32> = (0..n).map(|i| f16::from_f32((i as f32 * 0.37).sin()).to_f32()).collect();
-            let k: Vec<f16> = (0..n).map(|i| f16::from_f32((i as f32 * 0.11).cos() * 3.0)).collect();
-            assert_eq!(simd.dot_f16(&q, &k).to_bits(), scalar.dot_f16(&q, &k).to_bits(), "dot n={n}");
-            let (mut a, mut b) = (k.clone(), k.clone());
-            simd.mad_f16(&mut a, &k, 0.37);
-            scalar.mad_f16(&mut b, &k, 0.37);
-            assert_eq!(a, b, "mad n={n}");
-            simd.scale_f16(&mut a, 0.61);
-            scalar.scale_f16(&mut b, 0.61);
-            assert_eq!(a, b, "scale n={n}");
-            let (mut x, mut y) = (q.clone(), q.clone());
-            simd.axpy_f16(&mut x, 1.7, &k);
-            scalar.axpy_f16(&mut y, 1.7, &k);
-            assert_eq!(x, y, "axpy n={n}");
-            let scores: Vec<f32> = (0..5).map(|t| t as f32 * 0.3 - 0.2).collect();
-            let vals: Vec<Vec<f16>> =
-                (0..5).map(|t| k.iter().map(|v| f16::from_f32(v.to_f32() + t as f32)).collect()).collect();
-            simd.accumulate_values(&mut x, &scores, 1..5, |t| &vals[t]);
-            scalar.accumulate_values(&mut y, &scores, 1..5, |t| &vals[t]);
-            assert_eq!(x, y, "accumulate n={n}");
+        let scalar = Prims { width: Width::Scalar };
+        for width in crate::cpu::available_widths().into_iter().filter(|w| *w > Width::Scalar) {
+            let simd = Prims { width };
+            for n in [1usize, 7, 8, 9, 15, 16, 17, 63, 64, 65, 130, 256, 300] {
+                let q: Vec<f32> = (0..n).map(|i| f16::from_f32((i as f32 * 0.37).sin()).to_f32()).collect();
+                let k: Vec<f16> = (0..n).map(|i| f16::from_f32((i as f32 * 0.11).cos() * 3.0)).collect();
+                assert_eq!(simd.dot_f16(&q, &k).to_bits(), scalar.dot_f16(&q, &k).to_bits(), "{width:?} dot n={n}");
+                let (mut a, mut b) = (k.clone(), k.clone());
+                simd.mad_f16(&mut a, &k, 0.37);
+                scalar.mad_f16(&mut b, &k, 0.37);
+                assert_eq!(a, b, "{width:?} mad n={n}");
+                simd.scale_f16(&mut a, 0.61);
+                scalar.scale_f16(&mut b, 0.61);
+                assert_eq!(a, b, "{width:?} scale n={n}");
+                let (mut x, mut y) = (q.clone(), q.clone());
+                simd.axpy_f16(&mut x, 1.7, &k);
+                scalar.axpy_f16(&mut y, 1.7, &k);
+                assert_eq!(x, y, "{width:?} axpy n={n}");
+                let scores: Vec<f32> = (0..5).map(|t| t as f32 * 0.3 - 0.2).collect();
+                let vals: Vec<Vec<f16>> =
+                    (0..5).map(|t| k.iter().map(|v| f16::from_f32(v.to_f32() + t as f32)).collect()).collect();
+                simd.accumulate_values(&mut x, &scores, 1..5, |t| &vals[t]);
+                scalar.accumulate_values(&mut y, &scores, 1..5, |t| &vals[t]);
+                assert_eq!(x, y, "{width:?} accumulate n={n}");
+            }
+            // The tiled kernel's score and exp steps.
+            let hd = 40;
+            let q: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.29).sin()).collect();
+            let kt: Vec<f32> = (0..hd * TILE).map(|i| (i as f32 * 0.013).cos() * 2.0).collect();
+            let (mut s1, mut s2) = ([0.0f32; TILE], [0.0f32; TILE]);
+            simd.tile_scores(&q, &kt, &mut s1);
+            scalar.tile_scores(&q, &kt, &mut s2);
+            assert_eq!(s1, s2, "{width:?} tile scores");
+            s1[5] = f32::NEG_INFINITY;
+            s2[5] = f32::NEG_INFINITY;
+            let max = s1.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(simd.exp_tile(&mut s1, max).to_bits(), scalar.exp_tile(&mut s2, max).to_bits());
+            assert_eq!(s1, s2, "{width:?} exp tile");
         }
     }
 

@@ -54,7 +54,7 @@ pub fn attend_block_tiled<'a, 'q>(
     scratch.state.clear();
     scratch.state.resize(rows * group, (f32::NEG_INFINITY, 0.0));
     out.fill(0.0);
-    let prims = super::Prims::detect();
+    let prims = super::Prims::active();
 
     let mut ts = start(0) / TILE * TILE;
     while ts <= last {

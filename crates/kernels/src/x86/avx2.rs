@@ -5,6 +5,13 @@
 //!
 //! The arithmetic is ggml's own (see `quant::order`): the 8 i32 lanes of a block's
 //! dot product are lane `l` of ggml's, each scaled and added with one FMA per block.
+//!
+//! Each kernel is also compiled for the AVX-VNNI level (`_vex`: AVX-VNNI's
+//! `vpdpbusd`; `_evex`: the same instruction from AVX-512 VNNI + VL, for CPUs that
+//! have that instead). `vpdpbusd` adds each group of four u8×i8 products into an
+//! i32 lane, which is exactly what `vpmaddubsw` then `vpmaddwd` by ones gives here
+//! (no pair of products reaches `vpmaddubsw`'s i16 saturation: |w| ≤ 128, |y| ≤ 127),
+//! so every level gives the same bits.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -93,9 +100,26 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(p.cast::<u16>().read_unaligned()))))
 }
 
+/// How the i32 lanes of u8×i8 products are formed: `vpmaddubsw` + `vpmaddwd` (AVX2),
+/// or one `vpdpbusd` (VEX from AVX-VNNI, or EVEX from AVX-512 VNNI + VL).
+pub(crate) const MADDUBS: u8 = 0;
+pub(crate) const VNNI_VEX: u8 = 1;
+pub(crate) const VNNI_EVEX: u8 = 2;
+
+/// Per i32 lane `l`: the sum of the four products `u[4l+k] · s[4l+k]` (u unsigned, s
+/// signed), formed as `V` says; the same value whichever `V` (see the module docs).
+#[inline(always)]
+pub(crate) unsafe fn dot_u8i8<const V: u8>(u: __m256i, s: __m256i) -> __m256i {
+    match V {
+        VNNI_VEX => _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s),
+        VNNI_EVEX => _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s),
+        _ => _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+    }
+}
+
 /// One tile: rows `r0..r0+R` × tokens `t0..t0+C`.
 #[inline(always)]
-unsafe fn tile<F: Legacy, const R: usize, const C: usize>(
+unsafe fn tile<F: Legacy, const V: u8, const R: usize, const C: usize>(
     w: &QMatrix<'_>,
     a: &Q8View<'_>,
     out: &Out,
@@ -104,7 +128,6 @@ unsafe fn tile<F: Legacy, const R: usize, const C: usize>(
 ) {
     let nb = w.cols() / 32;
     let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
-    let ones = _mm256_set1_epi16(1);
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     let mut mins = [[0.0f32; C]; R];
     for b in 0..nb {
@@ -126,12 +149,12 @@ unsafe fn tile<F: Legacy, const R: usize, const C: usize>(
             let y = _mm256_loadu_si256(a.qs.as_ptr().add((t0 + c) * a.qs_stride + b * 32).cast());
             let da = _mm256_set1_ps(*a.d.get_unchecked((t0 + c) * a.d_stride + b));
             for i in 0..R {
-                let p16 = if F::UNSIGNED {
-                    _mm256_maddubs_epi16(wq[i], y)
+                let p32 = if F::UNSIGNED {
+                    dot_u8i8::<V>(wq[i], y)
                 } else {
-                    _mm256_maddubs_epi16(_mm256_sign_epi8(wq[i], wq[i]), _mm256_sign_epi8(y, wq[i]))
+                    dot_u8i8::<V>(_mm256_sign_epi8(wq[i], wq[i]), _mm256_sign_epi8(y, wq[i]))
                 };
-                let p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                let p = _mm256_cvtepi32_ps(p32);
                 acc[i][c] = _mm256_fmadd_ps(_mm256_mul_ps(dw[i], da), p, acc[i][c]);
             }
         }
@@ -146,7 +169,7 @@ unsafe fn tile<F: Legacy, const R: usize, const C: usize>(
 /// Q4_0 tile in the order of llama.cpp's repacked kernels (see `quant::order`): one
 /// f32 chain per output, one FMA of each block's whole integer sum.
 #[inline(always)]
-unsafe fn tile_repacked<const R: usize, const C: usize>(
+unsafe fn tile_repacked<const V: u8, const R: usize, const C: usize>(
     w: &QMatrix<'_>,
     a: &Q8View<'_>,
     out: &Out,
@@ -155,7 +178,6 @@ unsafe fn tile_repacked<const R: usize, const C: usize>(
 ) {
     let nb = w.cols() / 32;
     let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
-    let ones = _mm256_set1_epi16(1);
     let mut acc = [[0.0f32; C]; R];
     for b in 0..nb {
         prefetch_ahead(rows[0], b * R * Q4_0::BYTES, R * Q4_0::BYTES);
@@ -170,8 +192,7 @@ unsafe fn tile_repacked<const R: usize, const C: usize>(
             let y = _mm256_loadu_si256(a.qs.as_ptr().add((t0 + c) * a.qs_stride + b * 32).cast());
             let da = *a.d.get_unchecked((t0 + c) * a.d_stride + b);
             for i in 0..R {
-                let p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wq[i], wq[i]), _mm256_sign_epi8(y, wq[i]));
-                let sum = hsum_i32(_mm256_madd_epi16(p16, ones));
+                let sum = hsum_i32(dot_u8i8::<V>(_mm256_sign_epi8(wq[i], wq[i]), _mm256_sign_epi8(y, wq[i])));
                 acc[i][c] = (sum as f32).mul_add(dw[i] * da, acc[i][c]);
             }
         }
@@ -199,31 +220,44 @@ pub(crate) unsafe fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
 }
 
-macro_rules! entry {
-    ($name:ident, $fmt:ty) => {
+/// The three entry points of one tile function: AVX2, AVX-VNNI (VEX) and AVX-512
+/// VNNI on 256-bit registers (EVEX).
+macro_rules! entries {
+    ($tile:ident [$($g:ty),*], $plain:ident, $vex:ident, $evex:ident) => {
         /// AVX2 kernel (see the module docs).
         ///
         /// # Safety
         /// See [`crate::matmul::GemmFn`].
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) unsafe fn $name(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+        pub(crate) unsafe fn $plain(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
             let Acts::Q8(a) = acts else { unreachable!("AVX2 kernel given the wrong activation layout") };
-            drive_tiles!(rows, out.n_tokens, 4, 2, tile[$fmt](w, a, out));
+            drive_tiles!(rows, out.n_tokens, 4, 2, $tile[$($g,)* MADDUBS](w, a, out));
+        }
+
+        /// AVX-VNNI kernel (see the module docs).
+        ///
+        /// # Safety
+        /// See [`crate::matmul::GemmFn`]; the CPU must have AVX-VNNI.
+        #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+        pub(crate) unsafe fn $vex(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+            let Acts::Q8(a) = acts else { unreachable!("AVX2 kernel given the wrong activation layout") };
+            drive_tiles!(rows, out.n_tokens, 4, 2, $tile[$($g,)* VNNI_VEX](w, a, out));
+        }
+
+        /// The AVX-VNNI kernel with AVX-512 VNNI's encoding (see the module docs).
+        ///
+        /// # Safety
+        /// See [`crate::matmul::GemmFn`]; the CPU must have AVX-512 VNNI and VL.
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        pub(crate) unsafe fn $evex(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
+            let Acts::Q8(a) = acts else { unreachable!("AVX2 kernel given the wrong activation layout") };
+            drive_tiles!(rows, out.n_tokens, 4, 2, $tile[$($g,)* VNNI_EVEX](w, a, out));
         }
     };
 }
 
-entry!(gemm_q4_0, Q4_0);
-
-/// AVX2 kernel of Q4_0 in the repacked order.
-///
-/// # Safety
-/// See [`crate::matmul::GemmFn`].
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn gemm_q4_0_repacked(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    let Acts::Q8(a) = acts else { unreachable!("AVX2 kernel given the wrong activation layout") };
-    drive_tiles!(rows, out.n_tokens, 4, 2, tile_repacked[](w, a, out));
-}
-entry!(gemm_q4_1, Q4_1);
-entry!(gemm_q5_0, Q5_0);
-entry!(gemm_q8_0, Q8_0);
+entries!(tile[Q4_0], gemm_q4_0, gemm_q4_0_vex, gemm_q4_0_evex);
+entries!(tile_repacked[], gemm_q4_0_repacked, gemm_q4_0_repacked_vex, gemm_q4_0_repacked_evex);
+entries!(tile[Q4_1], gemm_q4_1, gemm_q4_1_vex, gemm_q4_1_evex);
+entries!(tile[Q5_0], gemm_q5_0, gemm_q5_0_vex, gemm_q5_0_evex);
+entries!(tile[Q8_0], gemm_q8_0, gemm_q8_0_vex, gemm_q8_0_evex);

@@ -28,61 +28,97 @@ use crate::GgmlType;
 /// The SIMD kernel for a matrix of `ty` with `rows` rows at level `isa`: activation
 /// layout, kernel, row tile. `None` for the scalar level.
 pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
+    match isa {
+        Isa::Scalar => None,
+        Isa::Avx2 | Isa::AvxVnni => select_256(ty, rows, layout, isa),
+        Isa::Avx512 | Isa::Avx512Vnni => select_512(ty, rows, layout, isa),
+    }
+}
+
+/// [`select`] at the 256-bit levels: the AVX2 kernels, with `vpdpbusd` at AVX-VNNI.
+fn select_256(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
+    use GgmlType::*;
+    if layout != Layout::Rows {
+        return None;
+    }
+    let q8 = Prep::Q8 { shift: 0 };
+    // The integer kernel of this level among a format's three builds.
+    let pick = |plain: GemmFn, vex: GemmFn, evex: GemmFn| match (isa, isa.vnni256_is_vex()) {
+        (Isa::AvxVnni, true) => vex,
+        (Isa::AvxVnni, false) => evex,
+        _ => plain,
+    };
+    let repacked = is_repacked(ty, rows);
+    Some(match ty {
+        Q4_0 if repacked => (
+            q8,
+            pick(avx2::gemm_q4_0_repacked, avx2::gemm_q4_0_repacked_vex, avx2::gemm_q4_0_repacked_evex),
+            avx2::ROWS,
+        ),
+        Q4_0 => (q8, pick(avx2::gemm_q4_0, avx2::gemm_q4_0_vex, avx2::gemm_q4_0_evex), avx2::ROWS),
+        Q4_1 => (q8, pick(avx2::gemm_q4_1, avx2::gemm_q4_1_vex, avx2::gemm_q4_1_evex), avx2::ROWS),
+        Q5_0 => (q8, pick(avx2::gemm_q5_0, avx2::gemm_q5_0_vex, avx2::gemm_q5_0_evex), avx2::ROWS),
+        Q8_0 => (q8, pick(avx2::gemm_q8_0, avx2::gemm_q8_0_vex, avx2::gemm_q8_0_evex), avx2::ROWS),
+        Q4_K if repacked => (Prep::Q8K, avx2_k::gemm_q4_k_repacked, avx2_k::ROWS),
+        Q4_K => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
+        Q5_K => (Prep::Q8K, avx2_k::gemm_q5_k, avx2_k::ROWS),
+        Q6_K => (Prep::Q8K, avx2_k::gemm_q6_k, avx2_k::ROWS),
+        F32 | F16 | BF16 => (Prep::Float, float::avx2_gemm(ty), float::ROWS),
+        _ => return None,
+    })
+}
+
+/// [`select`] at the AVX-512 levels.
+fn select_512(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
     use avx512::Format;
     use GgmlType::*;
     let q8 = |shift: u32| Prep::Q8 { shift };
+    let vnni = isa == Isa::Avx512Vnni;
     if layout == Layout::Interleaved16 {
-        return match (isa, ty) {
-            (Isa::Avx512, Q4_1) => Some((q8(0), avx512_x16::q4_1_plain, avx512_x16::ROWS)),
-            (Isa::Avx512Vnni, Q4_1) => Some((q8(0), avx512_x16::q4_1_vnni, avx512_x16::ROWS)),
-            (Isa::Avx512, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512_x16::q5_0_plain, avx512_x16::ROWS)),
-            (Isa::Avx512Vnni, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512_x16::q5_0_vnni, avx512_x16::ROWS)),
-            (Isa::Avx512Vnni, Q8_0) => Some((q8(avx512::Q8_0::SHIFT), avx512_x16::q8_0_vnni, avx512_x16::ROWS)),
+        return match (vnni, ty) {
+            (false, Q4_1) => Some((q8(0), avx512_x16::q4_1_plain, avx512_x16::ROWS)),
+            (true, Q4_1) => Some((q8(0), avx512_x16::q4_1_vnni, avx512_x16::ROWS)),
+            (false, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512_x16::q5_0_plain, avx512_x16::ROWS)),
+            (true, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512_x16::q5_0_vnni, avx512_x16::ROWS)),
+            (true, Q8_0) => Some((q8(avx512::Q8_0::SHIFT), avx512_x16::q8_0_vnni, avx512_x16::ROWS)),
             _ => None,
         };
     }
     if layout == Layout::Interleaved4 {
-        return match (isa, ty) {
-            (Isa::Avx512, Q4_1) => Some((q8(0), avx512::q4_1x4_plain, 4)),
-            (Isa::Avx512Vnni, Q4_1) => Some((q8(0), avx512::q4_1x4_vnni, 4)),
-            (Isa::Avx512, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512::q5_0x4_plain, 4)),
-            (Isa::Avx512Vnni, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512::q5_0x4_vnni, 4)),
+        return match (vnni, ty) {
+            (false, Q4_1) => Some((q8(0), avx512::q4_1x4_plain, 4)),
+            (true, Q4_1) => Some((q8(0), avx512::q4_1x4_vnni, 4)),
+            (false, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512::q5_0x4_plain, 4)),
+            (true, Q5_0) => Some((q8(avx512::Q5_0::SHIFT), avx512::q5_0x4_vnni, 4)),
             _ => None,
         };
     }
     let repacked = is_repacked(ty, rows);
-    let vnni = isa == Isa::Avx512Vnni;
-    Some(match (isa, ty) {
-        (Isa::Scalar, _) => return None,
-        (Isa::Avx2, Q4_0) if repacked => (q8(0), avx2::gemm_q4_0_repacked, avx2::ROWS),
-        (Isa::Avx2, Q4_0) => (q8(0), avx2::gemm_q4_0, avx2::ROWS),
-        (Isa::Avx2, Q4_1) => (q8(0), avx2::gemm_q4_1, avx2::ROWS),
-        (Isa::Avx2, Q5_0) => (q8(0), avx2::gemm_q5_0, avx2::ROWS),
-        (Isa::Avx2 | Isa::Avx512, Q8_0) => (q8(0), avx2::gemm_q8_0, avx2::ROWS),
-        (Isa::Avx2, Q4_K) if repacked => (Prep::Q8K, avx2_k::gemm_q4_k_repacked, avx2_k::ROWS),
-        (_, Q4_K) if !repacked => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
-        (Isa::Avx2, Q6_K) => (Prep::Q8K, avx2_k::gemm_q6_k, avx2_k::ROWS),
-        // ggml has no AVX-512 Q5_K dot product: its AVX2 one runs at every level.
-        (_, Q5_K) => (Prep::Q8K, avx2_k::gemm_q5_k, avx2_k::ROWS),
-        (Isa::Avx2, F32 | F16 | BF16) => (Prep::Float, float::avx2_gemm(ty), float::ROWS),
-        (_, Q4_0) if repacked => {
+    Some(match ty {
+        Q4_0 if repacked => {
             let k = if vnni { avx512_q4_0r::q4_0_vnni } else { avx512_q4_0r::q4_0_plain };
             (q8(avx512::Q4_0::SHIFT), k, avx512::ROWS)
         }
-        (_, Q4_0) => {
+        Q4_0 => {
             let k = if vnni { avx512::q4_0_vnni } else { avx512::q4_0_plain };
             (q8(avx512::Q4_0::SHIFT), k, avx512::ROWS)
         }
-        (_, Q4_1) => (q8(0), if vnni { avx512::q4_1_vnni } else { avx512::q4_1_plain }, avx512::ROWS),
-        (_, Q5_0) => {
+        Q4_1 => (q8(0), if vnni { avx512::q4_1_vnni } else { avx512::q4_1_plain }, avx512::ROWS),
+        Q5_0 => {
             let k = if vnni { avx512::q5_0_vnni } else { avx512::q5_0_plain };
             (q8(avx512::Q5_0::SHIFT), k, avx512::ROWS)
         }
-        (_, Q8_0) => (q8(avx512::Q8_0::SHIFT), avx512::q8_0_vnni, avx512::ROWS),
-        (_, Q4_K) => (Prep::Q8K, if vnni { avx512_q4_k::q4_k_vnni } else { avx512_q4_k::q4_k_plain }, 4),
-        (Isa::Avx512, Q6_K) => (Prep::Q8K, avx512_k::gemm_q6_k::<false>, avx512_k::ROWS),
-        (Isa::Avx512Vnni, Q6_K) => (Prep::Q8K, avx512_k::gemm_q6_k::<true>, avx512_k::ROWS),
-        (_, F32 | F16 | BF16) => (Prep::Float, float::avx512_gemm(ty), float::ROWS),
+        // Without VNNI, ggml's AVX2 Q8_0 dot product is the faster one.
+        Q8_0 if vnni => (q8(avx512::Q8_0::SHIFT), avx512::q8_0_vnni, avx512::ROWS),
+        Q8_0 => (q8(0), avx2::gemm_q8_0, avx2::ROWS),
+        Q4_K if repacked => (Prep::Q8K, if vnni { avx512_q4_k::q4_k_vnni } else { avx512_q4_k::q4_k_plain }, 4),
+        Q4_K => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
+        // ggml has no AVX-512 Q5_K dot product: its AVX2 one runs at every level.
+        Q5_K => (Prep::Q8K, avx2_k::gemm_q5_k, avx2_k::ROWS),
+        Q6_K => {
+            (Prep::Q8K, if vnni { avx512_k::gemm_q6_k::<true> } else { avx512_k::gemm_q6_k::<false> }, avx512_k::ROWS)
+        }
+        F32 | F16 | BF16 => (Prep::Float, float::avx512_gemm(ty), float::ROWS),
         _ => return None,
     })
 }
