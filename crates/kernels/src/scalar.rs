@@ -8,7 +8,7 @@ use std::ops::Range;
 use bytemuck::Pod;
 
 use crate::matmul::{interleaved_block, Acts, GemmFn, Layout, Out, QMatrix};
-use crate::quant::order::{is_repacked, repacked_gemm_token};
+use crate::quant::order::is_repacked;
 use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q5_k, q6_k, q8};
 use crate::GgmlType;
 
@@ -127,19 +127,8 @@ scalar_gemm!(gemm_q5_0, Q8_0, q5_0::vec_dot);
 scalar_gemm!(gemm_q8_0, Q8_0, q8::vec_dot_q8_0);
 scalar_gemm!(gemm_q4_k_plain, Q8K, q4_k::vec_dot);
 
-/// Repacked Q4_K: the order depends on the token's place in the batch.
-unsafe fn gemm_q4_k_repacked(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
-    let Acts::Q8K(a) = acts else { unreachable!("scalar kernel given the wrong activation layout") };
-    let nb = w.cols() / crate::QK_K;
-    for r in rows {
-        let wr: &[quant::BlockQ4K] = bytemuck::cast_slice(w.row(r));
-        for (t, y) in a.chunks_exact(nb).enumerate() {
-            let v = q4_k::vec_dot_repacked(wr, y, repacked_gemm_token(t, out.n_tokens));
-            // SAFETY: `t < n_tokens`, `r < rows`, and the caller gave us `rows` alone.
-            unsafe { out.set(t, r, v) };
-        }
-    }
-}
+// Repacked Q4_K: llama.cpp's gemv order for every token (see `quant::order`).
+scalar_gemm!(gemm_q4_k_repacked, Q8K, q4_k::vec_dot_repacked);
 scalar_gemm!(gemm_q5_k, Q8K, q5_k::vec_dot);
 scalar_gemm!(gemm_q6_k, Q8K, q6_k::vec_dot);
 scalar_gemm!(gemm_f16, F16, quant::float::vec_dot_f16);

@@ -1,9 +1,11 @@
 //! Gemma 3 270M (Q4_K_M) against llama.cpp's outputs in
 //! `testdata/golden/gemma3-270m-q4_k_m.json`, with the tolerances of
-//! `testdata/golden/README.md` for Gemma 3: teacher-forced log-probs within 0.3
-//! nats everywhere and 0.03 on average, the same argmax wherever llama.cpp's top-2
-//! margin exceeds 0.3, and greedy tokens identical up to the first position whose
-//! margin is below 0.3. Prompt token ids (Chinese included) must be exact.
+//! `testdata/golden/README.md` for Gemma 3 (the rule of December 2026: llama.cpp's own
+//! spread): teacher-forced log-probs within 1.0 nat everywhere and 0.1 on average, the
+//! same argmax wherever llama.cpp's top-2 margin exceeds 1.0, and greedy tokens
+//! identical up to the first position whose margin is below 0.3 (stricter than the
+//! rule's 1.0, which leaves too few positions). Prompt token ids (Chinese included)
+//! must be exact.
 //!
 //! The model is fetched into the cache on first use (`seed::catalogue`).
 
@@ -14,7 +16,11 @@ use common::{golden_json, shared_model};
 
 const MODEL: &str = "gemma3-270m";
 const GOLDEN: &str = "gemma3-270m-q4_k_m.json";
-const TOL: f32 = 0.3;
+const TOL: f32 = 1.0;
+const MEAN_TOL: f64 = 0.1;
+/// Greedy tokens are compared up to the first position whose margin is below this, which is
+/// stricter than the rule's 1.0 (that would leave only 7 positions to compare).
+const GREEDY_MARGIN: f32 = 0.3;
 
 fn cases() -> Vec<Case> {
     let golden = golden_json(GOLDEN);
@@ -42,13 +48,13 @@ fn teacher_forced_logprobs_match_llama_cpp() {
         check_teacher_forced(m, pool, &case, TOL, &mut stats);
     }
     eprintln!("{MODEL}: {stats}");
-    assert!(stats.mean() <= 0.03, "mean |Δ logprob| {} > 0.03 ({stats})", stats.mean());
+    assert!(stats.mean() <= MEAN_TOL, "mean |Δ logprob| {} > {MEAN_TOL} ({stats})", stats.mean());
 }
 
 #[test]
 fn greedy_continuations_match_llama_cpp() {
     let (m, pool) = shared_model(MODEL);
-    let compared: usize = cases().iter().map(|case| check_greedy(m, pool, case, TOL)).sum();
+    let compared: usize = cases().iter().map(|case| check_greedy(m, pool, case, GREEDY_MARGIN)).sum();
     eprintln!("{MODEL}: {compared} greedy tokens compared");
     assert!(compared >= 20, "too few positions were comparable: {compared}");
 }

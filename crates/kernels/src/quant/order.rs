@@ -14,17 +14,16 @@ use crate::GgmlType;
 /// kernels, whose order differs from the dot products': on x86 with AVX2 it repacks
 /// Q4_0 and Q4_K weight matrices whose row count is a multiple of 8 when it loads
 /// them (`ggml_repack_get_optimal_repack_type`), and every batch size goes through
-/// those kernels. (For Q4_K the result then depends on a token's place in the batch:
-/// see [`repacked_gemm_token`].)
+/// those kernels.
+///
+/// For Q4_K llama.cpp has two orders there: its gemm kernel (the tokens of whole
+/// groups of 4 in a batch) advances each output's chain once per pair of sub-blocks,
+/// its gemv kernel (a lone token, and the last `n_tokens % 4`) once per super-block,
+/// so in llama.cpp a token's numbers depend on its place in the batch. Seed computes
+/// every token in the gemv order — what llama.cpp gives a token decoded alone — so
+/// they never do (batch invariance).
 pub fn is_repacked(ty: GgmlType, rows: usize) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_K) && rows.is_multiple_of(8)
-}
-
-/// Whether llama.cpp's repacked Q4_K kernels compute token `t` of a batch of
-/// `n_tokens` with their gemm kernel (true: the tokens of whole groups of 4) or their
-/// gemv kernel (the last `n_tokens % 4`): the two add in different orders.
-pub fn repacked_gemm_token(t: usize, n_tokens: usize) -> bool {
-    t < n_tokens - n_tokens % 4
 }
 
 /// ggml's `hsum_float_8`: `((a4 + a0) + (a6 + a2)) + ((a5 + a1) + (a7 + a3))`.

@@ -164,13 +164,13 @@ pub fn vec_dot(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     hsum8(&acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
 }
 
-/// Scalar reference dot product in the order of llama.cpp's repacked Q4_K kernels,
-/// used on x86 for matrices whose row count is a multiple of 8. The two kernels
-/// differ: `ggml_gemv_q4_K_8x8_q8_K` (`by_pairs == false`) adds each super-block's
-/// whole scaled integer sum and whole minimum sum to two f32 chains, one fused
-/// multiply-add each; `ggml_gemm_q4_K_8x8_q8_K` (`by_pairs == true`) does so for
-/// each pair of sub-blocks (64 elements). The result is the difference of the chains.
-pub fn vec_dot_repacked(x: &[BlockQ4K], y: &[BlockQ8K], by_pairs: bool) -> f32 {
+/// Scalar reference dot product in the order of llama.cpp's repacked Q4_K gemv kernel
+/// (`ggml_gemv_q4_K_8x8_q8_K`), used on x86 for matrices whose row count is a multiple
+/// of 8: each super-block's whole scaled integer sum and whole minimum sum are added to
+/// two f32 chains, one fused multiply-add each; the result is the difference of the
+/// chains. (llama.cpp's gemm kernel adds per pair of sub-blocks instead, for some of a
+/// batch's tokens; Seed uses this order for every token: see `quant::order`.)
+pub fn vec_dot_repacked(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
     assert_eq!(x.len(), y.len());
     let mut acc = 0.0f32;
     let mut acc_m = 0.0f32;
@@ -189,15 +189,8 @@ pub fn vec_dot_repacked(x: &[BlockQ4K], y: &[BlockQ8K], by_pairs: bool) -> f32 {
                 .sum()
         });
         let mins = min_products(&m, by);
-        if by_pairs {
-            for (s, mn) in sums.iter().zip(mins) {
-                acc = (*s as f32).mul_add(d, acc);
-                acc_m = (mn as f32).mul_add(dmin, acc_m);
-            }
-        } else {
-            acc = (sums.iter().sum::<i32>() as f32).mul_add(d, acc);
-            acc_m = (mins.iter().sum::<i32>() as f32).mul_add(dmin, acc_m);
-        }
+        acc = (sums.iter().sum::<i32>() as f32).mul_add(d, acc);
+        acc_m = (mins.iter().sum::<i32>() as f32).mul_add(dmin, acc_m);
     }
     acc - acc_m
 }

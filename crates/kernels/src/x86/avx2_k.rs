@@ -2,7 +2,7 @@
 //! per vector, `vpmaddubsw` into i16 pairs, `vpmaddwd` with the group scales. The
 //! integer lanes and float steps are ggml's (see `quant::order` and the scalar
 //! `vec_dot`s): 8 lanes per super-block, Q4_K's minimums in 4 more, and for
-//! repacked Q4_K matrices the whole-block or per-pair sums of llama.cpp's kernels.
+//! repacked Q4_K matrices the whole-block sums of llama.cpp's gemv kernel.
 //! (The AVX-512 levels use these kernels for Q4_K matrices that llama.cpp would
 //! not repack.)
 
@@ -10,7 +10,6 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use crate::matmul::{Acts, Out, QMatrix};
-use crate::quant::order::repacked_gemm_token;
 use crate::quant::q4_k::unpack_scales;
 use crate::quant::BlockQ8K;
 use crate::x86::avx2::hsum;
@@ -55,10 +54,9 @@ unsafe fn tile_q4_k<const REPACKED: bool, const R: usize, const C: usize>(
     const BYTES: usize = 144;
     let nb = w.cols() / 256;
     let rows: [*const u8; R] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i) * w.row_size()));
-    let by_pairs: [bool; C] = std::array::from_fn(|c| repacked_gemm_token(t0 + c, out.n_tokens));
     let mut acc = [[_mm256_setzero_ps(); C]; R];
     let mut acc_m = [[_mm_setzero_ps(); C]; R];
-    // The two chains of the repacked orders.
+    // The two chains of the repacked order.
     let mut chain = [[0.0f32; C]; R];
     let mut chain_m = [[0.0f32; C]; R];
     let low = _mm256_set1_epi8(0x0F);
@@ -94,16 +92,7 @@ unsafe fn tile_q4_k<const REPACKED: bool, const R: usize, const C: usize>(
                 for i in 0..R {
                     let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo[i], y0), _mm256_set1_epi16(sc[i][2 * j]));
                     let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi[i], y1), _mm256_set1_epi16(sc[i][2 * j + 1]));
-                    let pair = _mm256_add_epi32(p0, p1);
-                    if REPACKED && by_pairs[c] {
-                        // gemm order: one FMA per pair of sub-blocks, for both chains.
-                        let sum = hsum_i32x4(_mm_add_epi32(
-                            _mm256_castsi256_si128(pair),
-                            _mm256_extracti128_si256::<1>(pair),
-                        ));
-                        chain[i][c] = (sum as f32).mul_add(d[i] * ys[c].d, chain[i][c]);
-                    }
-                    isum[i][c] = _mm256_add_epi32(isum[i][c], pair);
+                    isum[i][c] = _mm256_add_epi32(isum[i][c], _mm256_add_epi32(p0, p1));
                 }
             }
         }
@@ -114,12 +103,6 @@ unsafe fn tile_q4_k<const REPACKED: bool, const R: usize, const C: usize>(
                     acc[i][c] = _mm256_fmadd_ps(f, _mm256_cvtepi32_ps(isum[i][c]), acc[i][c]);
                     let fm = _mm_set1_ps(-ys[c].d * dmin[i]);
                     acc_m[i][c] = _mm_fmadd_ps(fm, _mm_cvtepi32_ps(mins[i][c]), acc_m[i][c]);
-                } else if by_pairs[c] {
-                    let mut m = [0i32; 4];
-                    _mm_storeu_si128(m.as_mut_ptr().cast(), mins[i][c]);
-                    for mk in m {
-                        chain_m[i][c] = (mk as f32).mul_add(dmin[i] * ys[c].d, chain_m[i][c]);
-                    }
                 } else {
                     let v = isum[i][c];
                     let sum = hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)));

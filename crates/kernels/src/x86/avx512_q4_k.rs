@@ -1,21 +1,19 @@
 //! AVX-512 kernel of Q4_K in the order of llama.cpp's repacked Q4_K kernels (used
 //! for matrices whose row count is a multiple of 8, see `quant::order`): per output,
 //! one f32 chain of scaled sums and one of minimum products, each advanced once per
-//! super-block (gemv, the last `n_tokens % 4` tokens) or once per pair of sub-blocks
-//! (gemm, the other tokens).
+//! super-block (llama.cpp's gemv order, which Seed uses for every token).
 //!
 //! Each 512-bit step covers 16 elements of each of the four sub-block pairs (128-bit
 //! lane `j` for pair `j`), so after four steps lane `j` of a row's integer vector
 //! holds only pair `j`'s partial sums. A reduction tree over four rows leaves lane
 //! `4j + i` = the scaled sum of pair `j` of row `i`, the layout in which the minimum
-//! products are computed too; then one 4-lane FMA per pair (or per super-block)
-//! advances the chains of the four rows.
+//! products are computed too; then one 4-lane FMA per super-block advances the
+//! chains of the four rows.
 
 use std::arch::x86_64::*;
 use std::ops::Range;
 
 use crate::matmul::{Acts, Out, QMatrix};
-use crate::quant::order::repacked_gemm_token;
 use crate::quant::q4_k::unpack_scales;
 use crate::quant::BlockQ8K;
 use crate::x86::{drive_tiles, prefetch_ahead};
@@ -115,17 +113,6 @@ unsafe fn lanes_total(v: __m512i) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h))
 }
 
-/// 128-bit lane `j` of `v`.
-#[inline(always)]
-unsafe fn lane(v: __m512, j: usize) -> __m128 {
-    match j {
-        0 => _mm512_castps512_ps128(v),
-        1 => _mm512_extractf32x4_ps::<1>(v),
-        2 => _mm512_extractf32x4_ps::<2>(v),
-        _ => _mm512_extractf32x4_ps::<3>(v),
-    }
-}
-
 /// One tile: rows `r0..r0+R` × tokens `t0..t0+C` (`R <= 4`).
 #[inline(always)]
 unsafe fn tile<const VNNI: bool, const R: usize, const C: usize>(
@@ -141,7 +128,6 @@ unsafe fn tile<const VNNI: bool, const R: usize, const C: usize>(
     let nb = w.cols() / 256;
     // Rows past `R` repeat the last one (read, never written).
     let rows: [*const u8; 4] = std::array::from_fn(|i| w.data().as_ptr().add((r0 + i.min(R - 1)) * w.row_size()));
-    let by_pairs: [bool; C] = std::array::from_fn(|c| repacked_gemm_token(t0 + c, out.n_tokens));
     let mut acc = [_mm_setzero_ps(); C];
     let mut acc_m = [_mm_setzero_ps(); C];
     for s in 0..nb {
@@ -180,16 +166,8 @@ unsafe fn tile<const VNNI: bool, const R: usize, const C: usize>(
             let s8 = _mm_hadd_epi16(_mm_loadu_si128(b.cast()), _mm_loadu_si128(b.add(8).cast()));
             let imin = _mm512_madd_epi16(mins, pick32(_mm512_castsi128_si512(s8), &PAIR_OF_LANE));
             let isum = lane_sums(&sums[c]);
-            if by_pairs[c] {
-                let (fs, fm) = (_mm512_cvtepi32_ps(isum), _mm512_cvtepi32_ps(imin));
-                for j in 0..4 {
-                    acc[c] = _mm_fmadd_ps(lane(fs, j), dd, acc[c]);
-                    acc_m[c] = _mm_fmadd_ps(lane(fm, j), dm, acc_m[c]);
-                }
-            } else {
-                acc[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(lanes_total(isum)), dd, acc[c]);
-                acc_m[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(lanes_total(imin)), dm, acc_m[c]);
-            }
+            acc[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(lanes_total(isum)), dd, acc[c]);
+            acc_m[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(lanes_total(imin)), dm, acc_m[c]);
         }
     }
     for c in 0..C {
