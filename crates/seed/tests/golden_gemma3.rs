@@ -58,3 +58,8 @@ fn greedy_continuations_match_llama_cpp() {
     eprintln!("{MODEL}: {compared} greedy tokens compared");
     assert!(compared >= 20, "too few positions were comparable: {compared}");
 }
+
+#[test]
+fn the_golden_tests_pass_at_the_other_kernel_levels() {
+    common::rerun_at_levels("llama_cpp", &common::OTHER_LEVELS);
+}

@@ -165,3 +165,8 @@ fn qwen3moe_batched_equals_alone() {
         }
     }
 }
+
+#[test]
+fn the_golden_tests_pass_at_the_other_kernel_levels() {
+    common::rerun_at_levels("qwen", &common::OTHER_LEVELS);
+}

@@ -38,3 +38,32 @@ pub fn shared_model(name: &str) -> (&'static LoadedModel, &'static ThreadPool) {
     });
     (model, pool)
 }
+
+/// The kernel levels the golden tests also run at (fidelity, determinism and batch
+/// invariance must hold at every level): the scalar reference, the 256-bit level and the
+/// AVX-512 level without VNNI. The process's own level (the CPU's best, unless
+/// `SEED_KERNELS` says otherwise) is the one the tests ran at already.
+pub const OTHER_LEVELS: [kernels::Isa; 3] = [kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512];
+
+/// Runs this test binary's tests whose names contain `filter` again in a child process
+/// for each of `levels` that this CPU runs, other than the active one, with
+/// `SEED_KERNELS` set to it; panics with the child's output if any of its tests fails.
+/// Inside such a child (or whenever `SEED_KERNELS` is set) it does nothing.
+pub fn rerun_at_levels(filter: &str, levels: &[kernels::Isa]) {
+    if std::env::var_os("SEED_KERNELS").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    for &isa in levels.iter().filter(|i| i.is_available() && **i != kernels::active_isa()) {
+        let out = std::process::Command::new(&exe)
+            .args([filter, "--test-threads", "2"])
+            .env("SEED_KERNELS", isa.name())
+            .output()
+            .expect("rerunning the test binary");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "at SEED_KERNELS={isa}:\n{text}");
+        // The child must have run something (a filter that matched nothing passes vacuously).
+        assert!(!text.contains("running 0 tests"), "at SEED_KERNELS={isa}: no test matched {filter:?}\n{text}");
+        eprintln!("SEED_KERNELS={isa}: {}", text.lines().filter(|l| l.starts_with("test result")).collect::<String>());
+    }
+}
