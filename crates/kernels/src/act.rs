@@ -109,10 +109,12 @@ impl Q8Buf {
             let out = TokenOut { q, d, s, g: bytemuck::cast_slice_mut(g) };
             let xr = &x[t * cols..(t + 1) * cols];
             #[cfg(target_arch = "x86_64")]
-            if isa >= Isa::Avx512 {
-                // SAFETY: `isa` is at least AVX-512, which the caller checked this CPU has.
-                unsafe { crate::x86::quantize::q8_row_avx512(xr, out, shift) };
-                return;
+            match isa.width() {
+                // SAFETY: the caller checked this CPU runs `isa`: AVX-512 F/BW/VL.
+                crate::cpu::Width::W512 => return unsafe { crate::x86::quantize::q8_row_avx512(xr, out, shift) },
+                // SAFETY: as above, AVX2 and F16C.
+                crate::cpu::Width::W256 => return unsafe { crate::x86::quantize::q8_row_avx2(xr, out, shift) },
+                crate::cpu::Width::Scalar => {}
             }
             let _ = isa;
             quantize_row_scalar(xr, out, shift);

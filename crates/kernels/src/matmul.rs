@@ -627,10 +627,12 @@ fn prepare<'s>(
             let quantize = |tokens: Range<usize>, blocks: &mut [BlockQ8K]| {
                 let xs = &x[tokens.start * cols..tokens.end * cols];
                 #[cfg(target_arch = "x86_64")]
-                if isa >= Isa::Avx512 {
-                    // SAFETY: `isa` is at least AVX-512, which `matmul_with_isa` checked this CPU has.
-                    unsafe { crate::x86::quantize::q8k_row_avx512(xs, blocks) };
-                    return;
+                match isa.width() {
+                    // SAFETY: `matmul_with_isa` checked this CPU runs `isa`: AVX-512 F/BW/VL.
+                    crate::cpu::Width::W512 => return unsafe { crate::x86::quantize::q8k_row_avx512(xs, blocks) },
+                    // SAFETY: as above, AVX2.
+                    crate::cpu::Width::W256 => return unsafe { crate::x86::quantize::q8k_row_avx2(xs, blocks) },
+                    crate::cpu::Width::Scalar => {}
                 }
                 quant::q8_k::quantize_row_q8_k(xs, blocks);
             };
