@@ -16,6 +16,7 @@ use crate::pool::ThreadPool;
 use crate::quant::{self, align_of_type, BlockQ8K, BlockQ8_0, BlockQ8_1, DotType};
 use crate::{GgmlType, KernelError};
 
+use crate::cpu::Width;
 pub use crate::cpu::{active_isa, detected_isa, Isa};
 pub use crate::quant::dequantize_row;
 
@@ -147,17 +148,18 @@ impl<'a> QMatrix<'a> {
 }
 
 /// The layout to repack a matrix of `ty` with `rows` rows into ([`interleave_as`]), where
-/// this CPU runs a faster kernel for it: Q4_1, Q5_0 and (with VNNI) Q8_0 in
-/// groups of 16 rows where they can, else Q4_1 and Q5_0 in groups of 4; `None`
-/// to keep the rows as they are.
+/// the active level runs a faster kernel for it: at the AVX-512 levels Q4_1, Q5_0 and
+/// (with VNNI) Q8_0 in groups of 16 rows where they can, else Q4_1 and Q5_0 in groups
+/// of 4; at the 256-bit levels Q4_1 in groups of 16; `None` to keep the rows as they are.
 pub fn interleaved_layout(ty: GgmlType, rows: usize) -> Option<Layout> {
     let isa = active_isa();
-    if isa < Isa::Avx512 || (ty == GgmlType::Q8_0 && isa < Isa::Avx512Vnni) {
-        return None;
-    }
-    [Layout::Interleaved16, Layout::Interleaved4]
-        .into_iter()
-        .find(|&l| layout_exists(l, ty) && rows.is_multiple_of(l.group()))
+    let candidates: &[Layout] = match isa.width() {
+        Width::W512 if ty == GgmlType::Q8_0 && isa < Isa::Avx512Vnni => &[],
+        Width::W512 => &[Layout::Interleaved16, Layout::Interleaved4],
+        Width::W256 if ty == GgmlType::Q4_1 => &[Layout::Interleaved16],
+        _ => &[],
+    };
+    candidates.iter().copied().find(|&l| layout_exists(l, ty) && rows.is_multiple_of(l.group()))
 }
 
 /// Whether `layout` is defined for `ty`.

@@ -29,7 +29,7 @@ use std::ops::Range;
 use crate::act::Q8View;
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::x86::avx512::dot;
-use crate::x86::prefetch_ahead;
+use crate::x86::{each_token, prefetch_ahead};
 
 /// Rows of a group (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 16;
@@ -113,19 +113,6 @@ impl Format16 for Q8_0 {
         let w = std::array::from_fn(|j| _mm512_xor_si512(_mm512_loadu_si512(p.add(32 + 64 * j).cast()), flip));
         (dw, _mm512_setzero_ps(), w)
     }
-}
-
-/// `for $c in 0..$n { $body }` for `$n <= 8`, written out: with a constant index
-/// the accumulators stay in registers, where LLVM left a loop this long rolled
-/// and kept them on the stack.
-macro_rules! each_token {
-    ($c:ident in 0..$n:expr => $body:block) => {
-        each_token!(@ $c, $n, $body; 0 1 2 3 4 5 6 7)
-    };
-    (@ $c:ident, $n:expr, $body:block; $($i:literal)*) => {
-        const { assert!($n <= 8, "tiles have at most 8 tokens") };
-        $( if $i < $n { let $c: usize = $i; $body } )*
-    };
 }
 
 /// One tile in the fast order: the 16 rows of the group at `group` (output rows

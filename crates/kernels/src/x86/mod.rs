@@ -11,6 +11,7 @@ pub(crate) mod quantize;
 
 mod avx2;
 mod avx2_k;
+mod avx2_x16;
 mod avx512;
 mod avx512_k;
 mod avx512_q4_0r;
@@ -38,9 +39,6 @@ pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Opt
 /// [`select`] at the 256-bit levels: the AVX2 kernels, with `vpdpbusd` at AVX-VNNI.
 fn select_256(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
     use GgmlType::*;
-    if layout != Layout::Rows {
-        return None;
-    }
     let q8 = Prep::Q8 { shift: 0 };
     // The integer kernel of this level among a format's three builds.
     let pick = |plain: GemmFn, vex: GemmFn, evex: GemmFn| match (isa, isa.vnni256_is_vex()) {
@@ -48,6 +46,13 @@ fn select_256(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Pr
         (Isa::AvxVnni, false) => evex,
         _ => plain,
     };
+    match (layout, ty) {
+        (Layout::Rows, _) => {}
+        (Layout::Interleaved16, Q4_1) => {
+            return Some((q8, pick(avx2_x16::q4_1, avx2_x16::q4_1_vex, avx2_x16::q4_1_evex), avx2_x16::ROWS))
+        }
+        _ => return None,
+    }
     let repacked = is_repacked(ty, rows);
     Some(match ty {
         Q4_0 if repacked => (
@@ -158,6 +163,20 @@ macro_rules! drive_tiles {
     }};
 }
 pub(crate) use drive_tiles;
+
+/// `for $c in 0..$n { $body }` for `$n <= 8`, written out: with a constant index
+/// the accumulators stay in registers, where LLVM left a loop this long rolled
+/// and kept them on the stack.
+macro_rules! each_token {
+    ($c:ident in 0..$n:expr => $body:block) => {
+        each_token!(@ $c, $n, $body; 0 1 2 3 4 5 6 7)
+    };
+    (@ $c:ident, $n:expr, $body:block; $($i:literal)*) => {
+        const { assert!($n <= 8, "tiles have at most 8 tokens") };
+        $( if $i < $n { let $c: usize = $i; $body } )*
+    };
+}
+pub(crate) use each_token;
 
 /// How far ahead of a tile's progress [`prefetch_ahead`] reaches, in bytes.
 pub(crate) const PREFETCH_DISTANCE: usize = 3072;
