@@ -1,5 +1,5 @@
 //! `seed::perplexity` on `testdata/golden/ppl_text.txt` at ctx 512 against
-//! llama-perplexity's figures in `testdata/golden/README.md`: within 0.5%.
+//! llama-perplexity's figures in `testdata/golden/README.md`: within 0.3% (the rule there).
 
 mod common;
 
@@ -18,11 +18,11 @@ fn ppl_of(model: &str) -> f64 {
 #[test]
 fn smollm2_perplexity_matches_llama_cpp() {
     let ppl = ppl_of("smollm2-135m-instruct");
-    assert!((ppl / 13.1301 - 1.0).abs() < 0.005, "PPL {ppl} vs llama.cpp 13.1301");
+    assert!((ppl / 13.1301 - 1.0).abs() < 0.003, "PPL {ppl} vs llama.cpp 13.1301");
 }
 
 #[test]
 fn gemma3_perplexity_matches_llama_cpp() {
     let ppl = ppl_of("gemma3-270m");
-    assert!((ppl / 14.4540 - 1.0).abs() < 0.005, "PPL {ppl} vs llama.cpp 14.4540");
+    assert!((ppl / 14.4540 - 1.0).abs() < 0.003, "PPL {ppl} vs llama.cpp 14.4540");
 }
