@@ -150,13 +150,15 @@ impl<'a> QMatrix<'a> {
 /// The layout to repack a matrix of `ty` with `rows` rows into ([`interleave_as`]), where
 /// the active level runs a faster kernel for it: at the AVX-512 levels Q4_1, Q5_0 and
 /// (with VNNI) Q8_0 in groups of 16 rows where they can, else Q4_1 and Q5_0 in groups
-/// of 4; at the 256-bit levels Q4_1 in groups of 16; `None` to keep the rows as they are.
+/// of 4; at the 256-bit levels Q4_1, Q5_0 and (with `vpdpbusd`) Q8_0 in groups of 16;
+/// `None` to keep the rows as they are.
 pub fn interleaved_layout(ty: GgmlType, rows: usize) -> Option<Layout> {
     let isa = active_isa();
     let candidates: &[Layout] = match isa.width() {
         Width::W512 if ty == GgmlType::Q8_0 && isa < Isa::Avx512Vnni => &[],
         Width::W512 => &[Layout::Interleaved16, Layout::Interleaved4],
-        Width::W256 if ty == GgmlType::Q4_1 => &[Layout::Interleaved16],
+        Width::W256 if ty == GgmlType::Q8_0 && isa != Isa::AvxVnni => &[],
+        Width::W256 if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0) => &[Layout::Interleaved16],
         _ => &[],
     };
     candidates.iter().copied().find(|&l| layout_exists(l, ty) && rows.is_multiple_of(l.group()))

@@ -43,7 +43,7 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 
 /// 0xFF in byte `j` where bit `j` of `bits` is set.
 #[inline(always)]
-unsafe fn bytes_from_bits(bits: u32) -> __m256i {
+pub(crate) unsafe fn bytes_from_bits(bits: u32) -> __m256i {
     let spread = _mm256_shuffle_epi8(
         _mm256_set1_epi32(bits as i32),
         _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),

@@ -38,6 +38,7 @@ pub(crate) fn select(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Opt
 
 /// [`select`] at the 256-bit levels: the AVX2 kernels, with `vpdpbusd` at AVX-VNNI.
 fn select_256(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Prep, GemmFn, usize)> {
+    use avx512::Format;
     use GgmlType::*;
     let q8 = Prep::Q8 { shift: 0 };
     // The integer kernel of this level among a format's three builds.
@@ -50,6 +51,15 @@ fn select_256(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Pr
         (Layout::Rows, _) => {}
         (Layout::Interleaved16, Q4_1) => {
             return Some((q8, pick(avx2_x16::q4_1, avx2_x16::q4_1_vex, avx2_x16::q4_1_evex), avx2_x16::ROWS))
+        }
+        (Layout::Interleaved16, Q5_0) => {
+            let prep = Prep::Q8 { shift: avx512::Q5_0::SHIFT };
+            return Some((prep, pick(avx2_x16::q5_0, avx2_x16::q5_0_vex, avx2_x16::q5_0_evex), avx2_x16::ROWS));
+        }
+        (Layout::Interleaved16, Q8_0) if isa == Isa::AvxVnni => {
+            let prep = Prep::Q8 { shift: avx512::Q8_0::SHIFT };
+            let k = if isa.vnni256_is_vex() { avx2_x16::q8_0_vex } else { avx2_x16::q8_0_evex };
+            return Some((prep, k, avx2_x16::ROWS));
         }
         _ => return None,
     }
