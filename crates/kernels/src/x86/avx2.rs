@@ -206,7 +206,7 @@ unsafe fn tile_repacked<const V: u8, const R: usize, const C: usize>(
 
 /// Sum of the 8 i32 lanes (exact).
 #[inline(always)]
-unsafe fn hsum_i32(v: __m256i) -> i32 {
+pub(crate) unsafe fn hsum_i32(v: __m256i) -> i32 {
     let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
     let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
     _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))

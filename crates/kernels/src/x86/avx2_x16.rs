@@ -27,7 +27,7 @@ use std::ops::Range;
 use crate::act::Q8View;
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::x86::avx2::{MADDUBS, VNNI_EVEX, VNNI_VEX};
-use crate::x86::{each_token, prefetch_ahead};
+use crate::x86::{each_token, for_each_group_run, prefetch_ahead};
 
 /// Rows of a group (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 16;
@@ -45,8 +45,11 @@ trait Half {
     /// group corrections.
     const OFFSET: bool;
     /// The 8 scales and the 8 minimums (zeros without) of rows `8h..8h + 8` of the
-    /// group's block at `p`.
-    unsafe fn scales(p: *const u8, h: usize) -> (__m256, __m256);
+    /// group's block at `p`; every format's block starts with its 16 `d`.
+    #[inline(always)]
+    unsafe fn scales(p: *const u8, h: usize) -> (__m256, __m256) {
+        (d8(p, h), _mm256_setzero_ps())
+    }
     /// Steps `j` and `j + 4` (`j < 4`) of those rows.
     unsafe fn steps(p: *const u8, h: usize, j: usize) -> (__m256i, __m256i);
 }
@@ -90,10 +93,6 @@ impl Half for Q5_0 {
     const MIN: bool = false;
     const OFFSET: bool = true;
     #[inline(always)]
-    unsafe fn scales(p: *const u8, h: usize) -> (__m256, __m256) {
-        (d8(p, h), _mm256_setzero_ps())
-    }
-    #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize, j: usize) -> (__m256i, __m256i) {
         let (lo, hi) = nibbles(p.add(96 + 64 * j), h);
         // Half `h` of step `k`'s mask: bits 32h..32h + 32, one per byte of the half.
@@ -111,10 +110,6 @@ impl Half for Q8_0 {
     const BLOCK: usize = 16 * 34;
     const MIN: bool = false;
     const OFFSET: bool = true;
-    #[inline(always)]
-    unsafe fn scales(p: *const u8, h: usize) -> (__m256, __m256) {
-        (d8(p, h), _mm256_setzero_ps())
-    }
     #[inline(always)]
     unsafe fn steps(p: *const u8, h: usize, j: usize) -> (__m256i, __m256i) {
         let flip = _mm256_set1_epi8(0x80u8 as i8);
@@ -259,29 +254,18 @@ unsafe fn fast_tokens<F: Half, const V: u8>(
     }
 }
 
-/// All tokens for the groups of `rows`: runs of consecutive tokens of one order
-/// each go through that order's tiles.
+/// All tokens for the groups of `rows`, each run of one order through that order's tiles.
 #[inline(always)]
 unsafe fn drive<F: Half, const V: u8>(w: &QMatrix<'_>, a: &Q8View<'_>, rows: Range<usize>, out: &Out) {
-    debug_assert!(rows.start.is_multiple_of(ROWS) && rows.end.is_multiple_of(ROWS), "groups are whole");
-    let nb = w.cols() / 32;
-    let nt = out.n_tokens;
-    for r0 in rows.step_by(ROWS) {
-        let group = w.data().as_ptr().add(r0 * w.row_size());
-        let mut t = 0;
-        while t < nt {
-            let fast = out.fast(t);
-            let end = (t..nt).find(|&u| out.fast(u) != fast).unwrap_or(nt);
-            if fast {
-                fast_tokens::<F, V>(group, nb, a, out, r0, t, end);
-            } else {
-                for u in t..end {
-                    tile_exact::<F, V>(group, nb, a, out, r0, u);
-                }
+    for_each_group_run!(w, rows, out, |group, nb, r0, t, end, fast| {
+        if fast {
+            fast_tokens::<F, V>(group, nb, a, out, r0, t, end);
+        } else {
+            for u in t..end {
+                tile_exact::<F, V>(group, nb, a, out, r0, u);
             }
-            t = end;
         }
-    }
+    })
 }
 
 macro_rules! entry {

@@ -29,7 +29,7 @@ use std::ops::Range;
 use crate::act::Q8View;
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::x86::avx512::dot;
-use crate::x86::{each_token, prefetch_ahead};
+use crate::x86::{each_token, for_each_group_run, prefetch_ahead};
 
 /// Rows of a group (threads split rows in multiples of it).
 pub(crate) const ROWS: usize = 16;
@@ -241,27 +241,16 @@ unsafe fn tokens<F: Format16, const VNNI: bool, const FAST: bool, const N: usize
     }
 }
 
-/// All tokens for the groups of `rows`: runs of consecutive tokens of one order
-/// each go through that order's tiles.
+/// All tokens for the groups of `rows`, each run of one order through that order's tiles.
 #[inline(always)]
 unsafe fn drive<F: Format16, const VNNI: bool>(w: &QMatrix<'_>, a: &Q8View<'_>, rows: Range<usize>, out: &Out) {
-    debug_assert!(rows.start.is_multiple_of(ROWS) && rows.end.is_multiple_of(ROWS), "groups are whole");
-    let nb = w.cols() / 32;
-    let nt = out.n_tokens;
-    for r0 in rows.step_by(ROWS) {
-        let group = w.data().as_ptr().add(r0 * w.row_size());
-        let mut t = 0;
-        while t < nt {
-            let fast = out.fast(t);
-            let end = (t..nt).find(|&u| out.fast(u) != fast).unwrap_or(nt);
-            if fast {
-                tokens::<F, VNNI, true, FAST_TOKENS>(group, nb, a, out, r0, t, end);
-            } else {
-                tokens::<F, VNNI, false, EXACT_TOKENS>(group, nb, a, out, r0, t, end);
-            }
-            t = end;
+    for_each_group_run!(w, rows, out, |group, nb, r0, t, end, fast| {
+        if fast {
+            tokens::<F, VNNI, true, FAST_TOKENS>(group, nb, a, out, r0, t, end);
+        } else {
+            tokens::<F, VNNI, false, EXACT_TOKENS>(group, nb, a, out, r0, t, end);
         }
-    }
+    })
 }
 
 macro_rules! entry {

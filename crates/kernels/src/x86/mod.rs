@@ -188,6 +188,32 @@ macro_rules! each_token {
 }
 pub(crate) use each_token;
 
+/// Walks the 16-row groups of `$rows` of `$w` (a matrix in `Layout::Interleaved16`)
+/// and, for each, the runs of consecutive tokens that share an order (`Out::fast`),
+/// running `$body` with `$group` (the group's first byte), `$nb` (blocks per row),
+/// `$r0` (its first output row), `$t..$end` (the run) and `$fast` bound. A macro, not
+/// a function taking a closure: a closure would not inherit the kernel's target
+/// features, and its intrinsics would not be inlined.
+macro_rules! for_each_group_run {
+    ($w:expr, $rows:expr, $out:expr, |$group:ident, $nb:ident, $r0:ident, $t:ident, $end:ident, $fast:ident| $body:block) => {{
+        let rows: ::std::ops::Range<usize> = $rows;
+        debug_assert!(rows.start.is_multiple_of(16) && rows.end.is_multiple_of(16), "groups are whole");
+        let $nb = $w.cols() / 32;
+        let nt = $out.n_tokens;
+        for $r0 in rows.step_by(16) {
+            let $group = $w.data().as_ptr().add($r0 * $w.row_size());
+            let mut $t = 0;
+            while $t < nt {
+                let $fast = $out.fast($t);
+                let $end = ($t..nt).find(|&u| $out.fast(u) != $fast).unwrap_or(nt);
+                $body
+                $t = $end;
+            }
+        }
+    }};
+}
+pub(crate) use for_each_group_run;
+
 /// How far ahead of a tile's progress [`prefetch_ahead`] reaches, in bytes.
 pub(crate) const PREFETCH_DISTANCE: usize = 3072;
 

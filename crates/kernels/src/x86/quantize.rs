@@ -6,6 +6,7 @@ use half::f16;
 
 use crate::act::TokenOut;
 use crate::quant::{BlockQ8K, QK};
+use crate::x86::avx2::hsum_i32;
 use crate::QK_K;
 
 /// AVX-512 version of `act::quantize_row_scalar`.
@@ -174,14 +175,6 @@ unsafe fn hmax8(v: __m256) -> f32 {
     let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)))
-}
-
-/// Sum of the 8 i32 lanes (exact).
-#[inline(always)]
-unsafe fn hsum_i32(v: __m256i) -> i32 {
-    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-    _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s)))
 }
 
 /// 32 i32 (four vectors, in order) as saturated i8, in order.
