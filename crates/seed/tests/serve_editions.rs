@@ -268,6 +268,7 @@ async fn the_model_list_gives_each_name_the_sampling_of_a_chat() {
             .all(|(k, w)| got[k].as_f64().zip(w.as_f64()).is_some_and(|(g, w)| (g - w).abs() < 1e-6))
     };
     assert!(close(&sampling("plain"), &plain), "{}", sampling("plain"));
-    let cici = json!({"temperature": 0.0, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repetition_penalty": 1.1});
-    assert!(close(&sampling("cici"), &cici), "the edition's temperature wins: {}", sampling("cici"));
+    // The edition's temperature wins; greedy is exactly greedy, so its penalty is off.
+    let cici = json!({"temperature": 0.0, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repetition_penalty": 1.0});
+    assert!(close(&sampling("cici"), &cici), "{}", sampling("cici"));
 }

@@ -38,6 +38,10 @@ fn chat_sampling(state: &AppState, name: &str) -> Option<ChatSampling> {
         chat.top_p = own.top_p.unwrap_or(chat.top_p);
         chat.top_k = own.top_k.map_or(chat.top_k, |k| k as usize);
     }
+    if chat.temperature == 0.0 {
+        // Greedy is exactly greedy (as `seed run --temperature 0`): no penalty either.
+        chat.repetition_penalty = 1.0;
+    }
     Some(chat)
 }
 
