@@ -44,6 +44,7 @@ pub(crate) struct Q8Buf {
 /// `32b + 4l .. 32b + 4l + 4`; `gb[t·nb + b]` the sum of block `b`'s 8 corrections
 /// (empty without a shift); `dt[b·t_stride + t]` and `st[b·t_stride + t]` the scale
 /// and sum again (zeros for `t` past the last token, up to `t_stride`).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86-64 kernels only
 #[derive(Clone, Copy)]
 pub(crate) struct Q8View<'a> {
     pub qs: &'a [u8],

@@ -3,9 +3,10 @@
 //! Every kernel family (matmul, attention, norms, RoPE, activations) asks
 //! [`active_isa`] and nothing else. The best level the CPU supports is detected
 //! at first use and cached. The environment variable `SEED_KERNELS` (`scalar`,
-//! `avx2`, `avxvnni`, `avx512`, `avx512vnni`) caps it, so tests and benchmarks
-//! can compare levels on one machine; a level this CPU cannot run gives the best
-//! one below it that it can.
+//! `avx2`, `avxvnni`, `avx512`, `avx512vnni` on x86-64; `scalar`, `neon`,
+//! `dotprod`, `i8mm` on ARM64) caps it, so tests and benchmarks can compare
+//! levels on one machine; a level this CPU cannot run gives the best one below it
+//! that it can, and a level of the other architecture is reported and ignored.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -26,11 +27,29 @@ pub enum Isa {
     Avx512,
     /// [`Isa::Avx512`] plus VNNI: 8-bit dot products with `vpdpbusd`.
     Avx512Vnni,
+    /// ARM64 Advanced SIMD (every ARM64 CPU): 8-bit dot products with widening
+    /// multiplies (`smull`) and pairwise adds, 128-bit registers.
+    Neon,
+    /// [`Isa::Neon`] plus the dot-product extension (ARMv8.2 `dotprod`: Graviton 2 on,
+    /// Ampere Altra, Apple M1 on): 8-bit dot products with `sdot`.
+    NeonDotprod,
+    /// [`Isa::NeonDotprod`] plus the 8-bit matrix multiply (ARMv8.6 `i8mm`: Graviton 3
+    /// on, Apple M2 on): `smmla` for 2 rows × 2 tokens where only whole-block sums count.
+    NeonI8mm,
 }
 
 impl Isa {
-    /// Every level, slowest first.
-    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512, Isa::Avx512Vnni];
+    /// Every level: the scalar one, then each architecture's, slowest first.
+    pub const ALL: [Isa; 8] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::AvxVnni,
+        Isa::Avx512,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDotprod,
+        Isa::NeonI8mm,
+    ];
 
     /// The name `SEED_KERNELS` accepts for this level.
     pub fn name(self) -> &'static str {
@@ -40,6 +59,19 @@ impl Isa {
             Isa::AvxVnni => "avxvnni",
             Isa::Avx512 => "avx512",
             Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "dotprod",
+            Isa::NeonI8mm => "i8mm",
+        }
+    }
+
+    /// The architecture whose CPUs may run this level (`None` for the scalar one,
+    /// which runs everywhere).
+    pub fn arch(self) -> Option<Arch> {
+        match self {
+            Isa::Scalar => None,
+            Isa::Avx2 | Isa::AvxVnni | Isa::Avx512 | Isa::Avx512Vnni => Some(Arch::X86_64),
+            Isa::Neon | Isa::NeonDotprod | Isa::NeonI8mm => Some(Arch::Aarch64),
         }
     }
 
@@ -61,6 +93,15 @@ impl Isa {
     }
 }
 
+/// An architecture with SIMD levels of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// x86-64: AVX2, AVX-VNNI, AVX-512.
+    X86_64,
+    /// ARM64: NEON, dotprod, i8mm.
+    Aarch64,
+}
+
 /// The vector registers a level's element-wise kernels (attention, norms, RoPE,
 /// activations) use: those kernels have one implementation per width, not per level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,6 +121,9 @@ impl Isa {
             Isa::Scalar => Width::Scalar,
             Isa::Avx2 | Isa::AvxVnni => Width::W256,
             Isa::Avx512 | Isa::Avx512Vnni => Width::W512,
+            // ARM64 has matrix kernels of its own; its element-wise kernels are the
+            // portable ones (which the compiler vectorizes where the order allows).
+            Isa::Neon | Isa::NeonDotprod | Isa::NeonI8mm => Width::Scalar,
         }
     }
 }
@@ -109,6 +153,9 @@ struct Features {
     avxvnni: bool,
     avx512: bool,
     avx512vnni: bool,
+    neon: bool,
+    dotprod: bool,
+    i8mm: bool,
 }
 
 impl Features {
@@ -119,6 +166,9 @@ impl Features {
             Isa::AvxVnni => self.avx2 && (self.avxvnni || (self.avx512 && self.avx512vnni)),
             Isa::Avx512 => self.avx2 && self.avx512,
             Isa::Avx512Vnni => self.avx2 && self.avx512 && self.avx512vnni,
+            Isa::Neon => self.neon,
+            Isa::NeonDotprod => self.neon && self.dotprod,
+            Isa::NeonI8mm => self.neon && self.dotprod && self.i8mm,
         }
     }
 }
@@ -130,13 +180,28 @@ fn features() -> Features {
 
 /// The best level this CPU supports, ignoring `SEED_KERNELS`.
 pub fn detected_isa() -> Isa {
-    best_up_to(Isa::Avx512Vnni)
+    Isa::ALL.into_iter().filter(|isa| isa.is_available()).max().unwrap_or(Isa::Scalar)
 }
 
-/// The best level this CPU supports that is no faster than `cap`.
+/// The best level this CPU supports that is no faster than `cap` (a level of this
+/// CPU's architecture, or the scalar one).
 fn best_up_to(cap: Isa) -> Isa {
-    Isa::ALL.into_iter().filter(|isa| *isa <= cap && isa.is_available()).max().unwrap_or(Isa::Scalar)
+    Isa::ALL
+        .into_iter()
+        .filter(|isa| *isa <= cap && (isa.arch().is_none() || isa.arch() == cap.arch()) && isa.is_available())
+        .max()
+        .unwrap_or(Isa::Scalar)
 }
+
+/// Whether `isa` is a level of the architecture this program was built for.
+fn of_this_arch(isa: Isa) -> bool {
+    isa.arch().is_none_or(|a| a == THIS_ARCH)
+}
+
+#[cfg(target_arch = "aarch64")]
+const THIS_ARCH: Arch = Arch::Aarch64;
+#[cfg(not(target_arch = "aarch64"))]
+const THIS_ARCH: Arch = Arch::X86_64;
 
 /// The level every kernel uses: the detected one, capped by `SEED_KERNELS`. An
 /// unknown `SEED_KERNELS` value is reported once on stderr and ignored.
@@ -145,7 +210,11 @@ pub fn active_isa() -> Isa {
     *ACTIVE.get_or_init(|| match std::env::var("SEED_KERNELS") {
         Err(_) => detected_isa(),
         Ok(v) => match Isa::from_name(&v) {
-            Some(cap) => best_up_to(cap),
+            Some(cap) if of_this_arch(cap) => best_up_to(cap),
+            Some(_) => {
+                eprintln!("warning: SEED_KERNELS={v:?} is a level of another architecture; using {}", detected_isa());
+                detected_isa()
+            }
             None => {
                 let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
                 eprintln!("warning: SEED_KERNELS={v:?} is not one of {}; using {}", names.join(", "), detected_isa());
@@ -163,10 +232,17 @@ fn detect() -> Features {
         avxvnni: has!("avxvnni"),
         avx512: has!("avx512f") && has!("avx512bw") && has!("avx512vl"),
         avx512vnni: has!("avx512vnni"),
+        ..Features::default()
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(target_arch = "aarch64")]
+fn detect() -> Features {
+    use std::arch::is_aarch64_feature_detected as has;
+    Features { neon: has!("neon"), dotprod: has!("dotprod"), i8mm: has!("i8mm"), ..Features::default() }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn detect() -> Features {
     Features::default()
 }
@@ -197,8 +273,22 @@ mod tests {
         let has = |f: Features| Isa::ALL.into_iter().filter(|i| f.has(*i)).collect::<Vec<_>>();
         assert_eq!(has(skylake_x), [Isa::Scalar, Isa::Avx2, Isa::Avx512]);
         assert_eq!(has(alder_lake), [Isa::Scalar, Isa::Avx2, Isa::AvxVnni]);
-        assert_eq!(has(zen4), Isa::ALL);
+        assert_eq!(has(zen4), Isa::ALL[..5]);
         assert_eq!(has(zen1), [Isa::Scalar, Isa::Avx2]);
         assert_eq!(has(Features::default()), [Isa::Scalar]);
+        let graviton2 = Features { neon: true, dotprod: true, ..Features::default() };
+        assert_eq!(has(graviton2), [Isa::Scalar, Isa::Neon, Isa::NeonDotprod]);
+    }
+
+    #[test]
+    fn a_cap_stays_within_its_architecture() {
+        // On any CPU: capping at a level of the other architecture never gives one of its
+        // own above the scalar level by accident, and capping at this one's stays on it.
+        for cap in Isa::ALL {
+            let got = best_up_to(cap);
+            assert!(got <= cap && got.is_available(), "{cap} gave {got}");
+            assert!(got.arch().is_none() || got.arch() == cap.arch(), "{cap} gave {got}");
+        }
+        assert!(of_this_arch(Isa::Scalar) && of_this_arch(detected_isa()));
     }
 }

@@ -16,6 +16,8 @@
 
 mod act;
 pub mod affinity;
+#[cfg(target_arch = "aarch64")]
+mod arm;
 pub mod attention;
 pub mod cpu;
 mod error;
@@ -25,6 +27,7 @@ pub mod ops;
 pub mod pool;
 pub mod quant;
 mod scalar;
+mod tiles;
 pub mod types;
 #[cfg(target_arch = "x86_64")]
 mod x86;

@@ -340,6 +340,7 @@ pub(crate) enum Acts<'a> {
     /// f32 values (rounded to the weight type if it is F16/BF16), `(n_tokens, cols)`.
     F32(&'a [f32]),
     /// The SIMD layout of Q8_0/Q8_1 values (see `act`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Q8(Q8View<'a>),
 }
 
@@ -383,6 +384,7 @@ impl Out<'_> {
     /// `t < n_tokens` and `r < ld`; writes through it follow [`Out::set`]'s contract
     /// for every row they touch.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) unsafe fn at(&self, t: usize, r: usize) -> *mut f32 {
         debug_assert!(t < self.n_tokens && r < self.ld);
         // SAFETY: in bounds per the caller's contract.
@@ -398,6 +400,7 @@ impl Out<'_> {
 pub(crate) type GemmFn = unsafe fn(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out);
 
 /// How the activations are prepared for a kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86-64 kernels only
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Prep {
     /// ggml's block layout of the dot type (scalar kernels).
@@ -702,6 +705,10 @@ fn select(w: &QMatrix, isa: Isa) -> (Prep, GemmFn, usize) {
     let (ty, rows) = (w.ty(), w.rows());
     #[cfg(target_arch = "x86_64")]
     if let Some(k) = crate::x86::select(ty, rows, w.layout(), isa) {
+        return k;
+    }
+    #[cfg(target_arch = "aarch64")]
+    if let Some(k) = crate::arm::select(ty, rows, w.layout(), isa) {
         return k;
     }
     (Prep::Blocks, crate::scalar::gemm_fn(ty, rows, w.layout()), w.layout().group())

@@ -191,6 +191,7 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 }
 
 /// [`swiglu`] with the kernels of `width` (which this CPU must run).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn swiglu_at(width: Width, gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if width > Width::Scalar {

@@ -4,11 +4,12 @@
 mod common;
 
 use common::*;
+use kernels::cpu::Arch;
 use kernels::matmul::{
     active_isa, dequantize_matrix_row, interleave_as, interleaved_layout, matmul, matmul_multi, matmul_with_isa,
     Layout, MatmulScratch, QMatrix,
 };
-use kernels::{GgmlType, Isa, ThreadPool};
+use kernels::{GgmlType, Isa, ThreadPool, Width};
 
 /// Block counts per row to try for `ty` (odd ones on purpose).
 fn block_counts(ty: GgmlType) -> &'static [usize] {
@@ -31,7 +32,8 @@ fn every_isa_matches_the_scalar_kernels() {
     for ty in TYPES {
         for &nb in block_counts(ty) {
             let cols = nb * ty.block_size();
-            for rows in [1usize, 5, 13] {
+            // 16 rows: Q4_0 and Q4_K matrices of 8k rows take llama.cpp's repacked order.
+            for rows in [1usize, 5, 13, 16] {
                 let data = random_weights(&mut rng, ty, rows, cols);
                 let w = QMatrix::new(ty, rows, cols, data.bytes()).expect("valid matrix");
                 let deq = dequantize(ty, data.bytes(), rows, cols);
@@ -43,6 +45,10 @@ fn every_isa_matches_the_scalar_kernels() {
                     for &isa in &isas {
                         let mut got = vec![f32::NAN; n * rows];
                         matmul_with_isa(isa, &w, &x, n, &mut got, &mut scratch, &pool);
+                        if isa.arch() == Some(Arch::Aarch64) {
+                            // The ARM64 kernels keep the scalar kernels' order of float operations.
+                            assert_eq!(bits(&got), bits(&want), "{ty} {isa}: rows {rows} cols {cols} n {n}");
+                        }
                         for (k, (g, e)) in got.iter().zip(&want).enumerate() {
                             // Same integers, only the order of f32 sums differs: far below the
                             // activation-quantization bound.
@@ -162,15 +168,21 @@ fn matmul_multi_gives_the_bits_of_one_matmul_per_matrix() {
 
 #[test]
 fn the_layout_choice_follows_type_rows_and_cpu() {
-    let simd = active_isa() >= Isa::Avx512;
+    // The x86-64 levels repack; the scalar and ARM64 ones keep the rows.
+    let isa = active_isa();
+    let (x16, x4) = match isa.width() {
+        Width::W512 => (true, true),
+        Width::W256 => (true, false),
+        Width::Scalar => (false, false),
+    };
+    let vnni = matches!(isa, Isa::AvxVnni | Isa::Avx512Vnni);
     let pick = |ty, rows| interleaved_layout(ty, rows);
-    assert_eq!(pick(GgmlType::Q4_1, 32), simd.then_some(Layout::Interleaved16));
-    let vnni = active_isa() >= Isa::Avx512Vnni;
+    assert_eq!(pick(GgmlType::Q4_1, 32), x16.then_some(Layout::Interleaved16));
     assert_eq!(pick(GgmlType::Q8_0, 32), vnni.then_some(Layout::Interleaved16));
     assert_eq!(pick(GgmlType::Q8_0, 36), None);
-    assert_eq!(pick(GgmlType::Q4_1, 36), simd.then_some(Layout::Interleaved4));
-    assert_eq!(pick(GgmlType::Q5_0, 32), simd.then_some(Layout::Interleaved16));
-    assert_eq!(pick(GgmlType::Q5_0, 36), simd.then_some(Layout::Interleaved4));
+    assert_eq!(pick(GgmlType::Q4_1, 36), x4.then_some(Layout::Interleaved4));
+    assert_eq!(pick(GgmlType::Q5_0, 32), x16.then_some(Layout::Interleaved16));
+    assert_eq!(pick(GgmlType::Q5_0, 36), x4.then_some(Layout::Interleaved4));
     assert_eq!(pick(GgmlType::Q4_1, 6), None);
     assert_eq!(pick(GgmlType::Q4_0, 32), None);
     let mut rng = rng(6);
@@ -381,7 +393,6 @@ fn the_avx_vnni_level_gives_the_avx2_bits() {
             let (mut avx2, mut vnni) = (vec![0.0f32; n * rows], vec![0.0f32; n * rows]);
             matmul_with_isa(Isa::Avx2, &w, &x, n, &mut avx2, &mut scratch, &pool);
             matmul_with_isa(Isa::AvxVnni, &w, &x, n, &mut vnni, &mut scratch, &pool);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&vnni), bits(&avx2), "{ty}: rows {rows} cols {cols} n {n}");
         }
     }

@@ -17,9 +17,11 @@
 use half::f16;
 
 /// Widest key/value head the vector path takes (Gemma 3's 256).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86-64 kernels only
 pub(crate) const MAX_HEAD_DIM: usize = 256;
 
 /// Scratch of [`attend_group_online`], reused across calls.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86-64 kernels only
 #[derive(Default)]
 pub struct GroupScratch {
     /// The queries rounded to f16, `(group, hd)`.
@@ -81,6 +83,7 @@ pub fn attend_group_online<'a>(
 /// Pass 2 for one head: ggml's online softmax over `scores`, scalar. Leaves each
 /// position's rescale factor in `ms` and weight in `vs`; returns `1/sum` (0 for
 /// an empty or all-zero sum).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86-64 kernels only
 pub(crate) fn online_steps(scores: &[f32], ms: &mut [f32], vs: &mut [f32]) -> f32 {
     let mut m = f32::NEG_INFINITY;
     let mut sum = 0.0f32;

@@ -34,6 +34,7 @@ pub use tiled::{attend_block_tiled, TiledScratch};
 
 /// The primitives of the row kernels at one register width (the active level's,
 /// [`crate::cpu::active_width`]). Every width gives the same bits.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // used by the x86-64 kernels only
 #[derive(Clone, Copy)]
 struct Prims {
     width: Width,

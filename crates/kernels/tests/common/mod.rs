@@ -158,3 +158,8 @@ fn act_error(ty: GgmlType, x: &[f32], cols: usize) -> Vec<f32> {
     }
     e
 }
+
+/// The bit patterns of `v`, to compare results exactly (NaN included).
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
