@@ -55,6 +55,18 @@ impl Case {
     }
 }
 
+/// The cases a run checks: every one, or the first `SEED_GOLDEN_CASES` of them where
+/// that is set (`scripts/test-aarch64.sh` sets it: under an emulator a full run takes
+/// hours). Returns the cases and the share of them kept, for thresholds on counts.
+pub fn selected(mut cases: Vec<Case>) -> (Vec<Case>, f64) {
+    let total = cases.len().max(1);
+    if let Some(n) = std::env::var("SEED_GOLDEN_CASES").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        cases.truncate(n.max(1));
+    }
+    let share = cases.len() as f64 / total as f64;
+    (cases, share)
+}
+
 /// Running statistics of |ours − theirs|.
 #[derive(Default)]
 pub struct Stats {

@@ -40,10 +40,12 @@ pub fn shared_model(name: &str) -> (&'static LoadedModel, &'static ThreadPool) {
 }
 
 /// The kernel levels the golden tests also run at (fidelity, determinism and batch
-/// invariance must hold at every level): the scalar reference, the 256-bit level and the
-/// AVX-512 level without VNNI. The process's own level (the CPU's best, unless
+/// invariance must hold at every level), those of them this CPU has: the scalar
+/// reference, the 256-bit level and the AVX-512 level without VNNI on x86-64, NEON
+/// without and with `sdot` on ARM64. The process's own level (the CPU's best, unless
 /// `SEED_KERNELS` says otherwise) is the one the tests ran at already.
-pub const OTHER_LEVELS: [kernels::Isa; 3] = [kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512];
+pub const OTHER_LEVELS: [kernels::Isa; 5] =
+    [kernels::Isa::Scalar, kernels::Isa::Avx2, kernels::Isa::Avx512, kernels::Isa::Neon, kernels::Isa::NeonDotprod];
 
 /// Runs this test binary's tests whose names contain `filter` again in a child process
 /// for each of `levels` that this CPU runs, other than the active one, with
