@@ -81,6 +81,7 @@ impl Engine {
         let kv = KvCache::new(model.model.hparams(), cfg.scheduler.block_size, cfg.scheduler.n_blocks)?;
         let stats = Arc::new(EngineStats::default());
         EngineStats::set(&stats.kv_blocks_total, cfg.scheduler.n_blocks as u64);
+        EngineStats::set(&stats.kv_block_size, cfg.scheduler.block_size as u64);
         let (tx, rx) = mpsc::channel();
         let in_channel = Arc::new(AtomicU64::new(0));
         let worker = Worker {

@@ -58,6 +58,8 @@ pub struct EngineStats {
     pub kv_blocks_used: AtomicU64,
     /// KV blocks in the pool.
     pub kv_blocks_total: AtomicU64,
+    /// Tokens per KV block.
+    pub kv_block_size: AtomicU64,
     /// Prefix-cache blocks looked up.
     pub prefix_queried: AtomicU64,
     /// Prefix-cache blocks found.
@@ -90,6 +92,7 @@ impl Default for EngineStats {
             waiting: z(),
             kv_blocks_used: z(),
             kv_blocks_total: z(),
+            kv_block_size: z(),
             prefix_queried: z(),
             prefix_hits: z(),
             prefix_query_tokens: z(),

@@ -119,6 +119,9 @@ pub struct ServerConfig {
     pub connections: ConnLimits,
     /// How long in-flight requests may run on after SIGTERM/SIGINT.
     pub drain_timeout: Duration,
+    /// The port of HAProxy's agent check ([`crate::agent`]), on the server's address; none
+    /// without.
+    pub agent_port: Option<u16>,
 }
 
 impl ServerConfig {
@@ -136,6 +139,7 @@ impl ServerConfig {
             limits: Limits::default(),
             connections: ConnLimits::default(),
             drain_timeout: Duration::from_secs(30),
+            agent_port: None,
         }
     }
 

@@ -5,10 +5,11 @@
 //! tokenize, context check) → [`generate`] (one engine request per choice, one
 //! event channel back) → [`sse`] (stream chunks) or a whole [`schema`] response.
 //! [`metrics`] renders the engine's counters for Prometheus; [`serve`] runs the
-//! listener and the graceful shutdown.
+//! listener and the graceful shutdown; [`agent`] answers HAProxy's agent check.
 //!
 //! Async lives only here; the engine is a plain thread behind a channel.
 
+pub mod agent;
 pub mod config;
 pub mod edition;
 pub mod error;

@@ -4,7 +4,12 @@
 //!
 //! With one model the engine series carry no label, as they always have; with
 //! several, every engine series carries `model="<id>"`, one series per engine
-//! (sum them for the server's totals). The tenant and edition labels take only
+//! (sum them for the server's totals).
+//!
+//! Beside Seed's own names, each engine's load is also given under the names of the
+//! model-server protocol that the Gateway API Inference Extension's endpoint picker
+//! and llm-d read by default — vLLM's, with vLLM's `model_name` label (see
+//! [`render_vllm`]) — so a standard router can balance Seed replicas unconfigured. The tenant and edition labels take only
 //! names from the configuration (anything else is `other`), so their
 //! cardinality is bounded by the file, not by clients.
 
@@ -183,6 +188,7 @@ pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: 
             let _ = writeln!(o, "seed_requests_finished_total{{{}finish_reason=\"{reason}\"}} {}", comma(l), g(c));
         }
     }
+    render_vllm(o, engines);
     for (name, help, pick) in [
         (
             "seed_time_to_first_token_seconds",
@@ -197,6 +203,60 @@ pub fn render(engines: &[(&str, &EngineStats)], server: &ServerCounters, ready: 
         }
     }
     out
+}
+
+/// A vLLM-named series: name, Prometheus type, help, and its value read from the stats.
+type VllmFamily = (&'static str, &'static str, &'static str, fn(&EngineStats) -> String);
+
+/// The model-server protocol's metrics under vLLM's names, one series per engine
+/// labelled `model_name` as vLLM labels them: queue and batch sizes, the KV pool's
+/// use as a fraction (vLLM's `kv_cache_usage_perc` is a fraction too), its block size
+/// and block count (`cache_config_info`, an info metric whose value is 1), and the
+/// prefix cache's queried and hit prompt tokens. A router expects one model per replica.
+fn render_vllm(o: &mut String, engines: &[(&str, &EngineStats)]) {
+    let g = EngineStats::get;
+    let families: [VllmFamily; 5] = [
+        (
+            "vllm:num_requests_waiting",
+            "gauge",
+            "Requests waiting to be admitted (Seed's seed_requests_waiting).",
+            |s| EngineStats::get(&s.waiting).to_string(),
+        ),
+        ("vllm:num_requests_running", "gauge", "Sequences in the running batch (Seed's seed_requests_running).", |s| {
+            EngineStats::get(&s.running).to_string()
+        }),
+        ("vllm:kv_cache_usage_perc", "gauge", "Fraction of the KV cache blocks in use (1 = all).", |s| {
+            let (used, total) = (EngineStats::get(&s.kv_blocks_used), EngineStats::get(&s.kv_blocks_total));
+            (if total == 0 { 0.0 } else { used as f64 / total as f64 }).to_string()
+        }),
+        ("vllm:prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.", |s| {
+            EngineStats::get(&s.prefix_query_tokens).to_string()
+        }),
+        ("vllm:prefix_cache_hits_total", "counter", "Prompt tokens found in the prefix cache.", |s| {
+            EngineStats::get(&s.prefix_hit_tokens).to_string()
+        }),
+    ];
+    for (name, kind, help, read) in families {
+        header(o, name, kind, help);
+        for (id, s) in engines {
+            let _ = writeln!(o, "{name}{{model_name=\"{}\"}} {}", escape(id), read(s));
+        }
+    }
+    header(
+        o,
+        "vllm:cache_config_info",
+        "gauge",
+        "The KV cache's configuration, in labels: block size in tokens, blocks.",
+    );
+    for (id, s) in engines {
+        let _ = writeln!(
+            o,
+            "vllm:cache_config_info{{model_name=\"{}\",block_size=\"{}\",num_gpu_blocks=\"{}\"}} 1",
+            escape(id),
+            g(&s.kv_block_size),
+            g(&s.kv_blocks_total)
+        );
+    }
 }
 
 /// `{labels}`, or nothing for no labels.
@@ -279,6 +339,36 @@ mod tests {
             let value = line.rsplit(' ').next().unwrap_or_default();
             assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
         }
+    }
+
+    #[test]
+    fn routers_find_the_model_server_protocol_under_vllms_names() {
+        let s = EngineStats::default();
+        s.kv_blocks_total.store(64, Ordering::Relaxed);
+        s.kv_blocks_used.store(16, Ordering::Relaxed);
+        s.kv_block_size.store(16, Ordering::Relaxed);
+        s.waiting.store(3, Ordering::Relaxed);
+        s.running.store(5, Ordering::Relaxed);
+        s.prefix_query_tokens.store(40, Ordering::Relaxed);
+        s.prefix_hit_tokens.store(10, Ordering::Relaxed);
+        let page = render(&[("smollm2", &s)], &ServerCounters::default(), true, &Labelled::default());
+        for line in [
+            "vllm:num_requests_waiting{model_name=\"smollm2\"} 3\n",
+            "vllm:num_requests_running{model_name=\"smollm2\"} 5\n",
+            "vllm:kv_cache_usage_perc{model_name=\"smollm2\"} 0.25\n",
+            "vllm:prefix_cache_queries_total{model_name=\"smollm2\"} 40\n",
+            "vllm:prefix_cache_hits_total{model_name=\"smollm2\"} 10\n",
+            "vllm:cache_config_info{model_name=\"smollm2\",block_size=\"16\",num_gpu_blocks=\"64\"} 1\n",
+            "# TYPE vllm:num_requests_waiting gauge\n",
+            "# TYPE vllm:prefix_cache_hits_total counter\n",
+        ] {
+            assert!(page.contains(line), "missing {line:?} in\n{page}");
+        }
+        // Seed's own names stay, unlabelled for one model.
+        assert_eq!(sample(&page, "seed_requests_waiting"), Some(3.0));
+        // An empty pool is 0 % used, not NaN.
+        let empty = render(&[("m", &EngineStats::default())], &ServerCounters::default(), true, &Labelled::default());
+        assert!(empty.contains("vllm:kv_cache_usage_perc{model_name=\"m\"} 0\n"), "{empty}");
     }
 
     #[test]

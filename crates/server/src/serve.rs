@@ -176,6 +176,11 @@ pub fn run(
     rt.block_on(async move {
         let listener = TcpListener::bind(addr).await?;
         eprintln!("listening on http://{}", listener.local_addr()?);
+        if let Some(port) = state.config().agent_port {
+            let agent = TcpListener::bind(SocketAddr::new(addr.ip(), port)).await?;
+            eprintln!("agent check on {}", agent.local_addr()?);
+            tokio::spawn(crate::agent::serve_agent(agent, state.clone()));
+        }
         let loader = state.clone();
         std::thread::Builder::new().name("seed-load".into()).spawn(move || load(&loader))?;
         serve(listener, state, signal()).await

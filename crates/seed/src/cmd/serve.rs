@@ -85,6 +85,10 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may run on after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
+    /// Answer HAProxy's agent check on this port (same address as --host): `ready up W%`
+    /// (W from KV use and queue), `drain` once shutdown begins, `down` while loading.
+    #[arg(long)]
+    agent_port: Option<u16>,
     /// The (first) model's id in /v1/models (default: the catalogue name or file stem).
     #[arg(long)]
     model_id: Option<String>,
@@ -156,6 +160,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         cfg.platform = Some(Arc::new(c.clone()));
     }
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
+    cfg.agent_port = args.agent_port;
     cfg.limits.max_body_bytes = args.max_body;
     anyhow::ensure!(
         args.max_connections > 0 && args.header_timeout > 0,
