@@ -12,7 +12,7 @@
 use std::arch::aarch64::*;
 use std::ops::Range;
 
-use super::{entries, f16_at, hsum8, smmla, zip_halves, Dot, Sdot};
+use super::{entries, f16_at, hsum8, smmla, store_2x2, zip_halves, Dot, Sdot};
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::quant::q4_k::unpack_scales;
 use crate::quant::BlockQ8K;
@@ -83,6 +83,20 @@ fn min_products(m: &[i32; 8], y: &BlockQ8K) -> [i32; 4] {
     std::array::from_fn(|k| s(2 * k) + s(2 * k + 1))
 }
 
+/// The 256 nibbles of Q4_K's and Q5_K's 128 bytes at `qs`, as 8 sub-blocks of two vectors:
+/// each 32 bytes hold sub-block `2i` in the low nibbles and `2i + 1` in the high ones.
+#[inline(always)]
+unsafe fn k_nibbles(qs: *const u8) -> [[uint8x16_t; 2]; 8] {
+    let low = vdupq_n_u8(0x0F);
+    let mut q = [[vdupq_n_u8(0); 2]; 8];
+    for pair in 0..4 {
+        let (b0, b1) = (vld1q_u8(qs.add(32 * pair)), vld1q_u8(qs.add(32 * pair + 16)));
+        q[2 * pair] = [vandq_u8(b0, low), vandq_u8(b1, low)];
+        q[2 * pair + 1] = [vshrq_n_u8::<4>(b0), vshrq_n_u8::<4>(b1)];
+    }
+    q
+}
+
 struct Q4K;
 impl KFormat for Q4K {
     const BYTES: usize = 144;
@@ -90,14 +104,7 @@ impl KFormat for Q4K {
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> Unpacked {
         let (sc, m, d, dmin) = scales_mins(p);
-        let qs = p.add(16);
-        let low = vdupq_n_u8(0x0F);
-        let mut q = [[vdupq_n_s8(0); 2]; 8];
-        for pair in 0..4 {
-            let (b0, b1) = (vld1q_u8(qs.add(32 * pair)), vld1q_u8(qs.add(32 * pair + 16)));
-            q[2 * pair] = [vreinterpretq_s8_u8(vandq_u8(b0, low)), vreinterpretq_s8_u8(vandq_u8(b1, low))];
-            q[2 * pair + 1] = [vreinterpretq_s8_u8(vshrq_n_u8::<4>(b0)), vreinterpretq_s8_u8(vshrq_n_u8::<4>(b1))];
-        }
+        let q = k_nibbles(p.add(16)).map(|s| s.map(|v| vreinterpretq_s8_u8(v)));
         Unpacked { q, sc, m, d, dmin }
     }
 }
@@ -109,24 +116,15 @@ impl KFormat for Q5K {
     #[inline(always)]
     unsafe fn unpack(p: *const u8) -> Unpacked {
         let (sc, m, d, dmin) = scales_mins(p);
-        let (qh, qs) = (p.add(16), p.add(48));
-        let (h0, h1) = (vld1q_u8(qh), vld1q_u8(qh.add(16)));
-        let (low, five) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x10));
-        let mut q = [[vdupq_n_s8(0); 2]; 8];
-        for j in 0..8 {
-            let b0 = vld1q_u8(qs.add(32 * (j / 2)));
-            let b1 = vld1q_u8(qs.add(32 * (j / 2) + 16));
-            let (n0, n1) = if j % 2 == 0 {
-                (vandq_u8(b0, low), vandq_u8(b1, low))
-            } else {
-                (vshrq_n_u8::<4>(b0), vshrq_n_u8::<4>(b1))
-            };
-            // Bit `j` of `qh[l]` is bit 4 of element `l`.
+        let qh = p.add(16);
+        let h = [vld1q_u8(qh), vld1q_u8(qh.add(16))];
+        let nibbles = k_nibbles(p.add(48));
+        let five = vdupq_n_u8(0x10);
+        // Bit `j` of `qh[l]` is bit 4 of element `l` of sub-block `j`.
+        let q = std::array::from_fn(|j| {
             let bit = vdupq_n_u8(1 << j);
-            let f0 = vandq_u8(vtstq_u8(h0, bit), five);
-            let f1 = vandq_u8(vtstq_u8(h1, bit), five);
-            q[j] = [vreinterpretq_s8_u8(vorrq_u8(n0, f0)), vreinterpretq_s8_u8(vorrq_u8(n1, f1))];
-        }
+            std::array::from_fn(|k| vreinterpretq_s8_u8(vorrq_u8(nibbles[j][k], vandq_u8(vtstq_u8(h[k], bit), five))))
+        });
         Unpacked { q, sc, m, d, dmin }
     }
 }
@@ -344,11 +342,7 @@ unsafe fn tile_repacked_mmla<const R: usize, const C: usize>(
         }
     }
     for p in 0..C / 2 {
-        let mut lanes = [0.0f32; 4];
-        vst1q_f32(lanes.as_mut_ptr(), vsubq_f32(acc[p], acc_m[p]));
-        for (k, v) in lanes.into_iter().enumerate() {
-            out.set(t0 + 2 * p + k % 2, r0 + k / 2, v);
-        }
+        store_2x2(out, vsubq_f32(acc[p], acc_m[p]), r0, t0 + 2 * p);
     }
 }
 

@@ -20,7 +20,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use crate::cpu::Isa;
-use crate::matmul::{GemmFn, Layout, Prep};
+use crate::matmul::{GemmFn, Layout, Out, Prep};
 use crate::quant::order::is_repacked;
 use crate::GgmlType;
 
@@ -83,38 +83,48 @@ pub(crate) struct Sdot;
 impl Dot for Sdot {
     #[inline(always)]
     unsafe fn dot(a: int8x16_t, b: int8x16_t) -> int32x4_t {
-        let mut acc = vdupq_n_s32(0);
         // SAFETY: a register-only instruction; the caller runs with `dotprod` enabled.
-        unsafe {
-            asm!(
-                "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-                acc = inout(vreg) acc,
-                a = in(vreg) a,
-                b = in(vreg) b,
-                options(pure, nomem, nostack, preserves_flags)
-            );
-        }
-        acc
+        unsafe { accumulate!("sdot", vdupq_n_s32(0), a, b) }
     }
 }
+
+/// `acc` after the accumulating instruction `$op acc.4s, a.16b, b.16b`, as inline assembly
+/// (the intrinsics of `sdot` and `smmla` are not stable in Rust yet).
+macro_rules! accumulate {
+    ($op:literal, $acc:expr, $a:expr, $b:expr) => {{
+        let mut acc: int32x4_t = $acc;
+        asm!(
+            concat!($op, " {acc:v}.4s, {a:v}.16b, {b:v}.16b"),
+            acc = inout(vreg) acc,
+            a = in(vreg) $a,
+            b = in(vreg) $b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }};
+}
+use accumulate;
 
 /// `acc + A·Bᵀ` for `A`, `B` two rows of 8 signed bytes each (`a`: row 0 in bytes
 /// 0..8, row 1 in 8..16; `b` likewise): lanes `[a0·b0, a0·b1, a1·b0, a1·b1]`, with the
 /// 8-bit matrix multiply's `smmla`. Only reached from `i8mm` functions.
 #[inline(always)]
 pub(crate) unsafe fn smmla(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
-    let mut acc = acc;
     // SAFETY: a register-only instruction; the caller runs with `i8mm` enabled.
-    unsafe {
-        asm!(
-            "smmla {acc:v}.4s, {a:v}.16b, {b:v}.16b",
-            acc = inout(vreg) acc,
-            a = in(vreg) a,
-            b = in(vreg) b,
-            options(pure, nomem, nostack, preserves_flags)
-        );
+    unsafe { accumulate!("smmla", acc, a, b) }
+}
+
+/// Writes the lanes `[r0·t, r0·t+1, r1·t, r1·t+1]` of an [`smmla`] tile's results.
+///
+/// # Safety
+/// As [`Out::set`] for rows `r0`, `r0 + 1` and tokens `t`, `t + 1`.
+#[inline(always)]
+pub(crate) unsafe fn store_2x2(out: &Out, v: float32x4_t, r0: usize, t: usize) {
+    let mut lanes = [0.0f32; 4];
+    vst1q_f32(lanes.as_mut_ptr(), v);
+    for (k, x) in lanes.into_iter().enumerate() {
+        out.set(t + k % 2, r0 + k / 2, x);
     }
-    acc
 }
 
 /// The 8-byte halves of `x` and `y` regrouped for [`smmla`]: `(x.lo ‖ y.lo, x.hi ‖ y.hi)`.

@@ -10,7 +10,7 @@
 use std::arch::aarch64::*;
 use std::ops::Range;
 
-use super::{entries, f16_at, hsum8, smmla, zip_halves, Dot, Sdot};
+use super::{entries, f16_at, hsum8, smmla, store_2x2, zip_halves, Dot, Sdot};
 use crate::matmul::{Acts, Out, QMatrix};
 use crate::quant::{BlockQ8_0, BlockQ8_1};
 use crate::tiles::{drive_tiles, each_token};
@@ -270,11 +270,7 @@ unsafe fn tile_repacked_mmla<F: Legacy, const R: usize, const C: usize>(
         }
     }
     for p in 0..C / 2 {
-        let mut lanes = [0.0f32; 4];
-        vst1q_f32(lanes.as_mut_ptr(), acc[p]);
-        for (k, v) in lanes.into_iter().enumerate() {
-            out.set(t0 + 2 * p + k % 2, r0 + k / 2, v);
-        }
+        store_2x2(out, acc[p], r0, t0 + 2 * p);
     }
 }
 
