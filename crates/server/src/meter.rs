@@ -61,7 +61,8 @@ impl Outcome {
 }
 
 impl Meter {
-    /// Writes the conversation turn (if any), then the usage record. Blocking (SQLite).
+    /// Writes the conversation turn (if any), then the usage record. Blocking (SQLite): call
+    /// it on the blocking pool, never on an async worker.
     pub fn finish(self, o: &Outcome) -> Result<(), ApiError> {
         let now = unix_now();
         if let Some((id, mut turn)) = self.conversation {
@@ -170,8 +171,17 @@ impl Drop for MeterGuard {
             ..UsageBody::default()
         };
         let text = self.progress.first().map(|p| p.0.clone()).unwrap_or_default();
-        if let Err(e) = self.finish(&Outcome { usage, finish_reason: "cancelled", text }) {
-            eprintln!("warning: recording a cancelled request failed: {e}");
+        let write = || {
+            if let Err(e) = self.finish(&Outcome { usage, finish_reason: "cancelled", text }) {
+                eprintln!("warning: recording a cancelled request failed: {e}");
+            }
+        };
+        // Dropped on an async worker (a client gone mid-request): the write blocks on the
+        // disk, so the worker hands its other tasks on first. It still completes before the
+        // drop returns, so a shutdown cannot lose it.
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
+            _ => write(),
         }
     }
 }

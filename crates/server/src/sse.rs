@@ -119,7 +119,7 @@ impl Streamer {
                 return None;
             }
             if self.remaining == 0 {
-                self.finish();
+                self.finish().await;
                 continue;
             }
             match self.sub.next().await {
@@ -225,14 +225,18 @@ impl Streamer {
         self.queue.push_back(json(&chunk));
     }
 
-    /// Every choice is done: the usage chunk (if asked for), then `[DONE]`.
-    fn finish(&mut self) {
+    /// Every choice is done: the records written (on the blocking pool: the store syncs to
+    /// disk), then the usage chunk (if asked for), then `[DONE]`. A client that goes away
+    /// meanwhile does not stop the write: the guard has moved to the blocking task.
+    async fn finish(&mut self) {
         let outcome = Outcome {
             usage: self.usage,
             finish_reason: self.first_finish.map_or("stop", finish_reason),
             text: self.guard.progress.first().map(|p| p.0.clone()).unwrap_or_default(),
         };
-        if let Err(e) = self.guard.finish(&outcome) {
+        let mut guard = std::mem::replace(&mut self.guard, MeterGuard::new(None, 0, 0));
+        let written = tokio::task::spawn_blocking(move || guard.finish(&outcome)).await;
+        if let Err(e) = written.unwrap_or_else(|e| Err(ApiError::Internal(format!("recording the request: {e}")))) {
             self.fail(e);
             return;
         }
