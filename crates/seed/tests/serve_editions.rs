@@ -57,16 +57,6 @@ fn tenant_state(platform: platform::Config, dir: &std::path::Path) -> (AppState,
     (AppState::ready(cfg, model(), engine(64, 64)), secret)
 }
 
-/// Quota minutes are calendar minutes: a test that counts requests in one minute first
-/// waits out the last seconds of the current one, so its requests never straddle a reset.
-async fn away_from_a_minute_boundary() {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
-    let into = now.as_secs_f64() % 60.0;
-    if into > 45.0 {
-        tokio::time::sleep(std::time::Duration::from_secs_f64(60.5 - into)).await;
-    }
-}
-
 async fn chat(state: &AppState, key: &str, body: Value) -> Reply {
     let auth = format!("Bearer {key}");
     call(state, "POST", CHAT, body.to_string(), &[("authorization", auth.as_str())]).await
@@ -178,7 +168,6 @@ async fn metrics_count_requests_and_tokens_by_tenant_and_edition_with_bounded_la
 async fn a_tenant_over_its_requests_per_minute_gets_429_with_retry_after_naming_the_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, key) = tenant_state(platform("requests_per_minute = 2"), dir.path());
-    away_from_a_minute_boundary().await;
     let body = json!({"model": "cici", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]});
     for i in 0..2 {
         let r = chat(&state, &key, body.clone()).await;
@@ -198,7 +187,6 @@ async fn a_tenant_over_its_requests_per_minute_gets_429_with_retry_after_naming_
 async fn a_burst_over_the_http_routes_admits_no_more_than_the_limit() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (state, key) = tenant_state(platform("requests_per_minute = 5"), dir.path());
-    away_from_a_minute_boundary().await;
     let body = json!({"model": "cici", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]});
     let replies = futures_util::future::join_all((0..20).map(|_| chat(&state, &key, body.clone()))).await;
     let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();

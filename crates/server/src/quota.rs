@@ -6,11 +6,13 @@
 //! of concurrent requests cannot slip past a limit between check and reserve.
 //! When the request ends — finished, failed or its client gone — the
 //! [`Reservation`] is dropped and gives back what was not used (and its
-//! concurrency slot). Minute windows are fixed calendar minutes; the month is
+//! concurrency slot). The minute limits hold over every sliding 60 seconds
+//! (per-second slots of the last minute, so a burst at a minute's end and another
+//! at the next one's start cannot pass twice the limit); the month is
 //! the UTC calendar month, whose usage so far comes from a [`MonthlyUsage`]
 //! (the region stores' usage records, [`StoreUsage`]; [`InMemoryUsage`] in tests).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use platform::Quotas;
@@ -117,17 +119,65 @@ impl MonthlyUsage for StoreUsage {
     }
 }
 
+/// The length of the sliding window of the per-minute limits, in seconds.
+const WINDOW: u64 = 60;
+
+/// What was admitted in one second: requests and the tokens still charged for them.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    second: u64,
+    requests: u64,
+    tokens: u64,
+}
+
 /// One tenant's counters.
 #[derive(Debug, Default)]
 struct Counters {
-    /// Start of the current minute window (Unix seconds).
-    minute: u64,
-    requests_this_minute: u64,
-    tokens_this_minute: u64,
+    /// The seconds of the last [`WINDOW`] in which requests were admitted, oldest first.
+    window: VecDeque<Slot>,
     /// Start of the month the month counter is for.
     month: u64,
     tokens_this_month: u64,
     in_flight: u64,
+}
+
+impl Counters {
+    /// Forgets the seconds that have left the window ending at `now`.
+    fn slide(&mut self, now: u64) {
+        while self.window.front().is_some_and(|s| s.second + WINDOW <= now) {
+            self.window.pop_front();
+        }
+    }
+
+    /// Requests and tokens admitted in the window.
+    fn in_window(&self) -> (u64, u64) {
+        self.window.iter().fold((0, 0), |(r, t), s| (r + s.requests, t.saturating_add(s.tokens)))
+    }
+
+    /// Seconds until `fits(requests, tokens)` holds of the window once the oldest seconds
+    /// have left it (at least 1; a whole window if it never does).
+    fn retry_after(&self, now: u64, fits: impl Fn(u64, u64) -> bool) -> u64 {
+        let (mut requests, mut tokens) = self.in_window();
+        for s in &self.window {
+            requests -= s.requests;
+            tokens = tokens.saturating_sub(s.tokens);
+            if fits(requests, tokens) {
+                return (s.second + WINDOW).saturating_sub(now).max(1);
+            }
+        }
+        WINDOW
+    }
+
+    /// Counts one request of `tokens` admitted at `now`.
+    fn admit(&mut self, now: u64, tokens: u64) {
+        match self.window.back_mut() {
+            Some(s) if s.second == now => {
+                s.requests += 1;
+                s.tokens = s.tokens.saturating_add(tokens);
+            }
+            _ => self.window.push_back(Slot { second: now, requests: 1, tokens }),
+        }
+    }
 }
 
 struct Inner {
@@ -172,25 +222,20 @@ impl QuotaKeeper {
     /// without quotas is not limited.
     pub fn reserve(&self, tenant: &str, tokens: u64) -> Result<Reservation, Exceeded> {
         let Some(q) = self.0.quotas.get(tenant) else {
-            return Ok(Reservation { keeper: None, tenant: String::new(), tokens: 0, used: 0, minute: 0, month: 0 });
+            return Ok(Reservation { keeper: None, tenant: String::new(), tokens: 0, used: 0, second: 0, month: 0 });
         };
         let now = (self.0.clock)();
-        let minute = now - now % 60;
         let month = month_start(now);
         let mut all = self.0.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let c = all.entry(tenant.to_string()).or_default();
-        if c.minute != minute {
-            c.minute = minute;
-            c.requests_this_minute = 0;
-            c.tokens_this_minute = 0;
-        }
+        c.slide(now);
+        let (requests_in_window, tokens_in_window) = c.in_window();
         if c.month != month {
             // The store's count, read once per month per process; from then on
             // this process adds its own reservations.
             c.month = month;
             c.tokens_this_month = self.0.usage.tokens_this_month(tenant, month);
         }
-        let to_minute = minute + 60 - now;
         if let Some(max) = q.concurrent_requests {
             if c.in_flight + 1 > max {
                 return Err(Exceeded {
@@ -204,24 +249,26 @@ impl QuotaKeeper {
             }
         }
         if let Some(max) = q.requests_per_minute {
-            if c.requests_this_minute + 1 > max {
+            if requests_in_window + 1 > max {
                 return Err(Exceeded {
                     limit: Limit::RequestsPerMinute,
-                    message: format!("tenant `{tenant}` reached its requests_per_minute limit of {max}"),
-                    retry_after: to_minute.max(1),
+                    message: format!(
+                        "tenant `{tenant}` reached its requests_per_minute limit of {max} (over the last 60 seconds)"
+                    ),
+                    retry_after: c.retry_after(now, |r, _| r < max),
                 });
             }
         }
         if let Some(max) = q.tokens_per_minute {
-            if c.tokens_this_minute.saturating_add(tokens) > max {
+            if tokens_in_window.saturating_add(tokens) > max {
                 return Err(Exceeded {
                     limit: Limit::TokensPerMinute,
                     message: format!(
                         "this request may use up to {tokens} tokens (prompt + max_tokens × n); tenant `{tenant}` has \
-                         {} of its tokens_per_minute limit of {max} left",
-                        max.saturating_sub(c.tokens_this_minute)
+                         {} of its tokens_per_minute limit of {max} left (over the last 60 seconds)",
+                        max.saturating_sub(tokens_in_window)
                     ),
-                    retry_after: to_minute.max(1),
+                    retry_after: c.retry_after(now, |_, t| t.saturating_add(tokens) <= max),
                 });
             }
         }
@@ -239,16 +286,20 @@ impl QuotaKeeper {
             }
         }
         c.in_flight += 1;
-        c.requests_this_minute += 1;
-        c.tokens_this_minute = c.tokens_this_minute.saturating_add(tokens);
+        c.admit(now, tokens);
         c.tokens_this_month = c.tokens_this_month.saturating_add(tokens);
-        Ok(Reservation { keeper: Some(self.clone()), tenant: tenant.to_string(), tokens, used: 0, minute, month })
+        Ok(Reservation { keeper: Some(self.clone()), tenant: tenant.to_string(), tokens, used: 0, second: now, month })
     }
 
-    /// `tenant`'s (requests in flight, tokens counted this minute, tokens counted this month).
+    /// `tenant`'s (requests in flight, tokens counted in the last 60 seconds, tokens counted
+    /// this month).
     pub fn snapshot(&self, tenant: &str) -> (u64, u64, u64) {
-        let all = self.0.counters.lock().unwrap_or_else(PoisonError::into_inner);
-        all.get(tenant).map_or((0, 0, 0), |c| (c.in_flight, c.tokens_this_minute, c.tokens_this_month))
+        let now = (self.0.clock)();
+        let mut all = self.0.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        all.get_mut(tenant).map_or((0, 0, 0), |c| {
+            c.slide(now);
+            (c.in_flight, c.in_window().1, c.tokens_this_month)
+        })
     }
 
     fn release(&self, r: &Reservation) {
@@ -256,9 +307,9 @@ impl QuotaKeeper {
         let mut all = self.0.counters.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(c) = all.get_mut(&r.tenant) else { return };
         c.in_flight = c.in_flight.saturating_sub(1);
-        // Refunds go to the windows that were charged, if they are still current.
-        if c.minute == r.minute {
-            c.tokens_this_minute = c.tokens_this_minute.saturating_sub(unused);
+        // Refunds go to the second and month that were charged, if they still count.
+        if let Some(s) = c.window.iter_mut().find(|s| s.second == r.second) {
+            s.tokens = s.tokens.saturating_sub(unused);
         }
         if c.month == r.month {
             c.tokens_this_month = c.tokens_this_month.saturating_sub(unused);
@@ -275,14 +326,15 @@ pub struct Reservation {
     tenant: String,
     tokens: u64,
     used: u64,
-    minute: u64,
+    /// The second it was admitted (its slot in the minute window).
+    second: u64,
     month: u64,
 }
 
 impl Reservation {
     /// A reservation that holds nothing (no tenant, or no quotas).
     pub fn none() -> Self {
-        Reservation { keeper: None, tenant: String::new(), tokens: 0, used: 0, minute: 0, month: 0 }
+        Reservation { keeper: None, tenant: String::new(), tokens: 0, used: 0, second: 0, month: 0 }
     }
 
     /// Counts `tokens` more as actually used (not refunded at the end).
@@ -420,18 +472,51 @@ mod tests {
     }
 
     #[test]
-    fn requests_per_minute_resets_with_the_minute() {
-        let clock = Arc::new(AtomicU64::new(1_700_000_020)); // 20 s before a minute ends
+    fn requests_per_minute_hold_over_every_sliding_minute() {
+        let t0 = 1_700_000_030; // the middle of a calendar minute
+        let clock = Arc::new(AtomicU64::new(t0));
         let k = keeper(quotas(Some(3), None, None, None), clock.clone());
-        for _ in 0..3 {
-            drop(k.reserve("t", 1).unwrap());
-        }
+        drop(k.reserve("t", 1).unwrap());
+        clock.store(t0 + 20, Ordering::SeqCst);
+        drop(k.reserve("t", 1).unwrap());
+        drop(k.reserve("t", 1).unwrap());
         let e = k.reserve("t", 1).unwrap_err();
         assert_eq!(e.limit, Limit::RequestsPerMinute);
-        assert_eq!(e.retry_after, 20);
+        // The first request leaves the window 60 s after it came: 40 s from now.
+        assert_eq!(e.retry_after, 40);
         assert!(e.message.contains("requests_per_minute limit of 3"), "{}", e.message);
-        clock.store(1_700_000_040, Ordering::SeqCst);
-        assert!(k.reserve("t", 1).is_ok());
+        // A new calendar minute (t0 + 30) frees nothing: the window slides.
+        clock.store(t0 + 35, Ordering::SeqCst);
+        assert_eq!(k.reserve("t", 1).unwrap_err().retry_after, 25);
+        clock.store(t0 + 60, Ordering::SeqCst);
+        assert!(k.reserve("t", 1).is_ok(), "the first request has left the window");
+        let e = k.reserve("t", 1).unwrap_err();
+        assert_eq!(e.retry_after, 20, "the next two leave at t0 + 80");
+        clock.store(t0 + 80, Ordering::SeqCst);
+        assert!(k.reserve("t", 1).is_ok() && k.reserve("t", 1).is_ok());
+    }
+
+    #[test]
+    fn tokens_per_minute_wait_for_enough_of_the_window_to_pass() {
+        let t0 = 1_700_000_000;
+        let clock = Arc::new(AtomicU64::new(t0));
+        let k = keeper(quotas(None, Some(100), None, None), clock.clone());
+        let mut a = k.reserve("t", 60).unwrap();
+        a.used(60);
+        drop(a);
+        clock.store(t0 + 10, Ordering::SeqCst);
+        let mut b = k.reserve("t", 30).unwrap();
+        b.used(30);
+        drop(b);
+        // 90 in the window: 50 more fit once the first 60 have left (t0 + 60).
+        let e = k.reserve("t", 50).unwrap_err();
+        assert_eq!((e.limit, e.retry_after), (Limit::TokensPerMinute, 50));
+        // A request larger than the limit never fits: a whole window.
+        assert_eq!(k.reserve("t", 500).unwrap_err().retry_after, 60);
+        assert_eq!(k.snapshot("t").1, 90);
+        clock.store(t0 + 60, Ordering::SeqCst);
+        assert_eq!(k.snapshot("t").1, 30);
+        assert!(k.reserve("t", 50).is_ok());
     }
 
     #[test]
