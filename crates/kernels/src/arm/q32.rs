@@ -150,9 +150,10 @@ unsafe fn block<F: Legacy>(w: &QMatrix, r: usize, b: usize) -> ((int8x16_t, int8
     (F::quants(p), f16_at(p), if F::MIN { f16_at(p.add(2)) } else { 0.0 })
 }
 
-/// One tile in ggml's order: rows `r0..r0+R` × tokens `t0..t0+C`.
+/// One tile: rows `r0..r0+R` × tokens `t0..t0+C`, in ggml's order, or with `REPACKED`
+/// (Q4_0) in the repacked one: per row and token one chain of whole-block sums.
 #[inline(always)]
-unsafe fn tile<F: Legacy, D: Dot, const R: usize, const C: usize>(
+unsafe fn tile<F: Legacy, D: Dot, const REPACKED: bool, const R: usize, const C: usize>(
     w: &QMatrix,
     a: &[F::Act],
     out: &Out,
@@ -162,7 +163,8 @@ unsafe fn tile<F: Legacy, D: Dot, const R: usize, const C: usize>(
     let nb = w.cols() / 32;
     let zero = vdupq_n_f32(0.0);
     let (mut lo, mut hi) = ([[zero; C]; R], [[zero; C]; R]);
-    let mut mins = [[0.0f32; C]; R];
+    // Q4_1's `m·s` chain in ggml's order; the only chain in the repacked one.
+    let mut chain = [[0.0f32; C]; R];
     for b in 0..nb {
         let blocks: [_; R] = std::array::from_fn(|i| block::<F>(w, r0 + i, b));
         each_token!(c in 0..C => {
@@ -171,19 +173,29 @@ unsafe fn tile<F: Legacy, D: Dot, const R: usize, const C: usize>(
             let dy = y.d();
             for i in 0..R {
                 let ((q0, q1), d, m) = blocks[i];
-                let s = d * dy;
-                lo[i][c] = vfmaq_n_f32(lo[i][c], vcvtq_f32_s32(D::dot(q0, y0)), s);
-                hi[i][c] = vfmaq_n_f32(hi[i][c], vcvtq_f32_s32(D::dot(q1, y1)), s);
-                if F::MIN {
-                    mins[i][c] = m.mul_add(y.s(), mins[i][c]);
+                let (p0, p1) = (D::dot(q0, y0), D::dot(q1, y1));
+                if REPACKED {
+                    let sum = vaddvq_s32(vaddq_s32(p0, p1));
+                    chain[i][c] = (sum as f32).mul_add(d * dy, chain[i][c]);
+                } else {
+                    let s = d * dy;
+                    lo[i][c] = vfmaq_n_f32(lo[i][c], vcvtq_f32_s32(p0), s);
+                    hi[i][c] = vfmaq_n_f32(hi[i][c], vcvtq_f32_s32(p1), s);
+                    if F::MIN {
+                        chain[i][c] = m.mul_add(y.s(), chain[i][c]);
+                    }
                 }
             }
         });
     }
     for i in 0..R {
         for c in 0..C {
-            let v = hsum8(lo[i][c], hi[i][c]);
-            out.set(t0 + c, r0 + i, if F::MIN { v + mins[i][c] } else { v });
+            let v = match (REPACKED, F::MIN) {
+                (true, _) => chain[i][c],
+                (false, true) => hsum8(lo[i][c], hi[i][c]) + chain[i][c],
+                (false, false) => hsum8(lo[i][c], hi[i][c]),
+            };
+            out.set(t0 + c, r0 + i, v);
         }
     }
 }
@@ -192,49 +204,18 @@ unsafe fn tile<F: Legacy, D: Dot, const R: usize, const C: usize>(
 #[inline(always)]
 unsafe fn ggml<F: Legacy, D: Dot>(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
     let a = F::Act::of(acts);
-    drive_tiles!(rows, out.n_tokens, 2, 4, tile[F, D](w, a, out));
-}
-
-/// One tile in the repacked order: per row and token one chain of whole-block sums.
-#[inline(always)]
-unsafe fn tile_repacked<F: Legacy, D: Dot, const R: usize, const C: usize>(
-    w: &QMatrix,
-    a: &[F::Act],
-    out: &Out,
-    r0: usize,
-    t0: usize,
-) {
-    let nb = w.cols() / 32;
-    let mut acc = [[0.0f32; C]; R];
-    for b in 0..nb {
-        let blocks: [_; R] = std::array::from_fn(|i| block::<F>(w, r0 + i, b));
-        each_token!(c in 0..C => {
-            let y = &a[(t0 + c) * nb + b];
-            let (y0, y1) = y.quants();
-            let dy = y.d();
-            for i in 0..R {
-                let ((q0, q1), d, _) = blocks[i];
-                let sum = vaddvq_s32(vaddq_s32(D::dot(q0, y0), D::dot(q1, y1)));
-                acc[i][c] = (sum as f32).mul_add(d * dy, acc[i][c]);
-            }
-        });
-    }
-    for i in 0..R {
-        for c in 0..C {
-            out.set(t0 + c, r0 + i, acc[i][c]);
-        }
-    }
+    drive_tiles!(rows, out.n_tokens, 2, 4, tile[F, D, false](w, a, out));
 }
 
 /// A kernel in the repacked order.
 #[inline(always)]
 unsafe fn repacked<F: Legacy, D: Dot>(w: &QMatrix<'_>, acts: &Acts<'_>, rows: Range<usize>, out: &Out) {
     let a = F::Act::of(acts);
-    drive_tiles!(rows, out.n_tokens, 2, 4, tile_repacked[F, D](w, a, out));
+    drive_tiles!(rows, out.n_tokens, 2, 4, tile[F, D, true](w, a, out));
 }
 
 /// One tile in the repacked order with `smmla`: 2 rows × 2 tokens per instruction,
-/// 4 instructions per block; other shapes (the edges) as [`tile_repacked`] does them.
+/// 4 instructions per block; other shapes (the edges) as [`tile`] does them.
 #[inline(always)]
 unsafe fn tile_repacked_mmla<F: Legacy, const R: usize, const C: usize>(
     w: &QMatrix,
@@ -244,7 +225,7 @@ unsafe fn tile_repacked_mmla<F: Legacy, const R: usize, const C: usize>(
     t0: usize,
 ) {
     if R != 2 || !C.is_multiple_of(2) {
-        return tile_repacked::<F, Sdot, R, C>(w, a, out, r0, t0);
+        return tile::<F, Sdot, true, R, C>(w, a, out, r0, t0);
     }
     let nb = w.cols() / 32;
     // Per pair of tokens, lanes [r0·t, r0·t+1, r1·t, r1·t+1].
