@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::store::Location;
+
 /// A configuration problem, with the 1-based line it was found on.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -53,8 +55,9 @@ impl ConfigError {
 pub struct Region {
     /// Region name, e.g. `cn`.
     pub name: String,
-    /// SQLite store for this region's conversations and usage.
-    pub store: PathBuf,
+    /// Where this region's conversations and usage are stored: a SQLite file, or a PostgreSQL
+    /// database shared by the region's replicas.
+    pub store: Location,
 }
 
 /// Default sampling of an edition (a request's own values win).
@@ -167,6 +170,7 @@ struct RawFile {
 struct RawRegion {
     name: Spanned<String>,
     store: Option<Spanned<String>>,
+    store_password_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -200,8 +204,10 @@ impl Config {
         let mut config = Config::parse(&text)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for region in &mut config.regions {
-            if region.store.is_relative() {
-                region.store = base.join(&region.store);
+            if let Location::Sqlite(path) = &mut region.store {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
             }
         }
         if config.keys.is_relative() {
@@ -232,13 +238,25 @@ impl Config {
                 Some(s) if s.get_ref().trim().is_empty() => {
                     return Err(invalid(s.span().start, format!("region `{name}`: empty store path")))
                 }
-                Some(s) => PathBuf::from(s.get_ref()),
-                None => PathBuf::from(format!("seed-{name}.sqlite")),
+                Some(s) => {
+                    let env = r.store_password_env.as_ref().map(|e| e.get_ref().as_str());
+                    Location::parse(s.get_ref(), env)
+                        .map_err(|m| invalid(s.span().start, format!("region `{name}`: store: {m}")))?
+                }
+                None => match &r.store_password_env {
+                    Some(e) => {
+                        return Err(invalid(
+                            e.span().start,
+                            format!("region `{name}`: `store_password_env` applies only to a postgres:// store"),
+                        ))
+                    }
+                    None => Location::Sqlite(PathBuf::from(format!("seed-{name}.sqlite"))),
+                },
             };
             if let Some(other) = regions.iter().find(|o: &&Region| o.store == store) {
                 return Err(invalid(
                     r.name.span().start,
-                    format!("region `{name}` shares its store {} with region `{}`", store.display(), other.name),
+                    format!("region `{name}` shares its store {} with region `{}`", store.describe(), other.name),
                 ));
             }
             regions.push(Region { name: name.clone(), store });

@@ -5,7 +5,9 @@
 pub mod config;
 pub mod keys;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{Config, ConfigError, Edition, Quotas, Region, Tenant};
 pub use keys::{KeyError, KeyInfo, KeyStore};
-pub use store::{Store, StoreError};
+pub use store::{Backend, Conversations, Location, Store, StoreError, Usage};

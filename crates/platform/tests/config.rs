@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use platform::{Config, ConfigError};
+use platform::{Config, ConfigError, Location};
 
 const BASE: &str = r#"
 [[region]]
@@ -48,8 +48,9 @@ fn shipped_example_loads() {
     let cici = config.edition("cici").expect("cici");
     assert_eq!(cici.model, "smollm2-135m-instruct");
     assert_eq!(cici.regions, ["global"]);
-    assert!(config.region("cn").expect("cn").store.ends_with("seed-cn.sqlite"));
-    assert!(config.region("cn").expect("cn").store.is_absolute() || path.is_relative());
+    let Location::Sqlite(cn) = &config.region("cn").expect("cn").store else { panic!("cn is a file") };
+    assert!(cn.ends_with("seed-cn.sqlite"));
+    assert!(cn.is_absolute() || path.is_relative());
     let acme = config.tenant("acme-cn").expect("tenant");
     assert!(config.may_use(acme, "doubao"));
     assert!(!config.may_use(acme, "cici"));
@@ -63,7 +64,7 @@ fn valid_tenant_parses_with_defaults() {
     let t = c.tenant("t").expect("t");
     assert_eq!(t.weight, 1);
     assert_eq!(t.quotas, Default::default());
-    assert_eq!(c.region("global").expect("g").store, Path::new("global.sqlite"));
+    assert_eq!(c.region("global").expect("g").store, Location::Sqlite("global.sqlite".into()));
 }
 
 #[test]
@@ -80,6 +81,23 @@ fn duplicate_edition() {
     let e = err(extra);
     assert!(e.to_string().contains("duplicate edition `cici`"), "{e}");
     assert_eq!(e.line(), BASE.matches('\n').count() + 3);
+}
+
+#[test]
+fn postgres_store_takes_its_password_from_the_environment() {
+    let c = Config::parse(&format!(
+        "{BASE}\n[[region]]\nname = \"eu\"\nstore = \"postgres://seed@db.eu/seed\"\nstore_password_env = \"EU_DB\"\n"
+    ))
+    .expect("valid");
+    let expected = Location::Postgres { url: "postgres://seed@db.eu/seed".into(), password_env: "EU_DB".into() };
+    assert_eq!(c.region("eu").expect("eu").store, expected);
+    let e = err("\n[[region]]\nname = \"eu\"\nstore = \"postgres://seed:secret@db.eu/seed\"\n");
+    assert!(e.to_string().contains("must not hold a password") && !e.to_string().contains("secret@"), "{e}");
+    assert_eq!(e.line(), BASE.matches('\n').count() + 4, "{e}");
+    let e = err("\n[[region]]\nname = \"eu\"\nstore_password_env = \"EU_DB\"\n");
+    assert!(e.to_string().contains("only to a postgres:// store"), "{e}");
+    let e = err("\n[[region]]\nname = \"eu\"\nstore = \"postgres://seed@db/seed?connect_timeout=soon\"\n");
+    assert!(e.to_string().contains("not a valid PostgreSQL URL"), "{e}");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 
 use std::sync::{Arc, Barrier};
 
-use platform::Store;
+use platform::store::sqlite::SqliteStore;
+use platform::Backend;
 
 #[test]
 fn concurrent_first_opens_of_one_file_all_succeed() {
@@ -17,7 +18,7 @@ fn concurrent_first_opens_of_one_file_all_succeed() {
                 let (path, barrier) = (path.clone(), Arc::clone(&barrier));
                 std::thread::spawn(move || {
                     barrier.wait();
-                    Store::open(&path).map(|s| s.schema_version())
+                    SqliteStore::open(&path).map(|s| s.schema_version())
                 })
             })
             .collect();
@@ -26,7 +27,7 @@ fn concurrent_first_opens_of_one_file_all_succeed() {
             .map(|t| t.join().expect("no panic").unwrap_or_else(|e| panic!("round {round}: {e}")).expect("version"))
             .collect();
         assert!(versions.iter().all(|&v| v == versions[0] && v > 0), "round {round}: {versions:?}");
-        let store = Store::open(&path).expect("reopen");
+        let store = SqliteStore::open(&path).expect("reopen");
         assert_eq!(store.integrity_check().expect("check"), "ok");
     }
 }

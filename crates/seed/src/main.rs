@@ -38,6 +38,8 @@ enum Command {
     Keys(cmd::keys::KeysArgs),
     /// Usage totals by tenant, day and edition, from the stores (`--config` or the data folder).
     Usage(cmd::usage::UsageArgs),
+    /// Bring the regions' stores up to this build's schema (SQLite files or PostgreSQL).
+    Migrate(cmd::migrate::MigrateArgs),
 }
 
 fn main() -> Result<()> {
@@ -57,5 +59,6 @@ fn main() -> Result<()> {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Usage(args) => cmd::usage::run(args),
+        Command::Migrate(args) => cmd::migrate::run(args),
     }
 }

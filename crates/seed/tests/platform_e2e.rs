@@ -116,7 +116,7 @@ fn both_editions_serve_their_own_tenants_from_one_process_and_data_stays_in_its_
     // Residency: each region's store holds its own tenant's usage, and nothing of the other's.
     drop(server);
     let rows = |store: &str| {
-        let s = platform::Store::open(&dir.path().join(store)).expect("store");
+        let s = platform::Store::open_file(&dir.path().join(store)).expect("store");
         s.usage_totals(None, "1970-01-01", "9999-12-31").expect("usage")
     };
     let (cn, global) = (rows("seed-cn.sqlite"), rows("seed-global.sqlite"));

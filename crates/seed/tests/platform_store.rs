@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use futures_util::StreamExt;
+use platform::store::sqlite::SqliteStore;
 use platform::Store;
 use serde_json::{json, Value};
 use server::{AppState, ServerConfig};
@@ -15,10 +16,15 @@ use serving::{assert_envelope, call, config, engine, model, sse_frames, streamed
 use tower::ServiceExt;
 
 fn local_state(dir: &std::path::Path, max_pages: Option<u64>) -> (AppState, Arc<Store>) {
-    let store = Arc::new(Store::open_limited(&dir.join("seed.sqlite"), max_pages).expect("store"));
+    let store = Arc::new(Store::new(SqliteStore::open_limited(&dir.join("seed.sqlite"), max_pages).expect("store")));
     let mut cfg = config();
     cfg.stores.local = Some(Arc::clone(&store));
     (AppState::ready(cfg, model(), engine(128, 64)), store)
+}
+
+/// `PRAGMA integrity_check` of the local store's file, through a second connection.
+fn integrity(dir: &std::path::Path) -> String {
+    SqliteStore::open(&dir.join("seed.sqlite")).expect("open").integrity_check().expect("check")
 }
 
 async fn json_call(state: &AppState, method: &str, path: &str, body: Value, key: Option<&str>) -> (u16, Value) {
@@ -32,7 +38,7 @@ async fn json_call(state: &AppState, method: &str, path: &str, body: Value, key:
 #[tokio::test]
 async fn conversations_keep_history_and_usage_is_metered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (state, store) = local_state(dir.path(), None);
+    let (state, _store) = local_state(dir.path(), None);
     let (s, conv) = json_call(&state, "POST", "/v1/conversations", json!({"model": "any"}), None).await;
     assert_eq!(s, 200, "{conv}");
     let id = conv["id"].as_str().expect("id").to_string();
@@ -87,7 +93,7 @@ async fn conversations_keep_history_and_usage_is_metered() {
     let completion = a1["usage"]["completion_tokens"].as_u64().expect("n") + usage_of(&frames);
     assert_eq!(usage["total"]["completion_tokens"], completion, "{usage}");
     assert_eq!(usage["data"][0]["edition"], "any");
-    assert_eq!(store.integrity_check().expect("check"), "ok");
+    assert_eq!(integrity(dir.path()), "ok");
 
     // Delete, then the id is unknown.
     let (s, del) = json_call(&state, "DELETE", &format!("/v1/conversations/{id}"), Value::Null, None).await;
@@ -111,6 +117,49 @@ async fn conversations_keep_history_and_usage_is_metered() {
     let body = json!({"model": "any", "conversation": 7, "messages": [{"role": "user", "content": "x"}]});
     let (s, e) = json_call(&state, "POST", "/v1/chat/completions", body, None).await;
     assert_eq!((s, e["error"]["param"].as_str()), (400, Some("conversation")), "{e}");
+}
+
+/// The same routes on a PostgreSQL store (a real server in a temporary folder): a
+/// conversation's turns and the usage are written there; once the database is gone, a request
+/// that needs it gets a plain 503 that names neither the database nor what it said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_store_serves_conversations_and_its_loss_is_a_plain_503() {
+    let server = platform::testing::PgServer::start().expect("a PostgreSQL server");
+    let url = server.create_database("seed").expect("database");
+    let store = Store::open(&platform::Location::parse(&url, None).expect("url")).expect("store");
+    let mut cfg = config();
+    cfg.stores.local = Some(Arc::new(store));
+    let state = AppState::ready(cfg, model(), engine(128, 64));
+
+    let (s, conv) = json_call(&state, "POST", "/v1/conversations", json!({"model": "any"}), None).await;
+    assert_eq!(s, 200, "{conv}");
+    let id = conv["id"].as_str().expect("id").to_string();
+    let body = json!({"model": "any", "conversation": id, "max_tokens": 3, "temperature": 0,
+        "messages": [{"role": "user", "content": "Hello there"}]});
+    let (s, a) = json_call(&state, "POST", "/v1/chat/completions", body, None).await;
+    assert_eq!(s, 200, "{a}");
+    let (s, got) = json_call(&state, "GET", &format!("/v1/conversations/{id}"), Value::Null, None).await;
+    assert_eq!((s, got["title"].as_str()), (200, Some("Hello there")), "{got}");
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(2), "{got}");
+    // The rows are in the database itself.
+    let rows = server.psql("seed", "SELECT count(*) FROM messages").expect("psql");
+    assert_eq!(rows, "2");
+    let completion = a["usage"]["completion_tokens"].as_u64().expect("completion tokens");
+    let used = server.psql("seed", "SELECT count(*) || ' ' || sum(completion_tokens) FROM usage").expect("psql");
+    assert_eq!(used, format!("1 {completion}"));
+
+    let socket = server.socket_dir().display().to_string();
+    drop(server);
+    for (method, path, body) in [
+        ("POST", "/v1/conversations".to_string(), json!({"model": "any"})),
+        ("GET", format!("/v1/conversations/{id}"), Value::Null),
+        ("GET", "/v1/usage".to_string(), Value::Null),
+    ] {
+        let (s, e) = json_call(&state, method, &path, body, None).await;
+        assert_eq!((s, e["error"]["code"].as_str()), (503, Some("storage_unavailable")), "{method} {path}: {e}");
+        let text = e.to_string();
+        assert!(!text.contains(&socket) && !text.contains("postgres") && !text.contains("seed@"), "{text}");
+    }
 }
 
 fn usage_of(frames: &[String]) -> u64 {
@@ -196,7 +245,7 @@ async fn a_full_store_answers_503_storage_full_writes_nothing_and_recovers() {
     let (s, v) = json_call(&state, "POST", "/v1/chat/completions", body, None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(store.get_conversation("local", &id).expect("get").1.len(), 2);
-    assert_eq!(store.integrity_check().expect("check"), "ok");
+    assert_eq!(integrity(dir.path()), "ok");
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use platform::Conversations;
 use serde_json::{json, Value};
 use serving::process::ServeProcess;
 
@@ -111,7 +112,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
     );
     assert!(enough(&acked), "too few writes to mean anything in {TIME_LIMIT:?} ({rounds} kills)");
 
-    let store = platform::Store::open(&dir.path().join("seed.sqlite")).expect("reopen");
+    let store = platform::store::sqlite::SqliteStore::open(&dir.path().join("seed.sqlite")).expect("reopen");
     assert_eq!(store.integrity_check().expect("integrity_check"), "ok");
     for (id, title) in &acked.conversations {
         let (conv, _) = store.get_conversation("local", id).unwrap_or_else(|e| panic!("lost conversation {id}: {e}"));

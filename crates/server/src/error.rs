@@ -70,6 +70,10 @@ pub enum ApiError {
     /// The conversation and usage store is full (503); nothing was written.
     #[error("the conversation and usage store is full; nothing was written; retry once space is freed")]
     StorageFull,
+    /// The store failed otherwise (503): the client is told only that; what the database said,
+    /// and which store, goes to the server's log.
+    #[error("the conversation and usage store is not available; retry shortly")]
+    StorageFailed,
     /// No such conversation for the caller — unknown and another tenant's alike (404).
     #[error("no conversation `{0}`")]
     NoConversation(String),
@@ -98,7 +102,9 @@ impl ApiError {
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Busy { .. } | ApiError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StorageFull | ApiError::StorageFailed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,7 +121,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => "authentication_error",
             ApiError::Forbidden(_) => "permission_error",
             ApiError::Busy { .. } | ApiError::Quota(_) => "rate_limit_error",
-            ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::StorageFull => "server_error",
+            ApiError::Unavailable(_) | ApiError::Internal(_) | ApiError::StorageFull | ApiError::StorageFailed => {
+                "server_error"
+            }
         }
     }
 
@@ -141,6 +149,7 @@ impl ApiError {
             ApiError::Unavailable(_) => Some("service_unavailable"),
             ApiError::Internal(_) => Some("internal_error"),
             ApiError::StorageFull => Some("storage_full"),
+            ApiError::StorageFailed => Some("storage_unavailable"),
             ApiError::NoConversation(_) => Some("conversation_not_found"),
         }
     }
@@ -187,7 +196,10 @@ impl ApiError {
         match e {
             platform::StoreError::Full => ApiError::StorageFull,
             platform::StoreError::NotFound => ApiError::NoConversation(id.to_string()),
-            platform::StoreError::Other { .. } => ApiError::Internal(format!("storage failed: {e}")),
+            platform::StoreError::Other { .. } => {
+                eprintln!("error: {e}");
+                ApiError::StorageFailed
+            }
         }
     }
 }

@@ -411,7 +411,7 @@ mod tests {
     fn the_month_so_far_comes_from_the_tenants_store() {
         let dir = std::env::temp_dir().join(format!("seed-quota-{}-{}", std::process::id(), crate::state::unix_now()));
         std::fs::create_dir_all(&dir).unwrap();
-        let store = Arc::new(platform::Store::open(&dir.join("r.sqlite")).unwrap());
+        let store = Arc::new(platform::Store::open_file(&dir.join("r.sqlite")).unwrap());
         let now = crate::state::unix_now();
         let record = |tenant: &str, created: u64, prompt: u64, completion: u64| platform::store::UsageRecord {
             tenant: tenant.into(),

@@ -1,20 +1,29 @@
-//! The per-region store of conversations and usage: one SQLite file in WAL mode with
-//! `synchronous=FULL`, so a write that returned has been committed to disk and survives a crash.
+//! A region's store of conversations and usage, behind one interface with two backends:
 //!
-//! Every write is one transaction: it happens whole or not at all. A full disk (`SQLITE_FULL`)
-//! is reported as [`StoreError::Full`]; the transaction is rolled back, and once space is free
-//! again the next write succeeds on the same connection.
+//! - [`sqlite`]: one file in WAL mode with `synchronous=FULL`, embedded — the default, which
+//!   needs no database server (a path as the region's `store`);
+//! - [`postgres`]: a PostgreSQL database shared by every replica of a region (a `postgres://`
+//!   URL as the region's `store`, the password from the environment).
+//!
+//! The interface is synchronous: callers on an async runtime run it on the blocking pool, as
+//! they would any file I/O. Each backend keeps its own numbered migrations and applies the
+//! missing ones when opened (PostgreSQL under an advisory lock, so replicas starting together
+//! apply each once); a schema newer than the build is refused.
+//!
+//! Every write is one transaction: it happens whole or not at all, and has been committed when
+//! the call returns. A full disk is [`StoreError::Full`]; anything else the database reports is
+//! [`StoreError::Other`], whose text names the store and is for the operator's log — never for a
+//! client.
 
 pub mod conversations;
+pub mod postgres;
+pub mod sqlite;
 pub mod usage;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior};
-
-pub use conversations::{Conversation, StoredMessage};
-pub use usage::{UsageRecord, UsageTotal};
+pub use conversations::{Conversation, Conversations, StoredMessage};
+pub use usage::{Usage, UsageRecord, UsageTotal};
 
 /// What a store operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -25,180 +34,100 @@ pub enum StoreError {
     /// No such conversation for this tenant.
     #[error("no such conversation")]
     NotFound,
-    /// Anything else SQLite reported.
-    #[error("store {path}: {message}")]
+    /// Anything else the database reported.
+    #[error("store {store}: {message}")]
     Other {
-        /// The store's file.
-        path: String,
-        /// What SQLite said.
+        /// Which store: a file's path, or a database's name and host (never a password).
+        store: String,
+        /// What the database said.
         message: String,
     },
 }
 
-/// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
-    // 1: conversations, their messages, usage records.
-    "CREATE TABLE conversations (
-        id TEXT PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        title TEXT,
-        model TEXT,
-        created INTEGER NOT NULL,
-        updated INTEGER NOT NULL
-    );
-    CREATE INDEX conversations_by_tenant ON conversations (tenant, updated);
-    CREATE TABLE messages (
-        conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
-        seq INTEGER NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
-        content TEXT NOT NULL,
-        created INTEGER NOT NULL,
-        PRIMARY KEY (conversation, seq)
-    );
-    CREATE TABLE usage (
-        id INTEGER PRIMARY KEY,
-        tenant TEXT NOT NULL,
-        key_id TEXT,
-        edition TEXT NOT NULL,
-        created INTEGER NOT NULL,
-        day TEXT NOT NULL,
-        prompt_tokens INTEGER NOT NULL,
-        cached_tokens INTEGER NOT NULL,
-        completion_tokens INTEGER NOT NULL,
-        finish_reason TEXT NOT NULL,
-        cost REAL NOT NULL
-    );
-    CREATE INDEX usage_by_tenant_day ON usage (tenant, day);",
-];
-
-/// One SQLite store (a region's, or the local one).
-pub struct Store {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+/// Where a region's store lives: the region's `store` value in `seed.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database.
+    Postgres {
+        /// `postgres://user@host[:port]/database[?options]`, without a password.
+        url: String,
+        /// The environment variable holding the password (`PGPASSWORD` unless the region
+        /// names another); unset means no password (peer or trust authentication).
+        password_env: String,
+    },
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+impl Location {
+    /// The location a region's `store` value names: a `postgres://` or `postgresql://` URL
+    /// (checked: it parses, and holds no password), or else a file path.
+    pub fn parse(value: &str, password_env: Option<&str>) -> Result<Location, String> {
+        if postgres::is_url(value) {
+            postgres::check_url(value)?;
+            let password_env = password_env.unwrap_or(postgres::DEFAULT_PASSWORD_ENV).to_string();
+            Ok(Location::Postgres { url: value.to_string(), password_env })
+        } else if password_env.is_some() {
+            Err("`store_password_env` applies only to a postgres:// store".into())
+        } else {
+            Ok(Location::Sqlite(PathBuf::from(value)))
+        }
+    }
+
+    /// How the location is named in messages (a URL never holds a password).
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres { url, .. } => url.clone(),
+        }
     }
 }
+
+/// Everything a region's store does; the two backends implement it, and one contract test
+/// suite (`tests/store_contract.rs`) holds both to it.
+pub trait Backend: Conversations + Usage + Send + Sync + std::fmt::Debug {
+    /// The schema version (migrations applied).
+    fn schema_version(&self) -> Result<i64, StoreError>;
+    /// The migrations this build knows.
+    fn latest_version(&self) -> i64;
+    /// The store's name in messages: a path, or a URL without its password.
+    fn describe(&self) -> String;
+}
+
+/// An open store: either backend, behind [`Backend`]; its methods come from the
+/// [`Conversations`] and [`Usage`] traits.
+#[derive(Debug)]
+pub struct Store(Box<dyn Backend>);
 
 impl Store {
-    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_limited(path, None)
-    }
-
-    /// As [`Store::open`], with SQLite's `max_page_count` set: past it writes fail exactly as on
-    /// a full disk (tests use this to make the disk "full" without root).
-    pub fn open_limited(path: &Path, max_pages: Option<u64>) -> Result<Store, StoreError> {
-        // Another process opening the same file at the same moment (switching it to WAL,
-        // applying the schema) can make SQLite answer "busy" without waiting for the busy
-        // timeout (it does so where waiting could deadlock); the open is then retried.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Store::open_once(path, max_pages) {
-                Err(StoreError::Other { message, .. })
-                    if message.contains(BUSY_MESSAGE) && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                result => return result,
+    /// Opens (creating a SQLite file if needed) the store at `location` and brings its schema up
+    /// to date.
+    pub fn open(location: &Location) -> Result<Store, StoreError> {
+        match location {
+            Location::Sqlite(path) => Ok(Store(Box::new(sqlite::SqliteStore::open(path)?))),
+            Location::Postgres { url, password_env } => {
+                let password = std::env::var(password_env).ok();
+                Ok(Store(Box::new(postgres::PgStore::open(url, password.as_deref())?)))
             }
         }
     }
 
-    fn open_once(path: &Path, max_pages: Option<u64>) -> Result<Store, StoreError> {
-        let err = |e: rusqlite::Error| other(path, e);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Other { path: path.display().to_string(), message: e.to_string() })?;
-        }
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Other {
-                path: path.display().to_string(),
-                message: format!("journal mode {mode}"),
-            });
-        }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(err)?;
-        let store = Store { path: path.to_path_buf(), conn: Mutex::new(conn) };
-        store.migrate()?;
-        if let Some(pages) = max_pages {
-            let c = store.conn();
-            let _: i64 = c.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get(0)).map_err(err)?;
-        }
-        Ok(store)
+    /// The SQLite store at `path`.
+    pub fn open_file(path: &std::path::Path) -> Result<Store, StoreError> {
+        Ok(Store(Box::new(sqlite::SqliteStore::open(path)?)))
     }
 
-    /// The store's file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a transaction half-applied (it rolls back
-        // on drop), so the connection stays usable.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn migrate(&self) -> Result<(), StoreError> {
-        let mut c = self.conn();
-        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-        let applied = usize::try_from(version).unwrap_or(usize::MAX);
-        if applied > MIGRATIONS.len() {
-            return Err(StoreError::Other {
-                path: self.path.display().to_string(),
-                message: format!("schema version {version} is newer than this build knows ({})", MIGRATIONS.len()),
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
-            // IMMEDIATE takes the write lock first, and the version is read again under
-            // it: another process opening the same fresh file at the same moment applies
-            // each migration once, and this one skips it.
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
-            let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
-            if usize::try_from(now).unwrap_or(usize::MAX) > i {
-                continue; // applied meanwhile; the transaction rolls back on drop
-            }
-            tx.execute_batch(sql).map_err(|e| self.err(e))?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1)).map_err(|e| self.err(e))?;
-            tx.commit().map_err(|e| self.err(e))?;
-        }
-        Ok(())
-    }
-
-    /// The schema version (migrations applied).
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn().query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
-    }
-
-    /// `PRAGMA integrity_check`: `"ok"` for a sound file.
-    pub fn integrity_check(&self) -> Result<String, StoreError> {
-        let c = self.conn();
-        let mut st = c.prepare("PRAGMA integrity_check").map_err(|e| self.err(e))?;
-        let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(|e| self.err(e))?;
-        let lines: Result<Vec<String>, _> = rows.collect();
-        Ok(lines.map_err(|e| self.err(e))?.join("\n"))
-    }
-
-    fn err(&self, e: rusqlite::Error) -> StoreError {
-        other(&self.path, e)
+    /// Wraps an opened backend.
+    pub fn new(backend: impl Backend + 'static) -> Store {
+        Store(Box::new(backend))
     }
 }
 
-/// SQLite's text for `SQLITE_BUSY` (`sqlite3_errstr`).
-const BUSY_MESSAGE: &str = "database is locked";
-
-fn other(path: &Path, e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
-        if f.code == ErrorCode::DiskFull {
-            return StoreError::Full;
-        }
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        &*self.0
     }
-    StoreError::Other { path: path.display().to_string(), message: e.to_string() }
 }
 
 /// The UTC calendar day (`YYYY-MM-DD`) of a Unix time.
@@ -235,6 +164,16 @@ pub fn parse_day(s: &str) -> Option<String> {
     (y >= 1970 && (1..=days).contains(&d)).then(|| s.to_string())
 }
 
+/// Unix seconds as the databases' signed 64-bit integers (saturating).
+fn stamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A database's signed count or time as unsigned (negative reads as 0).
+fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,22 +190,18 @@ mod tests {
     }
 
     #[test]
-    fn opens_in_wal_with_full_sync_and_migrates_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("s.sqlite");
-        let s = Store::open(&path).expect("open");
-        assert_eq!(s.schema_version().expect("version"), MIGRATIONS.len() as i64);
-        {
-            let c = s.conn();
-            let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("mode");
-            assert_eq!(mode, "wal");
-            let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).expect("sync");
-            assert_eq!(sync, 2, "synchronous=FULL");
-        }
-        drop(s);
-        // Reopening applies nothing twice.
-        let s = Store::open(&path).expect("reopen");
-        assert_eq!(s.schema_version().expect("version"), MIGRATIONS.len() as i64);
-        assert_eq!(s.integrity_check().expect("check"), "ok");
+    fn locations() {
+        assert_eq!(Location::parse("data/cn.sqlite", None), Ok(Location::Sqlite("data/cn.sqlite".into())));
+        assert_eq!(
+            Location::parse("postgres://seed@db.cn.internal/seed", None),
+            Ok(Location::Postgres {
+                url: "postgres://seed@db.cn.internal/seed".into(),
+                password_env: "PGPASSWORD".into()
+            })
+        );
+        let e = Location::parse("postgresql://seed:hunter2@db/seed", None).expect_err("password in the file");
+        assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
+        assert!(Location::parse("postgres://seed@db/seed?sslmode=bogus", None).is_err());
+        assert!(Location::parse("x.sqlite", Some("CN_PW")).expect_err("env for a file").contains("store_password_env"));
     }
 }

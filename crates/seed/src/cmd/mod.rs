@@ -4,6 +4,7 @@ pub mod bench;
 pub mod common;
 pub mod generate;
 pub mod keys;
+pub mod migrate;
 pub mod models;
 pub mod perplexity;
 pub mod run;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use platform::store::sqlite::SqliteStore;
 use platform::store::{day_of, parse_day};
-use platform::{Config, Store};
+use platform::{Config, Location, Store};
 use server::config::Stores;
 
 /// Arguments of `seed usage`.
@@ -45,17 +46,26 @@ pub fn open_stores(config: Option<&Config>, data_dir: Option<&Path>, max_pages: 
     let mut stores = Stores::default();
     if let Some(c) = config {
         for r in &c.regions {
-            let s = Store::open_limited(&r.store, max_pages)
+            let s = open_limited(&r.store, max_pages)
                 .with_context(|| format!("opening the store of region `{}`", r.name))?;
             stores.regions.insert(r.name.clone(), Arc::new(s));
         }
     }
     if config.is_none_or(|c| c.tenants.is_empty()) {
         let path = local_store_path(data_dir)?;
-        let s = Store::open_limited(&path, max_pages).with_context(|| format!("opening {}", path.display()))?;
+        let s = open_limited(&Location::Sqlite(path.clone()), max_pages)
+            .with_context(|| format!("opening {}", path.display()))?;
         stores.local = Some(Arc::new(s));
     }
     Ok(stores)
+}
+
+/// Opens a store; a SQLite file with at most `max_pages` pages when that is given.
+fn open_limited(location: &Location, max_pages: Option<u64>) -> Result<Store, platform::StoreError> {
+    match location {
+        Location::Sqlite(path) => Ok(Store::new(SqliteStore::open_limited(path, max_pages)?)),
+        other => Store::open(other),
+    }
 }
 
 /// Runs `seed usage`.

@@ -91,7 +91,9 @@ pub fn tally<T>(state: &AppState, result: Result<T, ApiError>) -> Result<T, ApiE
         match e {
             ApiError::Busy { .. } => {} // counted where the engine refused
             ApiError::Quota(_) => count(&c.rejected_quota),
-            ApiError::Unavailable(_) | ApiError::StorageFull => count(&c.rejected_unavailable),
+            ApiError::Unavailable(_) | ApiError::StorageFull | ApiError::StorageFailed => {
+                count(&c.rejected_unavailable)
+            }
             ApiError::Internal(_) => {}
             _ => count(&c.rejected_invalid),
         }

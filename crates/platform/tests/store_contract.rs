@@ -1,0 +1,264 @@
+//! The store contract: every case runs against both backends — a SQLite file, and a database
+//! on a real PostgreSQL server this test starts (initdb into a temporary folder, Unix socket
+//! only). A case gets a function that opens another handle on the same store, as a second
+//! process (a replica) would.
+
+use std::sync::{Arc, Barrier};
+
+use platform::store::{Location, StoreError, UsageRecord};
+use platform::testing::PgServer;
+use platform::Store;
+
+type Open<'a> = &'a (dyn Fn() -> Store + Sync);
+
+/// A contract case: its name, and the check.
+type Case = (&'static str, fn(Open<'_>));
+
+const CASES: &[Case] = &[
+    ("tenants see only their own", tenants_see_only_their_own),
+    ("messages append in order; the title comes from the first user message", messages_append_in_order),
+    ("a batch with a bad role is refused whole", bad_batch_is_refused_whole),
+    ("usage totals by tenant, day and edition", usage_totals),
+    ("the schema is applied once", schema_applied_once),
+    ("appends from several handles at once all land, in one order", concurrent_appends),
+    ("usage from several handles at once is counted exactly", concurrent_usage),
+];
+
+fn run_all(backend: &str, open: Open<'_>, fresh: &mut dyn FnMut() -> Box<dyn Fn() -> Store + Sync>) {
+    open().schema_version().expect("the first store opens");
+    for (name, case) in CASES {
+        eprintln!("{backend}: {name}");
+        let open = fresh();
+        case(&*open);
+    }
+}
+
+#[test]
+fn sqlite_backend_keeps_the_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut n = 0;
+    let mut fresh = || -> Box<dyn Fn() -> Store + Sync> {
+        n += 1;
+        let location = Location::Sqlite(dir.path().join(format!("s{n}.sqlite")));
+        Box::new(move || Store::open(&location).expect("open"))
+    };
+    let first = fresh();
+    run_all("sqlite", &*first, &mut fresh);
+}
+
+#[test]
+fn postgres_backend_keeps_the_contract() {
+    let server = PgServer::start().expect("a PostgreSQL server");
+    let mut n = 0;
+    let mut fresh = || -> Box<dyn Fn() -> Store + Sync> {
+        n += 1;
+        let url = server.create_database(&format!("contract{n}")).expect("create database");
+        let location = Location::parse(&url, None).expect("location");
+        Box::new(move || Store::open(&location).expect("open"))
+    };
+    let first = fresh();
+    run_all("postgres", &*first, &mut fresh);
+}
+
+/// PostgreSQL-only behaviour: replicas opening a fresh database together, a schema from a
+/// newer build, errors that never carry a password, and a server that is gone.
+#[test]
+fn postgres_opens_migrations_and_errors() {
+    let server = PgServer::start().expect("a PostgreSQL server");
+    let url = server.create_database("fresh").expect("create database");
+
+    // Eight replicas start at once on an empty database: each opens, the schema is applied once.
+    let barrier = Arc::new(Barrier::new(8));
+    let openers: Vec<_> = (0..8)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                Store::open(&Location::parse(&url, None).expect("location")).map(|s| s.schema_version())
+            })
+        })
+        .collect();
+    for t in openers {
+        let version = t.join().expect("no panic").expect("open").expect("version");
+        assert!(version >= 1);
+    }
+    let applied = server.psql("fresh", "SELECT string_agg(version::text, ',' ORDER BY version) FROM seed_schema");
+    let store = Store::open(&Location::parse(&url, None).expect("location")).expect("open");
+    let expected: Vec<String> = (1..=store.latest_version()).map(|v| v.to_string()).collect();
+    assert_eq!(applied.expect("psql"), expected.join(","));
+
+    // A schema newer than this build is refused, naming both versions.
+    server.psql("fresh", "INSERT INTO seed_schema VALUES (999)").expect("psql");
+    let err = Store::open(&Location::parse(&url, None).expect("location")).expect_err("newer schema");
+    assert!(err.to_string().contains("999"), "{err}");
+
+    // A failed connection names the database but never the password.
+    let missing = server.url("no_such_database");
+    let err = platform::store::postgres::PgStore::open(&missing, Some("hunter2")).expect_err("no database");
+    let text = err.to_string();
+    assert!(text.contains("no_such_database") && !text.contains("hunter2"), "{text}");
+
+    // The server stops under an open store: calls fail with an error, never hang or panic.
+    drop(server);
+    let started = std::time::Instant::now();
+    let err = store.list_conversations("t").expect_err("the server is gone");
+    assert!(matches!(err, StoreError::Other { .. }), "{err:?}");
+    assert!(started.elapsed() < platform::store::postgres::CALL, "{:?}", started.elapsed());
+}
+
+fn pair(role: &str, content: &str) -> (String, String) {
+    (role.to_string(), content.to_string())
+}
+
+fn tenants_see_only_their_own(open: Open<'_>) {
+    let s = open();
+    let a = s.create_conversation("a", None, Some("cici"), 100).expect("create");
+    let b = s.create_conversation("b", Some("B's"), None, 101).expect("create");
+    assert!(a.id.starts_with("conv_") && a.id != b.id);
+    assert_eq!(s.list_conversations("a").expect("list"), vec![a.clone()]);
+    assert!(matches!(s.get_conversation("a", &b.id), Err(StoreError::NotFound)));
+    assert!(matches!(s.append_messages("a", &b.id, &[pair("user", "x")], 102), Err(StoreError::NotFound)));
+    assert!(matches!(s.delete_conversation("a", &b.id), Err(StoreError::NotFound)));
+    assert!(matches!(s.get_conversation("a", "conv_missing"), Err(StoreError::NotFound)));
+    let (conv, messages) = s.get_conversation("b", &b.id).expect("b still there");
+    assert_eq!((conv, messages), (b, vec![]));
+}
+
+fn messages_append_in_order(open: Open<'_>) {
+    let s = open();
+    let first = s.create_conversation("t", None, None, 10).expect("create");
+    let c = s.create_conversation("t", None, None, 11).expect("create");
+    let long = "é".repeat(70);
+    s.append_messages("t", &c.id, &[pair("system", "be brief"), pair("user", &long), pair("assistant", "ok")], 20)
+        .expect("append");
+    s.append_messages("t", &c.id, &[pair("user", "again"), pair("assistant", "")], 30).expect("append");
+    // Another handle (another replica) reads what this one wrote.
+    let (conv, msgs) = open().get_conversation("t", &c.id).expect("get");
+    assert_eq!(conv.title, Some("é".repeat(60)));
+    assert_eq!((conv.created, conv.updated), (11, 30));
+    let roles: Vec<&str> = msgs.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user", "assistant"]);
+    assert_eq!((msgs[3].content.as_str(), msgs[3].created, msgs[4].content.as_str()), ("again", 30, ""));
+    // Most recently updated first; of two updated in the same second, the newer first.
+    let ids: Vec<String> = s.list_conversations("t").expect("list").into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, [c.id.clone(), first.id.clone()]);
+    let same = s.create_conversation("t", None, None, 30).expect("create");
+    let ids: Vec<String> = s.list_conversations("t").expect("list").into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, [same.id, c.id.clone(), first.id]);
+    s.delete_conversation("t", &c.id).expect("delete");
+    assert!(matches!(s.get_conversation("t", &c.id), Err(StoreError::NotFound)));
+    assert!(matches!(s.delete_conversation("t", &c.id), Err(StoreError::NotFound)));
+}
+
+fn bad_batch_is_refused_whole(open: Open<'_>) {
+    let s = open();
+    let d = s.create_conversation("t", None, None, 40).expect("create");
+    let err = s.append_messages("t", &d.id, &[pair("user", "a"), pair("robot", "b")], 41).expect_err("bad role");
+    assert!(matches!(err, StoreError::Other { .. }), "{err:?}");
+    let (conv, messages) = s.get_conversation("t", &d.id).expect("get");
+    assert!(messages.is_empty(), "{messages:?}");
+    assert_eq!((conv.title, conv.updated), (None, 40));
+    // The handle still works after the failed transaction.
+    s.append_messages("t", &d.id, &[pair("user", "a")], 42).expect("append");
+    assert_eq!(s.get_conversation("t", &d.id).expect("get").1.len(), 1);
+}
+
+fn record(tenant: &str, edition: &str, created: u64, p: u64, c: u64, o: u64, finish: &str) -> UsageRecord {
+    let prices = platform::config::Prices { input: 2.0, cached: 0.5, output: 8.0 };
+    UsageRecord {
+        tenant: tenant.into(),
+        key_id: Some("key_0001".into()),
+        edition: edition.into(),
+        created,
+        prompt_tokens: p,
+        cached_tokens: c,
+        completion_tokens: o,
+        finish_reason: finish.into(),
+        cost: platform::store::usage::cost(&prices, p, c, o),
+    }
+}
+
+fn usage_totals(open: Open<'_>) {
+    let s = open();
+    let day1 = 1_767_225_600; // 2026-01-01
+    let day2 = day1 + 86_400;
+    s.record_usage(&record("a", "cici", day1 + 5, 100, 40, 10, "stop")).expect("rec");
+    s.record_usage(&record("a", "cici", day1 + 9, 50, 0, 3, "cancelled")).expect("rec");
+    s.record_usage(&record("a", "doubao", day2, 7, 0, 1, "length")).expect("rec");
+    s.record_usage(&record("b", "cici", day1, 999, 0, 999, "stop")).expect("rec");
+    s.record_usage(&record("B", "cici", day1, 1, 0, 1, "stop")).expect("rec");
+    let t = open().usage_totals(Some("a"), "2026-01-01", "2026-01-01").expect("totals");
+    assert_eq!(t.len(), 1);
+    let r = &t[0];
+    assert_eq!((r.day.as_str(), r.edition.as_str(), r.requests), ("2026-01-01", "cici", 2));
+    assert_eq!((r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.cancelled), (150, 40, 13, 1));
+    assert!((r.cost - (110.0 * 2.0 + 40.0 * 0.5 + 13.0 * 8.0) / 1e6).abs() < 1e-12);
+    let all = s.usage_totals(None, "2026-01-01", "2026-01-02").expect("totals");
+    // Byte order of tenants, as SQLite sorts: "B" before "a" before "b".
+    let keys: Vec<(&str, &str, &str)> =
+        all.iter().map(|r| (r.tenant.as_str(), r.day.as_str(), r.edition.as_str())).collect();
+    assert_eq!(
+        keys,
+        [
+            ("B", "2026-01-01", "cici"),
+            ("a", "2026-01-01", "cici"),
+            ("a", "2026-01-02", "doubao"),
+            ("b", "2026-01-01", "cici")
+        ]
+    );
+    assert_eq!(s.usage_totals(Some("a"), "2026-01-03", "2026-12-31").expect("totals"), vec![]);
+}
+
+fn schema_applied_once(open: Open<'_>) {
+    let s = open();
+    assert_eq!(s.schema_version().expect("version"), s.latest_version());
+    let c = s.create_conversation("t", None, None, 1).expect("create");
+    drop(s);
+    let s = open();
+    assert_eq!(s.schema_version().expect("version"), s.latest_version());
+    assert_eq!(s.list_conversations("t").expect("list"), vec![c]);
+}
+
+fn concurrent_appends(open: Open<'_>) {
+    let conv = open().create_conversation("t", None, None, 1).expect("create");
+    let handles: Vec<Store> = (0..4).map(|_| open()).collect();
+    std::thread::scope(|scope| {
+        for (h, store) in handles.iter().enumerate() {
+            let id = conv.id.clone();
+            scope.spawn(move || {
+                for i in 0..10 {
+                    let turn = [pair("user", &format!("{h}.{i}")), pair("assistant", &format!("{h}.{i}"))];
+                    store.append_messages("t", &id, &turn, 2).expect("append");
+                }
+            });
+        }
+    });
+    let (_, messages) = open().get_conversation("t", &conv.id).expect("get");
+    assert_eq!(messages.len(), 80);
+    // Each turn's two messages are adjacent: appends never interleave.
+    for turn in messages.chunks(2) {
+        assert_eq!((turn[0].role.as_str(), turn[1].role.as_str()), ("user", "assistant"));
+        assert_eq!(turn[0].content, turn[1].content);
+    }
+    let mut seen: Vec<&str> = messages.iter().step_by(2).map(|m| m.content.as_str()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 40);
+}
+
+fn concurrent_usage(open: Open<'_>) {
+    let day = 1_767_225_600;
+    let handles: Vec<Store> = (0..4).map(|_| open()).collect();
+    std::thread::scope(|scope| {
+        for (h, store) in handles.iter().enumerate() {
+            scope.spawn(move || {
+                for i in 0..25u64 {
+                    store.record_usage(&record("t", "cici", day + i, h as u64 + 1, 0, i, "stop")).expect("rec");
+                }
+            });
+        }
+    });
+    let t = open().usage_totals(Some("t"), "2026-01-01", "2026-01-01").expect("totals");
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].requests, t[0].prompt_tokens, t[0].completion_tokens), (100, 250, 4 * 300));
+}
