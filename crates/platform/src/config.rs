@@ -149,8 +149,6 @@ pub struct Config {
     pub editions: Vec<Edition>,
     /// Tenants, in file order.
     pub tenants: Vec<Tenant>,
-    /// The API key store (`keys = "…"` at the top of the file; default `seed-keys.json`).
-    pub keys: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -210,9 +208,6 @@ impl Config {
                 }
             }
         }
-        if config.keys.is_relative() {
-            config.keys = base.join(&config.keys);
-        }
         Ok(config)
     }
 
@@ -224,6 +219,15 @@ impl Config {
             line: e.span().map_or(0, |s| line_of(s.start)),
             message: e.message().to_owned(),
         })?;
+
+        if let Some(k) = &raw.keys {
+            return Err(invalid(
+                k.span().start,
+                "`keys` is no longer used: API keys are kept in each region's store \
+                 (`seed keys create --tenant ID` adds one there)"
+                    .into(),
+            ));
+        }
 
         let mut regions = Vec::new();
         let mut names = HashSet::new();
@@ -378,14 +382,7 @@ impl Config {
                 weight,
             });
         }
-        let keys = match &raw.keys {
-            Some(k) if k.get_ref().trim().is_empty() => {
-                return Err(invalid(k.span().start, "empty `keys` path".into()))
-            }
-            Some(k) => PathBuf::from(k.get_ref()),
-            None => PathBuf::from("seed-keys.json"),
-        };
-        Ok(Config { regions, editions, tenants, keys })
+        Ok(Config { regions, editions, tenants })
     }
 
     /// The edition named `name`.

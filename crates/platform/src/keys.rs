@@ -1,44 +1,33 @@
-//! API keys: `seed keys create | list | revoke`.
+//! API keys: `seed keys create | list | revoke`, and who a request's key belongs to.
 //!
 //! A key is `sk-seed-` followed by 64 hex digits of randomness; it is shown once, at creation.
-//! Only its SHA-256 is stored (a JSON file written atomically: temp file, fsync, rename). A lookup
-//! hashes the presented secret and compares it with every stored hash in constant time, without
-//! stopping at a match, so timing says nothing about which key (if any) came close.
+//! Only its SHA-256 is stored, in the tenant's region's store ([`crate::store::Keys`]), so every
+//! replica of the region sees the same keys. A lookup hashes the presented secret and finds the
+//! row by that hash (an index probe): what the timing of a probe could tell is about hashes,
+//! which an attacker can neither choose for a secret nor invert.
+//!
+//! A server remembers each answer for [`CACHE_TTL`], so a busy key costs one query per TTL per
+//! replica and a revocation is honoured by every replica at most that long after it committed.
 
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::store::{Store, StoreError};
+
 /// The prefix of every secret.
 pub const PREFIX: &str = "sk-seed-";
 
-/// A key-store problem.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The store could not be read or written.
-    #[error("key store {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The store's contents are not a key list.
-    #[error("key store {path} is not valid: {message}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// No key has this id.
-    #[error("no key with id `{0}`")]
-    UnknownId(String),
-}
+/// How long a replica trusts a lookup: the longest a revocation (or a new key) takes to reach
+/// it.
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Cached lookups kept at most (beyond it, expired ones go, then all).
+const CACHE_ENTRIES: usize = 10_000;
 
 /// A stored key (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,18 +44,6 @@ pub struct KeyInfo {
     pub revoked: Option<u64>,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct File {
-    keys: Vec<KeyInfo>,
-}
-
-/// The key store: a JSON file, re-read when it changes on disk (so a revocation by
-/// `seed keys revoke` reaches a running server).
-pub struct KeyStore {
-    path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, Vec<KeyInfo>)>,
-}
-
 fn now() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -75,118 +52,131 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Compares two byte strings in time independent of their contents.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The SHA-256 (hex) a secret is stored and looked up as.
+pub fn digest(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Whether `secret` has the shape of a key (prefix and 64 lower-case hex digits); anything else
+/// is refused without a lookup.
+pub fn well_formed(secret: &str) -> bool {
+    secret
+        .strip_prefix(PREFIX)
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+}
+
+/// Creates a key for `tenant` in `store` (its region's); returns its record and the secret
+/// (shown once, never stored).
+pub fn create(store: &Store, tenant: &str) -> Result<(KeyInfo, String), StoreError> {
+    let mut rng = rand::thread_rng();
+    loop {
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        let secret = format!("{PREFIX}{}", hex(&secret));
+        let info = KeyInfo {
+            id: format!("key_{:08x}", rng.next_u32()),
+            tenant: tenant.to_owned(),
+            sha256: digest(&secret),
+            created: now(),
+            revoked: None,
+        };
+        // A taken id (one in 2^32 per key) draws again.
+        if store.add_key(&info)? {
+            return Ok((info, secret));
+        }
+    }
+}
+
+/// Revokes key `id` in whichever of `stores` holds it; `None` when none does.
+pub fn revoke(stores: &[Arc<Store>], id: &str) -> Result<Option<KeyInfo>, StoreError> {
+    let at = now();
+    for store in stores {
+        if let Some(k) = store.revoke_key(id, at)? {
+            return Ok(Some(k));
+        }
+    }
+    Ok(None)
+}
+
+/// Who a presented key belongs to, over the stores of the regions a server serves.
+pub struct KeyStore {
+    stores: Vec<Arc<Store>>,
+    ttl: Duration,
+    /// Secret's hash → the live key it authenticates (or none), and when that was read.
+    cache: Mutex<HashMap<String, (Option<KeyInfo>, Instant)>>,
 }
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("KeyStore").field("stores", &self.stores).field("ttl", &self.ttl).finish_non_exhaustive()
     }
 }
 
 impl KeyStore {
-    /// A store at `path` (the file need not exist yet).
-    pub fn open(path: impl Into<PathBuf>) -> KeyStore {
-        KeyStore { path: path.into(), cache: Mutex::new((None, Vec::new())) }
+    /// Keys found in any of `stores` (a server's regions), each lookup trusted for
+    /// [`CACHE_TTL`].
+    pub fn new(stores: Vec<Arc<Store>>) -> KeyStore {
+        KeyStore::with_ttl(stores, CACHE_TTL)
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// As [`KeyStore::new`], trusting a lookup for `ttl` (zero: never cached).
+    pub fn with_ttl(stores: Vec<Arc<Store>>, ttl: Duration) -> KeyStore {
+        KeyStore { stores, ttl, cache: Mutex::new(HashMap::new()) }
     }
 
-    fn read(&self) -> Result<Vec<KeyInfo>, KeyError> {
-        match std::fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice::<File>(&bytes)
-                .map(|f| f.keys)
-                .map_err(|e| KeyError::Corrupt { path: self.path.clone(), message: e.to_string() }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(source) => Err(KeyError::Io { path: self.path.clone(), source }),
+    /// The answer [`KeyStore::authenticate`] would give from memory alone, if it has one: a
+    /// malformed secret, or one looked up less than the TTL ago. Never touches a store.
+    pub fn cached(&self, secret: &str) -> Option<Option<KeyInfo>> {
+        if !well_formed(secret) {
+            return Some(None);
         }
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (key, at) = cache.get(&digest(secret))?;
+        (at.elapsed() < self.ttl).then(|| key.clone())
     }
 
-    fn write(&self, keys: Vec<KeyInfo>) -> Result<(), KeyError> {
-        let io = |source| KeyError::Io { path: self.path.clone(), source };
-        let json = serde_json::to_vec_pretty(&File { keys })
-            .map_err(|e| KeyError::Corrupt { path: self.path.clone(), message: e.to_string() })?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&json).map_err(io)?;
-            f.sync_all().map_err(io)?;
+    /// The live key `secret` authenticates, if any: malformed, unknown and revoked secrets all
+    /// answer `None`. Reads the stores unless a fresh answer is cached; a store that fails is
+    /// an error (never taken for "no such key").
+    pub fn authenticate(&self, secret: &str) -> Result<Option<KeyInfo>, StoreError> {
+        if let Some(answer) = self.cached(secret) {
+            return Ok(answer);
         }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Make the rename itself durable; not every platform can open a directory.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
-    }
-
-    /// Creates a key for `tenant`; returns its record and the secret (shown once, never stored).
-    pub fn create(&self, tenant: &str) -> Result<(KeyInfo, String), KeyError> {
-        let mut keys = self.read()?;
-        let mut rng = rand::thread_rng();
-        let mut secret = [0u8; 32];
-        rng.fill_bytes(&mut secret);
-        let secret = format!("{PREFIX}{}", hex(&secret));
-        let id = loop {
-            let id = format!("key_{:08x}", rng.next_u32());
-            if !keys.iter().any(|k| k.id == id) {
-                break id;
-            }
-        };
-        let info = KeyInfo {
-            id,
-            tenant: tenant.to_owned(),
-            sha256: hex(&Sha256::digest(secret.as_bytes())),
-            created: now(),
-            revoked: None,
-        };
-        keys.push(info.clone());
-        self.write(keys)?;
-        Ok((info, secret))
-    }
-
-    /// Every key, revoked ones included.
-    pub fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
-        self.read()
-    }
-
-    /// Revokes key `id` (revoking twice is not an error).
-    pub fn revoke(&self, id: &str) -> Result<KeyInfo, KeyError> {
-        let mut keys = self.read()?;
-        let key = keys.iter_mut().find(|k| k.id == id).ok_or_else(|| KeyError::UnknownId(id.to_owned()))?;
-        key.revoked.get_or_insert_with(now);
-        let info = key.clone();
-        self.write(keys)?;
-        Ok(info)
-    }
-
-    /// The live key `secret` authenticates, if any. Malformed, unknown and revoked secrets all
-    /// answer `None`; a store that cannot be read answers `None` too (fail closed) after
-    /// keeping the last good copy for the next look.
-    pub fn authenticate(&self, secret: &str) -> Option<KeyInfo> {
-        let digest = hex(&Sha256::digest(secret.as_bytes()));
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
-        if modified.is_none() || modified != cache.0 {
-            match self.read() {
-                Ok(keys) => *cache = (modified, keys),
-                Err(_) => return None,
-            }
-        }
+        let hash = digest(secret);
         let mut found = None;
-        for key in &cache.1 {
-            if constant_time_eq(key.sha256.as_bytes(), digest.as_bytes()) && key.revoked.is_none() {
-                found = Some(key.clone());
+        for store in &self.stores {
+            if let Some(k) = store.key_by_hash(&hash)? {
+                found = Some(k).filter(|k| k.revoked.is_none());
+                break;
             }
         }
-        found
+        if !self.ttl.is_zero() {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CACHE_ENTRIES {
+                let ttl = self.ttl;
+                cache.retain(|_, (_, at)| at.elapsed() < ttl);
+                if cache.len() >= CACHE_ENTRIES {
+                    cache.clear();
+                }
+            }
+            cache.insert(hash, (found.clone(), Instant::now()));
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_of_a_secret() {
+        let good = format!("{PREFIX}{}", "0123456789abcdef".repeat(4));
+        assert!(well_formed(&good));
+        assert!(!well_formed(&good[..good.len() - 1]));
+        assert!(!well_formed(&good.to_uppercase()));
+        assert!(!well_formed(&format!("{good}0")));
+        assert!(!well_formed(&digest(&good)), "a hash is not a key");
+        assert!(!well_formed(""));
     }
 }

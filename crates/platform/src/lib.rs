@@ -9,5 +9,5 @@ pub mod store;
 pub mod testing;
 
 pub use config::{Config, ConfigError, Edition, Quotas, Region, Tenant};
-pub use keys::{KeyError, KeyInfo, KeyStore};
-pub use store::{Backend, Conversations, Location, Store, StoreError, Usage};
+pub use keys::{KeyInfo, KeyStore};
+pub use store::{Backend, Conversations, Keys, Location, Store, StoreError, Usage};

@@ -101,6 +101,12 @@ fn postgres_store_takes_its_password_from_the_environment() {
 }
 
 #[test]
+fn the_old_keys_file_entry_is_refused_with_where_keys_live_now() {
+    let e = Config::parse(&format!("keys = \"seed-keys.json\"\n{BASE}")).expect_err("keys");
+    assert!(e.to_string().contains("kept in each region's store") && e.line() == 1, "{e}");
+}
+
+#[test]
 fn shared_store_rejected() {
     let e = err("\n[[region]]\nname = \"eu\"\nstore = \"cn.sqlite\"\n");
     assert!(e.to_string().contains("shares its store"), "{e}");

@@ -1,54 +1,98 @@
-//! The key store: secrets shown once and stored only as SHA-256; unknown, malformed and revoked
-//! secrets authenticate nothing; a revocation reaches a store opened earlier.
+//! API keys: secrets shown once and stored only as SHA-256 in the region's store; unknown,
+//! malformed and revoked secrets authenticate nothing; a revocation reaches every replica within
+//! the cache's TTL; a store that fails is an error, never "no such key".
 
-use platform::keys::PREFIX;
-use platform::KeyStore;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use platform::keys::{self, PREFIX};
+use platform::store::sqlite::SqliteStore;
+use platform::testing::PgServer;
+use platform::{KeyStore, Location, Store};
 
 #[test]
 fn create_authenticate_revoke() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("keys.json");
-    let store = KeyStore::open(&path);
-    let (a, secret_a) = store.create("acme").expect("create");
-    let (b, secret_b) = store.create("globex").expect("create");
+    let path = dir.path().join("keys.sqlite");
+    let store = Arc::new(Store::new(SqliteStore::open(&path).expect("open")));
+    let (a, secret_a) = keys::create(&store, "acme").expect("create");
+    let (b, secret_b) = keys::create(&store, "globex").expect("create");
     assert!(secret_a.starts_with(PREFIX) && secret_a.len() == PREFIX.len() + 64);
     assert_ne!(a.id, b.id);
     assert_ne!(secret_a, secret_b);
 
-    let on_disk = std::fs::read_to_string(&path).expect("read");
-    assert!(!on_disk.contains(&secret_a) && !on_disk.contains(&secret_a[PREFIX.len()..]));
-    assert!(on_disk.contains(&a.sha256));
+    // The file holds the hash, never the secret (WAL included).
+    let mut on_disk = std::fs::read(&path).expect("read");
+    on_disk.extend(std::fs::read(path.with_extension("sqlite-wal")).unwrap_or_default());
+    let has = |needle: &str| on_disk.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!has(&secret_a) && !has(&secret_a[PREFIX.len()..]));
+    assert!(has(&a.sha256));
 
-    // A server's store, opened before the revocation.
-    let server = KeyStore::open(&path);
-    assert_eq!(server.authenticate(&secret_a).map(|k| k.tenant), Some("acme".into()));
-    assert_eq!(server.authenticate(&secret_b).map(|k| k.tenant), Some("globex".into()));
-    assert!(server.authenticate("").is_none());
-    assert!(server.authenticate("sk-seed-nonsense").is_none());
-    assert!(server.authenticate(&secret_a[..secret_a.len() - 1]).is_none());
-    assert!(server.authenticate(&a.sha256).is_none(), "the hash is not a key");
+    // A server's view, uncached: every answer is read from the store.
+    let server = KeyStore::with_ttl(vec![Arc::clone(&store)], Duration::ZERO);
+    let who = |s: &str| server.authenticate(s).expect("lookup").map(|k| k.tenant);
+    assert_eq!(who(&secret_a), Some("acme".into()));
+    assert_eq!(who(&secret_b), Some("globex".into()));
+    assert_eq!(who(""), None);
+    assert_eq!(who("sk-seed-nonsense"), None);
+    assert_eq!(who(&secret_a[..secret_a.len() - 1]), None);
+    assert_eq!(who(&a.sha256), None, "the hash is not a key");
 
-    let revoked = store.revoke(&a.id).expect("revoke");
+    let revoked = keys::revoke(&[Arc::clone(&store)], &a.id).expect("revoke").expect("found");
     assert!(revoked.revoked.is_some());
-    // mtime granularity: make sure the file looks changed even on coarse clocks.
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
-    std::fs::File::options().write(true).open(&path).expect("open").set_modified(later).expect("touch");
-    assert!(server.authenticate(&secret_a).is_none(), "revoked key still accepted");
-    assert!(server.authenticate(&secret_b).is_some());
-
-    assert!(store.revoke("key_nope").is_err());
-    let list = store.list().expect("list");
-    assert_eq!(list.len(), 2);
+    assert_eq!(who(&secret_a), None, "revoked key still accepted");
+    assert_eq!(who(&secret_b), Some("globex".into()));
+    // Revoking twice keeps the first time; an unknown id is no key.
+    let again = keys::revoke(&[Arc::clone(&store)], &a.id).expect("revoke").expect("found");
+    assert_eq!(again.revoked, revoked.revoked);
+    assert_eq!(keys::revoke(&[Arc::clone(&store)], "key_nope").expect("revoke"), None);
+    assert_eq!(store.list_keys().expect("list").len(), 2);
 }
 
 #[test]
-fn corrupt_store_fails_closed_with_a_clear_error() {
+fn a_cached_answer_lasts_its_ttl_and_no_longer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("keys.json");
-    std::fs::write(&path, "not json").expect("write");
-    let store = KeyStore::open(&path);
-    let err = store.list().expect_err("corrupt");
-    assert!(err.to_string().contains("not valid"), "{err}");
-    assert!(store.authenticate("sk-seed-x").is_none());
-    assert!(store.create("t").is_err(), "never overwrite a store it cannot read");
+    let store = Arc::new(Store::open_file(&dir.path().join("k.sqlite")).expect("open"));
+    let (a, secret) = keys::create(&store, "acme").expect("create");
+    let ttl = Duration::from_millis(400);
+    let server = KeyStore::with_ttl(vec![Arc::clone(&store)], ttl);
+    assert!(server.cached(&secret).is_none(), "nothing read yet");
+    assert!(server.authenticate(&secret).expect("lookup").is_some());
+    let read = Instant::now();
+    keys::revoke(&[Arc::clone(&store)], &a.id).expect("revoke");
+    // Within the TTL the remembered answer stands (unless the TTL has already passed).
+    let cached = server.cached(&secret);
+    if read.elapsed() < ttl {
+        assert!(cached.is_some_and(|k| k.is_some()), "the answer was not remembered");
+    }
+    std::thread::sleep(ttl);
+    assert!(server.cached(&secret).is_none(), "an expired answer was used");
+    assert!(server.authenticate(&secret).expect("lookup").is_none(), "the revocation was not seen");
+}
+
+/// Two replicas of a region on one PostgreSQL database: a key created through one works on
+/// the other, and its revocation is refused by the other within 5 s (the cache's TTL).
+#[test]
+fn replicas_share_keys_and_see_a_revocation_within_five_seconds() {
+    let server = PgServer::start().expect("a PostgreSQL server");
+    let url = server.create_database("keys").expect("database");
+    let open = || Arc::new(Store::open(&Location::parse(&url, None).expect("url")).expect("open"));
+    let (one, two) = (open(), open());
+    let (replica_one, replica_two) = (KeyStore::new(vec![Arc::clone(&one)]), KeyStore::new(vec![Arc::clone(&two)]));
+    let (key, secret) = keys::create(&one, "acme").expect("create");
+    assert_eq!(replica_two.authenticate(&secret).expect("lookup").map(|k| k.id), Some(key.id.clone()));
+    assert!(replica_one.authenticate(&secret).expect("lookup").is_some());
+
+    let revoked_at = Instant::now();
+    keys::revoke(&[Arc::clone(&one)], &key.id).expect("revoke").expect("found");
+    while replica_two.authenticate(&secret).expect("lookup").is_some() {
+        assert!(revoked_at.elapsed() < Duration::from_secs(5), "replica two still accepts a revoked key");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("revocation seen by the other replica after {:?}", revoked_at.elapsed());
+
+    // A database that is gone is an error, not "no such key".
+    let (_, fresh) = keys::create(&one, "acme").expect("create");
+    drop(server);
+    assert!(replica_two.authenticate(&fresh).is_err());
 }

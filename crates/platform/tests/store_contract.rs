@@ -22,6 +22,7 @@ const CASES: &[Case] = &[
     ("the schema is applied once", schema_applied_once),
     ("appends from several handles at once all land, in one order", concurrent_appends),
     ("usage from several handles at once is counted exactly", concurrent_usage),
+    ("keys are found by hash; a revocation keeps its first time", keys_by_id_and_hash),
 ];
 
 fn run_all(backend: &str, open: Open<'_>, fresh: &mut dyn FnMut() -> Box<dyn Fn() -> Store + Sync>) {
@@ -261,4 +262,27 @@ fn concurrent_usage(open: Open<'_>) {
     let t = open().usage_totals(Some("t"), "2026-01-01", "2026-01-01").expect("totals");
     assert_eq!(t.len(), 1);
     assert_eq!((t[0].requests, t[0].prompt_tokens, t[0].completion_tokens), (100, 250, 4 * 300));
+}
+
+fn key(id: &str, tenant: &str, sha256: &str, created: u64) -> platform::KeyInfo {
+    platform::KeyInfo { id: id.into(), tenant: tenant.into(), sha256: sha256.into(), created, revoked: None }
+}
+
+fn keys_by_id_and_hash(open: Open<'_>) {
+    let s = open();
+    assert!(s.add_key(&key("key_b", "acme", "hash-b", 20)).expect("add"));
+    assert!(s.add_key(&key("key_a", "globex", "hash-a", 20)).expect("add"));
+    assert!(s.add_key(&key("key_c", "acme", "hash-c", 10)).expect("add"));
+    // A taken id or hash writes nothing.
+    assert!(!s.add_key(&key("key_a", "acme", "hash-x", 30)).expect("add"));
+    assert!(!s.add_key(&key("key_x", "acme", "hash-a", 30)).expect("add"));
+    let ids: Vec<String> = open().list_keys().expect("list").into_iter().map(|k| k.id).collect();
+    assert_eq!(ids, ["key_c", "key_a", "key_b"], "oldest first, then by id");
+    assert_eq!(s.key_by_hash("hash-a").expect("find"), Some(key("key_a", "globex", "hash-a", 20)));
+    assert_eq!(s.key_by_hash("hash-x").expect("find"), None);
+    let revoked = s.revoke_key("key_b", 50).expect("revoke").expect("found");
+    assert_eq!(revoked.revoked, Some(50));
+    assert_eq!(s.revoke_key("key_b", 60).expect("revoke").and_then(|k| k.revoked), Some(50));
+    assert_eq!(open().key_by_hash("hash-b").expect("find").and_then(|k| k.revoked), Some(50));
+    assert_eq!(s.revoke_key("key_none", 60).expect("revoke"), None);
 }

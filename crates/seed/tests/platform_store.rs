@@ -252,8 +252,7 @@ async fn a_full_store_answers_503_storage_full_writes_nothing_and_recovers() {
 async fn each_tenant_writes_only_to_its_own_regions_store_and_sees_only_its_own() {
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = format!(
-        r#"keys = "{keys}"
-[[region]]
+        r#"[[region]]
 name = "cn"
 store = "{cn}"
 [[region]]
@@ -277,21 +276,21 @@ id = "t-global"
 region = "global"
 editions = ["ed-global"]
 "#,
-        keys = dir.path().join("keys.json").display(),
         cn = dir.path().join("cn.sqlite").display(),
         global = dir.path().join("global.sqlite").display(),
     );
     let platform = platform::Config::parse(&toml).expect("config");
-    let keys = Arc::new(platform::KeyStore::open(&platform.keys));
-    let (_, key_cn) = keys.create("t-cn").expect("key");
-    let (_, key_gl) = keys.create("t-global").expect("key");
     let mut cfg: ServerConfig = config();
     cfg.aliases.extend(["ed-cn".to_string(), "ed-global".to_string()]);
     for r in &platform.regions {
         cfg.stores.regions.insert(r.name.clone(), Arc::new(Store::open(&r.store).expect("store")));
     }
     let (cn, global) = (Arc::clone(&cfg.stores.regions["cn"]), Arc::clone(&cfg.stores.regions["global"]));
-    cfg.keys = Some(keys);
+    // Each tenant's key lives in its own region's store.
+    let (_, key_cn) = platform::keys::create(&cn, "t-cn").expect("key");
+    let (_, key_gl) = platform::keys::create(&global, "t-global").expect("key");
+    assert_eq!((cn.list_keys().expect("keys").len(), global.list_keys().expect("keys").len()), (1, 1));
+    cfg.keys = Some(Arc::new(platform::KeyStore::new(vec![Arc::clone(&cn), Arc::clone(&global)])));
     cfg.platform = Some(Arc::new(platform));
     let state = AppState::ready(cfg, model(), engine(128, 64));
 

@@ -47,11 +47,11 @@ fn platform(quotas: &str) -> platform::Config {
 
 /// A ready server over `platform` with tenant keys; returns it and a key of `acme`.
 fn tenant_state(platform: platform::Config, dir: &std::path::Path) -> (AppState, String) {
-    let keys = platform::KeyStore::open(dir.join("keys.json"));
-    let (_, secret) = keys.create("acme").expect("key");
+    let store = Arc::new(platform::Store::open_file(&dir.join("global.sqlite")).expect("store"));
+    let (_, secret) = platform::keys::create(&store, "acme").expect("key");
     let mut cfg: ServerConfig = config();
     cfg.aliases.extend(["cici".to_string(), "plain".to_string()]);
-    cfg.keys = Some(Arc::new(keys));
+    cfg.keys = Some(Arc::new(platform::KeyStore::new(vec![store])));
     cfg.quotas = Some(QuotaKeeper::from_config(&platform, Arc::new(InMemoryUsage::default())));
     cfg.platform = Some(Arc::new(platform));
     (AppState::ready(cfg, model(), engine(64, 64)), secret)

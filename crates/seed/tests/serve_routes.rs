@@ -513,12 +513,12 @@ async fn the_chat_page_is_served_at_the_root_even_with_an_api_key() {
 #[tokio::test]
 async fn tenant_keys_guard_every_route_with_one_401() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = platform::KeyStore::open(dir.path().join("keys.json"));
-    let (live, secret) = store.create("acme").expect("create");
-    let (dead, revoked_secret) = store.create("acme").expect("create");
-    store.revoke(&dead.id).expect("revoke");
+    let store = std::sync::Arc::new(platform::Store::open_file(&dir.path().join("keys.sqlite")).expect("store"));
+    let (live, secret) = platform::keys::create(&store, "acme").expect("create");
+    let (dead, revoked_secret) = platform::keys::create(&store, "acme").expect("create");
+    platform::keys::revoke(&[std::sync::Arc::clone(&store)], &dead.id).expect("revoke");
     let mut cfg = serving::config();
-    cfg.keys = Some(std::sync::Arc::new(platform::KeyStore::open(dir.path().join("keys.json"))));
+    cfg.keys = Some(std::sync::Arc::new(platform::KeyStore::new(vec![store])));
     let guarded = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
     assert_eq!(call(&guarded, "GET", "/health", "", &[]).await.status, StatusCode::OK);
     let malformed = "Basic abc".to_string();
@@ -572,12 +572,12 @@ async fn a_tenant_gets_403_for_editions_outside_its_region_or_allow_list() {
     )
     .expect("config");
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = platform::KeyStore::open(dir.path().join("keys.json"));
-    let (_, acme) = store.create("acme").expect("create");
-    let (_, globex) = store.create("globex").expect("create");
+    let store = std::sync::Arc::new(platform::Store::open_file(&dir.path().join("keys.sqlite")).expect("store"));
+    let (_, acme) = platform::keys::create(&store, "acme").expect("create");
+    let (_, globex) = platform::keys::create(&store, "globex").expect("create");
     let mut cfg = serving::config();
     cfg.aliases.push("cici".into());
-    cfg.keys = Some(std::sync::Arc::new(store));
+    cfg.keys = Some(std::sync::Arc::new(platform::KeyStore::new(vec![store])));
     cfg.platform = Some(std::sync::Arc::new(config));
     let s = AppState::ready(cfg, serving::model(), serving::engine(8, 4));
     let acme = format!("Bearer {acme}");

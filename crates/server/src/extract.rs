@@ -60,11 +60,24 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
-            match given.and_then(|g| keys.authenticate(g)) {
-                Some(key) => {
+            let Some(given) = given else { return ApiError::Unauthorized(BAD_KEY).into_response() };
+            // A fresh answer is in memory; otherwise the stores are read on the blocking pool.
+            let found = match keys.cached(given) {
+                Some(answer) => Ok(answer),
+                None => {
+                    let (keys, given) = (std::sync::Arc::clone(keys), given.to_string());
+                    match tokio::task::spawn_blocking(move || keys.authenticate(&given)).await {
+                        Ok(result) => result,
+                        Err(_) => return ApiError::Internal("the key lookup failed".into()).into_response(),
+                    }
+                }
+            };
+            match found {
+                Ok(Some(key)) => {
                     req.extensions_mut().insert(Caller { tenant: key.tenant, key_id: key.id });
                 }
-                None => return ApiError::Unauthorized(BAD_KEY).into_response(),
+                Ok(None) => return ApiError::Unauthorized(BAD_KEY).into_response(),
+                Err(e) => return ApiError::from_store(e, "").into_response(),
             }
         }
         return next.run(req).await;

@@ -1,4 +1,4 @@
-//! A region's store of conversations and usage, behind one interface with two backends:
+//! A region's store of conversations, usage and API keys, behind one interface with two backends:
 //!
 //! - [`sqlite`]: one file in WAL mode with `synchronous=FULL`, embedded — the default, which
 //!   needs no database server (a path as the region's `store`);
@@ -16,6 +16,7 @@
 //! client.
 
 pub mod conversations;
+pub mod keys;
 pub mod postgres;
 pub mod sqlite;
 pub mod usage;
@@ -23,6 +24,7 @@ pub mod usage;
 use std::path::PathBuf;
 
 pub use conversations::{Conversation, Conversations, StoredMessage};
+pub use keys::Keys;
 pub use usage::{Usage, UsageRecord, UsageTotal};
 
 /// What a store operation can fail with.
@@ -85,7 +87,7 @@ impl Location {
 
 /// Everything a region's store does; the two backends implement it, and one contract test
 /// suite (`tests/store_contract.rs`) holds both to it.
-pub trait Backend: Conversations + Usage + Send + Sync + std::fmt::Debug {
+pub trait Backend: Conversations + Usage + Keys + Send + Sync + std::fmt::Debug {
     /// The schema version (migrations applied).
     fn schema_version(&self) -> Result<i64, StoreError>;
     /// The migrations this build knows.
@@ -95,7 +97,7 @@ pub trait Backend: Conversations + Usage + Send + Sync + std::fmt::Debug {
 }
 
 /// An open store: either backend, behind [`Backend`]; its methods come from the
-/// [`Conversations`] and [`Usage`] traits.
+/// [`Conversations`], [`Usage`] and [`Keys`] traits.
 #[derive(Debug)]
 pub struct Store(Box<dyn Backend>);
 

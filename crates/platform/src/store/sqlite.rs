@@ -9,8 +9,10 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::conversations::{new_id, title_from, Conversation, Conversations, StoredMessage};
+use super::keys::Keys;
 use super::usage::{Usage, UsageRecord, UsageTotal};
 use super::{day_of, stamp, unsigned, Backend, StoreError};
+use crate::keys::KeyInfo;
 
 /// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -46,6 +48,14 @@ const MIGRATIONS: &[&str] = &[
         cost REAL NOT NULL
     );
     CREATE INDEX usage_by_tenant_day ON usage (tenant, day);",
+    // 2: API keys (the secret's SHA-256, never the secret).
+    "CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        sha256 TEXT NOT NULL UNIQUE,
+        created INTEGER NOT NULL,
+        revoked INTEGER
+    );",
 ];
 
 /// One SQLite store (a region's, or the local one).
@@ -346,6 +356,62 @@ impl Usage for SqliteStore {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
+fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
+    Ok(KeyInfo {
+        id: r.get(0)?,
+        tenant: r.get(1)?,
+        sha256: r.get(2)?,
+        created: unsigned(r.get(3)?),
+        revoked: r.get::<_, Option<i64>>(4)?.map(unsigned),
+    })
+}
+
+impl Keys for SqliteStore {
+    fn add_key(&self, key: &KeyInfo) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO api_keys (id, tenant, sha256, created, revoked) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO NOTHING",
+                params![key.id, key.tenant, key.sha256, stamp(key.created), key.revoked.map(stamp)],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT id, tenant, sha256, created, revoked FROM api_keys ORDER BY created, id")
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([], row_to_key).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    fn revoke_key(&self, id: &str, now: u64) -> Result<Option<KeyInfo>, StoreError> {
+        self.conn()
+            .query_row(
+                "UPDATE api_keys SET revoked = COALESCE(revoked, ?2) WHERE id = ?1
+                 RETURNING id, tenant, sha256, created, revoked",
+                params![id, stamp(now)],
+                row_to_key,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn key_by_hash(&self, sha256: &str) -> Result<Option<KeyInfo>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT id, tenant, sha256, created, revoked FROM api_keys WHERE sha256 = ?1",
+                [sha256],
+                row_to_key,
+            )
+            .optional()
+            .map_err(|e| self.err(e))
     }
 }
 

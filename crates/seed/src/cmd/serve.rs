@@ -151,7 +151,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     cfg.api_key = args.api_key.clone();
     cfg.stores = super::usage::open_stores(platform.as_ref(), args.data_dir.as_deref(), args.store_max_pages)?;
     if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {
-        cfg.keys = Some(Arc::new(platform::KeyStore::open(&c.keys)));
+        cfg.keys = Some(Arc::new(platform::KeyStore::new(cfg.stores.regions.values().cloned().collect())));
         // The month's usage so far comes from the tenants' region stores.
         let usage: Arc<dyn server::quota::MonthlyUsage> = Arc::new(server::quota::StoreUsage::new(c, &cfg.stores));
         cfg.quotas = Some(server::quota::QuotaKeeper::from_config(c, usage));
