@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::conversations::{new_id, title_from, Conversation, Conversations, StoredMessage};
-use super::keys::Keys;
-use super::usage::{Usage, UsageRecord, UsageTotal};
-use super::{day_of, stamp, unsigned, Backend, StoreError};
-use crate::keys::KeyInfo;
+use super::{Backend, StoreError};
+
+mod conversations;
+mod keys;
+mod usage;
 
 /// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -197,227 +197,13 @@ impl Backend for SqliteStore {
     }
 }
 
-impl Conversations for SqliteStore {
-    fn create_conversation(
-        &self,
-        tenant: &str,
-        title: Option<&str>,
-        model: Option<&str>,
-        now: u64,
-    ) -> Result<Conversation, StoreError> {
-        let id = new_id();
-        self.conn()
-            .execute(
-                "INSERT INTO conversations (id, tenant, title, model, created, updated)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-                params![id, tenant, title, model, stamp(now)],
-            )
-            .map_err(|e| self.err(e))?;
-        let (title, model) = (title.map(str::to_string), model.map(str::to_string));
-        Ok(Conversation { id, created: now, updated: now, title, model })
-    }
 
-    fn list_conversations(&self, tenant: &str) -> Result<Vec<Conversation>, StoreError> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
-                "SELECT id, created, updated, title, model FROM conversations WHERE tenant = ?1
-                 ORDER BY updated DESC, rowid DESC",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st.query_map([tenant], row_to_conversation).map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
-    }
 
-    fn get_conversation(&self, tenant: &str, id: &str) -> Result<(Conversation, Vec<StoredMessage>), StoreError> {
-        let c = self.conn();
-        let conv = c
-            .query_row(
-                "SELECT id, created, updated, title, model FROM conversations WHERE id = ?1 AND tenant = ?2",
-                [id, tenant],
-                row_to_conversation,
-            )
-            .optional()
-            .map_err(|e| self.err(e))?
-            .ok_or(StoreError::NotFound)?;
-        let mut st = c
-            .prepare("SELECT role, content, created FROM messages WHERE conversation = ?1 ORDER BY seq")
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map([id], |r| {
-                Ok(StoredMessage { role: r.get(0)?, content: r.get(1)?, created: unsigned(r.get(2)?) })
-            })
-            .map_err(|e| self.err(e))?;
-        let messages = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))?;
-        Ok((conv, messages))
-    }
-
-    fn delete_conversation(&self, tenant: &str, id: &str) -> Result<(), StoreError> {
-        let n = self
-            .conn()
-            .execute("DELETE FROM conversations WHERE id = ?1 AND tenant = ?2", [id, tenant])
-            .map_err(|e| self.err(e))?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
-    fn append_messages(
-        &self,
-        tenant: &str,
-        id: &str,
-        messages: &[(String, String)],
-        now: u64,
-    ) -> Result<(), StoreError> {
-        let mut c = self.conn();
-        // IMMEDIATE: the write lock is taken first. A deferred transaction that reads and then
-        // writes gets "busy" at once, without the busy timeout, when another process (a second
-        // server on the same file) has written meanwhile.
-        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
-        let title: Option<Option<String>> = tx
-            .query_row("SELECT title FROM conversations WHERE id = ?1 AND tenant = ?2", [id, tenant], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.err(e))?;
-        let Some(title) = title else { return Err(StoreError::NotFound) };
-        let next: i64 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE conversation = ?1", [id], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        for (i, (role, content)) in messages.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO messages (conversation, seq, role, content, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, next + i as i64, role, content, stamp(now)],
-            )
-            .map_err(|e| self.err(e))?;
-        }
-        let title = title.or_else(|| title_from(messages));
-        tx.execute("UPDATE conversations SET updated = ?1, title = ?2 WHERE id = ?3", params![stamp(now), title, id])
-            .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))
-    }
-}
-
-fn row_to_conversation(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation> {
-    Ok(Conversation {
-        id: r.get(0)?,
-        created: unsigned(r.get(1)?),
-        updated: unsigned(r.get(2)?),
-        title: r.get(3)?,
-        model: r.get(4)?,
-    })
-}
-
-impl Usage for SqliteStore {
-    fn record_usage(&self, r: &UsageRecord) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT INTO usage (tenant, key_id, edition, created, day, prompt_tokens, cached_tokens,
-                 completion_tokens, finish_reason, cost) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    r.tenant,
-                    r.key_id,
-                    r.edition,
-                    stamp(r.created),
-                    day_of(r.created),
-                    stamp(r.prompt_tokens),
-                    stamp(r.cached_tokens),
-                    stamp(r.completion_tokens),
-                    r.finish_reason,
-                    r.cost
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
-    }
-
-    fn usage_totals(&self, tenant: Option<&str>, from: &str, to: &str) -> Result<Vec<UsageTotal>, StoreError> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
-                "SELECT tenant, day, edition, COUNT(*), SUM(prompt_tokens), SUM(cached_tokens),
-                        SUM(completion_tokens), SUM(finish_reason = 'cancelled'), SUM(cost)
-                 FROM usage WHERE (?1 IS NULL OR tenant = ?1) AND day >= ?2 AND day <= ?3
-                 GROUP BY tenant, day, edition ORDER BY tenant, day, edition",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = st
-            .query_map(params![tenant, from, to], |r| {
-                Ok(UsageTotal {
-                    tenant: r.get(0)?,
-                    day: r.get(1)?,
-                    edition: r.get(2)?,
-                    requests: unsigned(r.get(3)?),
-                    prompt_tokens: unsigned(r.get(4)?),
-                    cached_tokens: unsigned(r.get(5)?),
-                    completion_tokens: unsigned(r.get(6)?),
-                    cancelled: unsigned(r.get(7)?),
-                    cost: r.get(8)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
-    }
-}
-
-fn row_to_key(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
-    Ok(KeyInfo {
-        id: r.get(0)?,
-        tenant: r.get(1)?,
-        sha256: r.get(2)?,
-        created: unsigned(r.get(3)?),
-        revoked: r.get::<_, Option<i64>>(4)?.map(unsigned),
-    })
-}
-
-impl Keys for SqliteStore {
-    fn add_key(&self, key: &KeyInfo) -> Result<bool, StoreError> {
-        let n = self
-            .conn()
-            .execute(
-                "INSERT INTO api_keys (id, tenant, sha256, created, revoked) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT DO NOTHING",
-                params![key.id, key.tenant, key.sha256, stamp(key.created), key.revoked.map(stamp)],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(n == 1)
-    }
-
-    fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
-        let c = self.conn();
-        let mut st = c
-            .prepare("SELECT id, tenant, sha256, created, revoked FROM api_keys ORDER BY created, id")
-            .map_err(|e| self.err(e))?;
-        let rows = st.query_map([], row_to_key).map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
-    }
-
-    fn revoke_key(&self, id: &str, now: u64) -> Result<Option<KeyInfo>, StoreError> {
-        self.conn()
-            .query_row(
-                "UPDATE api_keys SET revoked = COALESCE(revoked, ?2) WHERE id = ?1
-                 RETURNING id, tenant, sha256, created, revoked",
-                params![id, stamp(now)],
-                row_to_key,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
-
-    fn key_by_hash(&self, sha256: &str) -> Result<Option<KeyInfo>, StoreError> {
-        self.conn()
-            .query_row(
-                "SELECT id, tenant, sha256, created, revoked FROM api_keys WHERE sha256 = ?1",
-                [sha256],
-                row_to_key,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
-    }
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Conversations;
 
     fn pair(role: &str, content: &str) -> (String, String) {
         (role.to_string(), content.to_string())
