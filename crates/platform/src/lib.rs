@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod quota;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

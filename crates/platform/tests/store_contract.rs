@@ -5,6 +5,8 @@
 
 use std::sync::{Arc, Barrier};
 
+use platform::config::Quotas;
+use platform::store::usage::Admit;
 use platform::store::{Location, StoreError, UsageRecord};
 use platform::testing::PgServer;
 use platform::Store;
@@ -23,6 +25,11 @@ const CASES: &[Case] = &[
     ("appends from several handles at once all land, in one order", concurrent_appends),
     ("usage from several handles at once is counted exactly", concurrent_usage),
     ("keys are found by hash; a revocation keeps its first time", keys_by_id_and_hash),
+    ("admission writes a running row, completed at the end", admission_writes_a_running_row_completed_at_the_end),
+    ("a concurrency cap holds across handles", a_concurrency_cap_holds_across_handles),
+    ("the minute window slides and refunds what was not used", the_minute_window_slides_and_refunds_what_was_not_used),
+    ("the month counts what was used before", the_month_counts_what_was_used_before),
+    ("an expired lease is closed as interrupted", an_expired_lease_is_closed_as_interrupted_and_frees_its_slot),
 ];
 
 fn run_all(backend: &str, open: Open<'_>, fresh: &mut dyn FnMut() -> Box<dyn Fn() -> Store + Sync>) {
@@ -285,4 +292,141 @@ fn keys_by_id_and_hash(open: Open<'_>) {
     assert_eq!(s.revoke_key("key_b", 60).expect("revoke").and_then(|k| k.revoked), Some(50));
     assert_eq!(open().key_by_hash("hash-b").expect("find").and_then(|k| k.revoked), Some(50));
     assert_eq!(s.revoke_key("key_none", 60).expect("revoke"), None);
+}
+
+fn admit<'a>(tenant: &'a str, q: Option<&'a Quotas>, now: u64, charge: u64) -> Admit<'a> {
+    Admit {
+        tenant,
+        key_id: Some("key_1"),
+        edition: "cici",
+        prompt_tokens: charge / 2,
+        charge,
+        cost: 0.5,
+        quotas: q,
+        now,
+        lease_until: now + 30,
+    }
+}
+
+fn ended(tenant: &str, prompt: u64, completion: u64, finish: &str) -> UsageRecord {
+    UsageRecord {
+        tenant: tenant.into(),
+        key_id: None,
+        edition: "ignored".into(),
+        created: 0,
+        prompt_tokens: prompt,
+        cached_tokens: 0,
+        completion_tokens: completion,
+        finish_reason: finish.into(),
+        cost: 1.0,
+    }
+}
+
+fn quotas(rpm: Option<u64>, tpm: Option<u64>, month: Option<u64>, conc: Option<u64>) -> Quotas {
+    Quotas { requests_per_minute: rpm, tokens_per_minute: tpm, tokens_per_month: month, concurrent_requests: conc }
+}
+
+const T0: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+fn admission_writes_a_running_row_completed_at_the_end(open: Open<'_>) {
+    let s = open();
+    let id = s.admit(&admit("t", None, T0 + 5, 40)).expect("store").expect("no quotas");
+    let t = s.usage_totals(Some("t"), "2026-01-01", "2026-01-01").expect("totals");
+    assert_eq!((t[0].requests, t[0].prompt_tokens, t[0].completion_tokens, t[0].cost), (1, 20, 0, 0.5));
+    open().close_usage(id, &ended("other", 21, 7, "stop")).expect("close");
+    let t = s.usage_totals(Some("t"), "2026-01-01", "2026-01-01").expect("totals");
+    assert_eq!((t[0].requests, t[0].prompt_tokens, t[0].completion_tokens, t[0].cost), (1, 21, 7, 1.0));
+    assert_eq!((t[0].tenant.as_str(), t[0].edition.as_str()), ("t", "cici"), "the admission's tenant and edition");
+    assert!(matches!(s.close_usage(999_999, &ended("t", 1, 1, "stop")), Err(StoreError::NotFound)));
+    // A request that never ran leaves no row.
+    let id = s.admit(&admit("t", None, T0 + 6, 40)).expect("store").expect("admitted");
+    s.abandon(id).expect("abandon");
+    s.abandon(id).expect("abandoning twice is harmless");
+    assert_eq!(s.usage_totals(Some("t"), "2026-01-01", "2026-01-01").expect("totals")[0].requests, 1);
+}
+
+fn a_concurrency_cap_holds_across_handles(open: Open<'_>) {
+    let q = quotas(None, None, None, Some(10));
+    let handles: Vec<Store> = (0..4).map(|_| open()).collect();
+    let start = Barrier::new(40);
+    let results: Vec<Result<i64, platform::quota::Limit>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..40)
+            .map(|i| {
+                let (store, start, q) = (&handles[i % 4], &start, &q);
+                scope.spawn(move || {
+                    start.wait();
+                    store.admit(&admit("t", Some(q), T0, 5)).expect("store").map_err(|e| e.limit)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("no panic")).collect()
+    });
+    let admitted: Vec<i64> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    assert_eq!(admitted.len(), 10, "{results:?}");
+    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|&l| l == platform::quota::Limit::ConcurrentRequests));
+    let s = open();
+    for id in &admitted[..3] {
+        s.close_usage(*id, &ended("t", 2, 1, "stop")).expect("close");
+    }
+    for _ in 0..3 {
+        s.admit(&admit("t", Some(&q), T0 + 1, 5)).expect("store").expect("a slot was freed");
+    }
+    assert!(s.admit(&admit("t", Some(&q), T0 + 1, 5)).expect("store").is_err(), "ten running again");
+    // Another tenant is not affected.
+    s.admit(&admit("u", Some(&q), T0 + 1, 5)).expect("store").expect("another tenant");
+}
+
+fn the_minute_window_slides_and_refunds_what_was_not_used(open: Open<'_>) {
+    let s = open();
+    let q = quotas(Some(3), Some(100), None, None);
+    let a = s.admit(&admit("t", Some(&q), T0 + 30, 80)).expect("store").expect("first");
+    let e = s.admit(&admit("t", Some(&q), T0 + 30, 30)).expect("store").expect_err("80 + 30 > 100");
+    assert!(e.message.contains("20 of its tokens_per_minute limit of 100 left"), "{}", e.message);
+    s.close_usage(a, &ended("t", 20, 5, "stop")).expect("close"); // used 25 of 80
+    let b = s.admit(&admit("t", Some(&q), T0 + 50, 75)).expect("store").expect("25 + 75 fit");
+    s.close_usage(b, &ended("t", 10, 5, "stop")).expect("close");
+    s.admit(&admit("t", Some(&q), T0 + 50, 1)).expect("store").expect("third request");
+    let e = s.admit(&admit("t", Some(&q), T0 + 60, 1)).expect("store").expect_err("three in the window");
+    assert_eq!((e.limit.name(), e.retry_after), ("requests_per_minute", 30), "the first leaves at T0 + 90");
+    // A new calendar minute frees nothing; the first request's leaving does.
+    assert!(s.admit(&admit("t", Some(&q), T0 + 89, 1)).expect("store").is_err());
+    s.admit(&admit("t", Some(&q), T0 + 90, 1)).expect("store").expect("the first has left the window");
+}
+
+fn the_month_counts_what_was_used_before(open: Open<'_>) {
+    let s = open();
+    // Rows of this month (990 tokens) and of the month before, written before any admission.
+    s.record_usage(&record("t", "cici", T0 + 100, 900, 0, 90, "stop")).expect("rec");
+    s.record_usage(&record("t", "cici", T0 - 86_400, 5000, 0, 5000, "stop")).expect("rec");
+    let q = quotas(None, None, Some(1000), None);
+    let now = T0 + 86_400;
+    let e = s.admit(&admit("t", Some(&q), now, 11)).expect("store").expect_err("990 + 11 > 1000");
+    assert_eq!(e.limit.name(), "tokens_per_month");
+    assert_eq!(e.retry_after, platform::quota::next_month_start(now) - now);
+    let id = open().admit(&admit("t", Some(&q), now, 10)).expect("store").expect("990 + 10 fit");
+    assert!(s.admit(&admit("t", Some(&q), now, 1)).expect("store").is_err(), "full while it runs");
+    s.close_usage(id, &ended("t", 4, 2, "stop")).expect("close"); // used 6 of 10
+    s.admit(&admit("t", Some(&q), now, 4)).expect("store").expect("the unused 4 came back");
+}
+
+fn an_expired_lease_is_closed_as_interrupted_and_frees_its_slot(open: Open<'_>) {
+    let s = open();
+    let q = quotas(None, None, None, Some(1));
+    let dead = s.admit(&Admit { lease_until: T0 + 5, ..admit("t", Some(&q), T0, 8) }).expect("store").expect("one");
+    let live = s.admit(&admit("u", None, T0, 8)).expect("store").expect("other tenant");
+    s.renew(&[live, dead], T0 + 4).expect("renew"); // shortens nothing that matters here
+    assert!(s.admit(&admit("t", Some(&q), T0 + 4, 8)).expect("store").is_err(), "the lease still holds");
+    // Past its lease the row is closed by the tenant's next admission, which takes the slot.
+    s.admit(&admit("t", Some(&q), T0 + 6, 8)).expect("store").expect("the dead request's slot is free");
+    let t = s.usage_totals(Some("t"), "2026-01-01", "2026-01-01").expect("totals");
+    assert_eq!((t[0].requests, t[0].interrupted, t[0].prompt_tokens), (2, 1, 8), "{t:?}");
+    // A sweep closes every tenant's expired rows; a renewed one is left alone.
+    s.renew(&[live], T0 + 100).expect("renew");
+    assert_eq!(s.reap(T0 + 50).expect("reap"), 1, "t's second row (lease to T0 + 36)");
+    assert_eq!(s.reap(T0 + 50).expect("reap"), 0);
+    assert_eq!(s.usage_totals(Some("u"), "2026-01-01", "2026-01-01").expect("totals")[0].interrupted, 0);
+    // A reaped request that does finish after all is completed with what it used.
+    s.close_usage(dead, &ended("t", 4, 3, "stop")).expect("close");
+    let t = s.usage_totals(Some("t"), "2026-01-01", "2026-01-01").expect("totals");
+    assert_eq!((t[0].interrupted, t[0].completion_tokens), (1, 3), "{t:?}");
 }

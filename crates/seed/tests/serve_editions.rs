@@ -11,7 +11,6 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use model::chat::Message;
 use serde_json::{json, Value};
-use server::quota::{InMemoryUsage, QuotaKeeper};
 use server::{AppState, ServerConfig};
 use serving::{assert_envelope, call, config, engine, model, Reply};
 
@@ -51,8 +50,9 @@ fn tenant_state(platform: platform::Config, dir: &std::path::Path) -> (AppState,
     let (_, secret) = platform::keys::create(&store, "acme").expect("key");
     let mut cfg: ServerConfig = config();
     cfg.aliases.extend(["cici".to_string(), "plain".to_string()]);
-    cfg.keys = Some(Arc::new(platform::KeyStore::new(vec![store])));
-    cfg.quotas = Some(QuotaKeeper::from_config(&platform, Arc::new(InMemoryUsage::default())));
+    cfg.keys = Some(Arc::new(platform::KeyStore::new(vec![Arc::clone(&store)])));
+    // The region's store admits requests under the tenant's quotas.
+    cfg.stores.regions.insert("global".into(), store);
     cfg.platform = Some(Arc::new(platform));
     (AppState::ready(cfg, model(), engine(64, 64)), secret)
 }

@@ -110,9 +110,9 @@ pub struct ServerConfig {
     pub platform: Option<std::sync::Arc<platform::Config>>,
     /// The conversation and usage stores: each region's, and the local one used without tenants.
     pub stores: Stores,
-    /// Per-tenant quotas (with a platform config): checked and reserved before a
-    /// request is submitted.
-    pub quotas: Option<crate::quota::QuotaKeeper>,
+    /// How long a request's usage row is leased unless renewed ([`crate::quota::LEASE`]): the
+    /// longest a killed replica's request keeps its tenant's concurrency slot.
+    pub lease: Duration,
     /// Request caps.
     pub limits: Limits,
     /// Connection caps.
@@ -135,7 +135,7 @@ impl ServerConfig {
             keys: None,
             platform: None,
             stores: Stores::default(),
-            quotas: None,
+            lease: crate::quota::LEASE,
             limits: Limits::default(),
             connections: ConnLimits::default(),
             drain_timeout: Duration::from_secs(30),

@@ -12,7 +12,12 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::error::ApiError;
 use crate::extract::Caller;
-use crate::quota::Reservation;
+use std::sync::Arc;
+
+use platform::store::usage::Admit;
+
+use crate::meter::Meter;
+use crate::quota::OpenRow;
 use crate::state::{AppState, Backend};
 use crate::validate::GenParams;
 
@@ -38,35 +43,64 @@ pub fn plan(backend: &Backend, ids: Vec<u32>, max_tokens: Option<usize>, param: 
     Ok(Tokenized { ids, max_tokens })
 }
 
-/// A request's admission by its tenant's quotas: its share of the engine and
-/// its hold on the quotas (released, the unused tokens refunded, when the
-/// [`Submission`] that carries it is dropped: on finish or disconnect).
-#[derive(Debug)]
+/// A request's admission: its tenant's share of the engine and, where its usage is recorded,
+/// its open usage row (written under the tenant's quotas; completed by the request's meter, or
+/// removed if the ticket is dropped before the request ran).
+#[derive(Debug, Default)]
 pub struct Ticket {
     /// The tenant's share of the engine's admission.
     pub share: engine::Share,
-    /// The quota reservation.
-    pub hold: Reservation,
+    /// The request's usage row.
+    pub row: Option<OpenRow>,
 }
 
-impl Ticket {
-    /// No tenant: the anonymous share, no quotas.
-    pub fn none() -> Self {
-        Ticket { share: engine::Share::default(), hold: Reservation::none() }
-    }
-}
-
-/// Checks and reserves the caller's quotas for `prompts` with `n` choices each
-/// (prompt tokens + `max_tokens × n`); 429 naming the limit when one is hit.
-pub fn admit(state: &AppState, caller: Option<&Caller>, prompts: &[Tokenized], n: usize) -> Result<Ticket, ApiError> {
-    let Some(caller) = caller else { return Ok(Ticket::none()) };
+/// Admits a request of `prompts` with `n` choices each: with a meter (a store records its
+/// usage), the caller's region store checks the tenant's quotas (prompt tokens + `max_tokens ×
+/// n` charged, across every replica of the region) and writes its running row, on the blocking
+/// pool; 429 naming the limit when one is hit.
+pub async fn admit(
+    state: &AppState,
+    caller: Option<&Caller>,
+    meter: Option<&Meter>,
+    prompts: &[Tokenized],
+    n: usize,
+) -> Result<Ticket, ApiError> {
     let cfg = state.config();
-    let weight = cfg.platform.as_ref().and_then(|p| p.tenant(&caller.tenant)).map_or(1, |t| t.weight);
-    let share = engine::Share { tenant: tenant_number(&caller.tenant), weight };
-    let Some(keeper) = &cfg.quotas else { return Ok(Ticket { share, hold: Reservation::none() }) };
-    let tokens: u64 = prompts.iter().map(|p| (p.ids.len() + p.max_tokens.saturating_mul(n)) as u64).sum();
-    let hold = keeper.reserve(&caller.tenant, tokens).map_err(ApiError::Quota)?;
-    Ok(Ticket { share, hold })
+    let tenant = caller.and_then(|c| cfg.platform.as_ref().and_then(|p| p.tenant(&c.tenant)));
+    let share = match caller {
+        Some(c) => engine::Share { tenant: tenant_number(&c.tenant), weight: tenant.map_or(1, |t| t.weight) },
+        None => engine::Share::default(),
+    };
+    let Some(meter) = meter else { return Ok(Ticket { share, row: None }) };
+    let quotas = tenant.map(|t| t.quotas);
+    let prompt_tokens: u64 = prompts.iter().map(|p| p.ids.len() as u64).sum();
+    let charge: u64 = prompts.iter().map(|p| (p.ids.len() + p.max_tokens.saturating_mul(n)) as u64).sum();
+    let (store, who, key_id, edition) =
+        (Arc::clone(&meter.store), meter.tenant.clone(), meter.key_id.clone(), meter.edition.clone());
+    let cost = platform::store::usage::cost(&meter.prices, prompt_tokens, 0, 0);
+    let now = crate::state::unix_now();
+    let lease_until = now + state.leases().ttl().as_secs();
+    let admitting = Arc::clone(&store);
+    let admitted = tokio::task::spawn_blocking(move || {
+        admitting.admit(&Admit {
+            tenant: &who,
+            key_id: key_id.as_deref(),
+            edition: &edition,
+            prompt_tokens,
+            charge,
+            cost,
+            quotas: quotas.as_ref(),
+            now,
+            lease_until,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("admission failed: {e}")))?;
+    match admitted {
+        Ok(Ok(id)) => Ok(Ticket { share, row: Some(OpenRow::new(store, id, state.leases())) }),
+        Ok(Err(exceeded)) => Err(ApiError::Quota(exceeded)),
+        Err(e) => Err(ApiError::from_store(e, "")),
+    }
 }
 
 /// A stable number for a tenant id (the scheduler's tenant key).
@@ -80,8 +114,6 @@ fn tenant_number(id: &str) -> u64 {
 /// The requests of one HTTP call, in flight.
 pub struct Submission {
     rx: UnboundedReceiver<(usize, Event)>,
-    /// The quota hold, released when the submission is dropped.
-    hold: Reservation,
     /// Choices in all.
     pub n_choices: usize,
     /// Choices per prompt.
@@ -97,9 +129,8 @@ pub fn submit(
     prompts: Vec<Tokenized>,
     params: &GenParams,
     param: &str,
-    ticket: Ticket,
+    share: engine::Share,
 ) -> Result<Submission, ApiError> {
-    let Ticket { share, mut hold } = ticket;
     let (tx, rx) = unbounded_channel();
     let n = params.n;
     let base_seed = params.sampling.seed.unwrap_or_else(rand::random);
@@ -130,23 +161,16 @@ pub fn submit(
                 }
                 ApiError::from_submit(e, param)
             })?;
-            if j == 0 {
-                hold.used(prompt.ids.len() as u64);
-            }
         }
     }
-    Ok(Submission { rx, hold, n_choices, n })
+    Ok(Submission { rx, n_choices, n })
 }
 
 impl Submission {
     /// The next event of any choice; `None` once the engine holds no sender
     /// (every choice has ended).
     pub async fn next(&mut self) -> Option<(usize, Event)> {
-        let ev = self.rx.recv().await;
-        if let Some((_, Event::Token { .. })) = &ev {
-            self.hold.used(1);
-        }
-        ev
+        self.rx.recv().await
     }
 
     /// Whether choice `index` is the first of its prompt (its usage carries the

@@ -30,6 +30,9 @@ pub struct Meter {
     pub prices: platform::config::Prices,
     /// The conversation and the request's new messages (role, content), for a chat bound to one.
     pub conversation: Option<(String, Vec<(String, String)>)>,
+    /// The request's usage row, written at admission; completed here. Without one (never
+    /// admitted through the store), the usage is written as a new row.
+    pub row: Option<crate::quota::OpenRow>,
 }
 
 /// How a generation ended.
@@ -61,8 +64,8 @@ impl Outcome {
 }
 
 impl Meter {
-    /// Writes the conversation turn (if any), then the usage record. Blocking (SQLite): call
-    /// it on the blocking pool, never on an async worker.
+    /// Writes the conversation turn (if any), then completes the usage row. Blocking: call it
+    /// on the blocking pool, never on an async worker.
     pub fn finish(self, o: &Outcome) -> Result<(), ApiError> {
         let now = unix_now();
         if let Some((id, mut turn)) = self.conversation {
@@ -89,7 +92,11 @@ impl Meter {
             finish_reason: o.finish_reason.to_string(),
             cost: cost(&self.prices, p, c, g),
         };
-        self.store.record_usage(&record).map_err(|e| ApiError::from_store(e, ""))
+        match self.row {
+            Some(row) => row.close(&record),
+            None => self.store.record_usage(&record),
+        }
+        .map_err(|e| ApiError::from_store(e, ""))
     }
 }
 
@@ -206,5 +213,6 @@ pub fn meter_for(
         edition: edition.to_string(),
         prices: cfg.prices(edition),
         conversation,
+        row: None,
     }))
 }

@@ -142,6 +142,7 @@ struct Inner {
     started: u64,
     counters: ServerCounters,
     labelled: crate::metrics::Labelled,
+    leases: crate::quota::Leases,
 }
 
 /// Shared by every handler; cheap to clone.
@@ -158,6 +159,7 @@ impl AppState {
             started: unix_now(),
             counters: ServerCounters::default(),
             labelled: crate::metrics::Labelled::new(cfg.platform.as_deref()),
+            leases: crate::quota::Leases::new(cfg.lease),
             cfg,
         }))
     }
@@ -193,6 +195,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.0.cfg
+    }
+
+    /// The usage rows of the requests this process runs, and their leases.
+    pub fn leases(&self) -> &crate::quota::Leases {
+        &self.0.leases
     }
 
     /// The served models and their backends.

@@ -89,6 +89,11 @@ pub struct ServeArgs {
     /// (W from KV use and queue), `drain` once shutdown begins, `down` while loading.
     #[arg(long)]
     agent_port: Option<u16>,
+    /// Seconds a request's usage row is leased, renewed every third of it while the request
+    /// runs: if this process is killed, its requests free their tenants' concurrency slots and
+    /// are closed as `interrupted` at most this long after.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    request_lease: u64,
     /// The (first) model's id in /v1/models (default: the catalogue name or file stem).
     #[arg(long)]
     model_id: Option<String>,
@@ -150,17 +155,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         models[1..].iter().map(|m| ServedModel { id: m.id.clone(), aliases: m.aliases.clone() }).collect();
     cfg.api_key = args.api_key.clone();
     cfg.stores = super::usage::open_stores(platform.as_ref(), args.data_dir.as_deref(), args.store_max_pages)?;
-    if let Some(c) = platform.as_ref().filter(|c| !c.tenants.is_empty()) {
+    if platform.as_ref().is_some_and(|c| !c.tenants.is_empty()) {
         cfg.keys = Some(Arc::new(platform::KeyStore::new(cfg.stores.regions.values().cloned().collect())));
-        // The month's usage so far comes from the tenants' region stores.
-        let usage: Arc<dyn server::quota::MonthlyUsage> = Arc::new(server::quota::StoreUsage::new(c, &cfg.stores));
-        cfg.quotas = Some(server::quota::QuotaKeeper::from_config(c, usage));
     }
     if let Some(c) = &platform {
         cfg.platform = Some(Arc::new(c.clone()));
     }
     cfg.drain_timeout = Duration::from_secs(args.drain_timeout);
     cfg.agent_port = args.agent_port;
+    cfg.lease = Duration::from_secs(args.request_lease);
     cfg.limits.max_body_bytes = args.max_body;
     anyhow::ensure!(
         args.max_connections > 0 && args.header_timeout > 0,

@@ -90,13 +90,23 @@ pub fn run(args: UsageArgs) -> anyhow::Result<()> {
         named.push(("local".into(), s));
     }
     println!(
-        "{:<8} {:<16} {:<10} {:<12} {:>8} {:>12} {:>10} {:>12} {:>9} {:>12}",
-        "region", "tenant", "day", "edition", "requests", "prompt", "cached", "completion", "cancelled", "cost"
+        "{:<8} {:<16} {:<10} {:<12} {:>8} {:>12} {:>10} {:>12} {:>9} {:>11} {:>12}",
+        "region",
+        "tenant",
+        "day",
+        "edition",
+        "requests",
+        "prompt",
+        "cached",
+        "completion",
+        "cancelled",
+        "interrupted",
+        "cost"
     );
     for (region, store) in named {
         for r in store.usage_totals(args.tenant.as_deref(), &from, &to)? {
             println!(
-                "{:<8} {:<16} {:<10} {:<12} {:>8} {:>12} {:>10} {:>12} {:>9} {:>12.6}",
+                "{:<8} {:<16} {:<10} {:<12} {:>8} {:>12} {:>10} {:>12} {:>9} {:>11} {:>12.6}",
                 region,
                 r.tenant,
                 r.day,
@@ -106,6 +116,7 @@ pub fn run(args: UsageArgs) -> anyhow::Result<()> {
                 r.cached_tokens,
                 r.completion_tokens,
                 r.cancelled,
+                r.interrupted,
                 r.cost
             );
         }

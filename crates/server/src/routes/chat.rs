@@ -74,7 +74,7 @@ async fn run(
     if let Some(persona) = edition.and_then(|e| e.system.as_deref()) {
         edition::apply_persona(&mut messages, persona);
     }
-    let meter = crate::meter::meter_for(state, caller, &req.model, conversation)?;
+    let mut meter = crate::meter::meter_for(state, caller, &req.model, conversation)?;
     let model = Arc::clone(&backend.model);
     let ids = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
         let compiled = match &own_template {
@@ -98,8 +98,12 @@ async fn run(
     let params = req.params;
     let n_prompt = ids.len();
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
-    let ticket = generate::admit(state, caller, std::slice::from_ref(&prompt), params.n)?;
-    let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket)?;
+    let mut ticket = generate::admit(state, caller, meter.as_ref(), std::slice::from_ref(&prompt), params.n).await?;
+    // Refused by the engine (a full queue): the ticket's row goes with it.
+    let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket.share)?;
+    if let Some(m) = meter.as_mut() {
+        m.row = ticket.row.take();
+    }
     let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
     let head = Head {
         id: response_id("chatcmpl-"),

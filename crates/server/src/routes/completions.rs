@@ -52,14 +52,18 @@ async fn run(
     .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))?;
 
     let params = req.params;
-    let meter = crate::meter::meter_for(state, caller, &req.model, None)?;
+    let mut meter = crate::meter::meter_for(state, caller, &req.model, None)?;
     let n_prompt: usize = ids.iter().map(Vec::len).sum();
     let planned = ids
         .into_iter()
         .map(|ids| generate::plan(backend, ids, params.max_tokens, "prompt"))
         .collect::<Result<Vec<_>, _>>()?;
-    let ticket = generate::admit(state, caller, &planned, params.n)?;
-    let sub = generate::submit(state, backend, planned, &params, "prompt", ticket)?;
+    let mut ticket = generate::admit(state, caller, meter.as_ref(), &planned, params.n).await?;
+    // Refused by the engine (a full queue): the ticket's row goes with it.
+    let sub = generate::submit(state, backend, planned, &params, "prompt", ticket.share)?;
+    if let Some(m) = meter.as_mut() {
+        m.row = ticket.row.take();
+    }
     let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
     let head = Head {
         id: response_id("cmpl-"),

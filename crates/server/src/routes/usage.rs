@@ -42,26 +42,28 @@ pub async fn handler(
         .map_err(|e| ApiError::Internal(format!("the store task failed: {e}")))?
         .map_err(|e| ApiError::from_store(e, ""))?;
     let mut total = json!({"requests": 0u64, "prompt_tokens": 0u64, "cached_tokens": 0u64,
-        "completion_tokens": 0u64, "cancelled": 0u64, "cost": 0.0});
-    let mut sum = [0u64; 5];
+        "completion_tokens": 0u64, "cancelled": 0u64, "interrupted": 0u64, "cost": 0.0});
+    let mut sum = [0u64; 6];
     let mut cost = 0.0;
     let data: Vec<_> = rows
         .iter()
         .map(|r| {
-            for (s, v) in
-                sum.iter_mut().zip([r.requests, r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.cancelled])
-            {
+            let counts =
+                [r.requests, r.prompt_tokens, r.cached_tokens, r.completion_tokens, r.cancelled, r.interrupted];
+            for (s, v) in sum.iter_mut().zip(counts) {
                 *s += v;
             }
             cost += r.cost;
             json!({
                 "day": r.day, "edition": r.edition, "requests": r.requests,
                 "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
-                "completion_tokens": r.completion_tokens, "cancelled": r.cancelled, "cost": r.cost,
+                "completion_tokens": r.completion_tokens, "cancelled": r.cancelled,
+                "interrupted": r.interrupted, "cost": r.cost,
             })
         })
         .collect();
-    for (k, v) in ["requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cancelled"].iter().zip(sum) {
+    let keys = ["requests", "prompt_tokens", "cached_tokens", "completion_tokens", "cancelled", "interrupted"];
+    for (k, v) in keys.iter().zip(sum) {
         total[*k] = json!(v);
     }
     total["cost"] = json!(cost);

@@ -84,6 +84,20 @@ const MIGRATIONS: &[&str] = &[
         created BIGINT NOT NULL,
         revoked BIGINT
     );",
+    // 3: a request's row is written at admission (`running`, under a lease that `expires`) and
+    // completed at its end; `charged` is what it counts against the tenant's quotas; each
+    // tenant's month charge is one row, the lock that orders its admissions.
+    "ALTER TABLE usage ADD COLUMN charged BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN expires BIGINT;
+    UPDATE usage SET charged = prompt_tokens + completion_tokens;
+    CREATE INDEX usage_by_tenant_created ON usage (tenant, created);
+    CREATE INDEX usage_running ON usage (tenant, expires) WHERE expires IS NOT NULL;
+    CREATE TABLE quota_month (
+        tenant TEXT NOT NULL,
+        month BIGINT NOT NULL,
+        tokens BIGINT NOT NULL,
+        PRIMARY KEY (tenant, month)
+    );",
 ];
 
 /// Whether a region's `store` value is a PostgreSQL URL.
@@ -264,6 +278,3 @@ impl Backend for PgStore {
         self.url.clone()
     }
 }
-
-
-

@@ -56,6 +56,20 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         revoked INTEGER
     );",
+    // 3: a request's row is written at admission (`running`, under a lease that `expires`) and
+    // completed at its end; `charged` is what it counts against the tenant's quotas; each
+    // tenant's month charge is one row, the lock that orders its admissions.
+    "ALTER TABLE usage ADD COLUMN charged INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage ADD COLUMN expires INTEGER;
+    UPDATE usage SET charged = prompt_tokens + completion_tokens;
+    CREATE INDEX usage_by_tenant_created ON usage (tenant, created);
+    CREATE INDEX usage_running ON usage (tenant, expires) WHERE expires IS NOT NULL;
+    CREATE TABLE quota_month (
+        tenant TEXT NOT NULL,
+        month INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (tenant, month)
+    );",
 ];
 
 /// One SQLite store (a region's, or the local one).
@@ -196,9 +210,6 @@ impl Backend for SqliteStore {
         self.path.display().to_string()
     }
 }
-
-
-
 
 #[cfg(test)]
 mod tests {
