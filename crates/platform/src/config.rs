@@ -400,6 +400,21 @@ impl Config {
         self.regions.iter().find(|r| r.name == name)
     }
 
+    /// The part of the configuration one region's servers run: that region, its tenants, and
+    /// the editions served in it (each listing only this region). A replica started for one
+    /// region opens no other region's store and knows no other region's tenants or keys.
+    pub fn only_region(&self, name: &str) -> Option<Config> {
+        let region = self.region(name)?.clone();
+        let editions = self
+            .editions
+            .iter()
+            .filter(|e| e.regions.iter().any(|r| r == name))
+            .map(|e| Edition { regions: vec![name.to_string()], ..e.clone() })
+            .collect();
+        let tenants = self.tenants.iter().filter(|t| t.region == name).cloned().collect();
+        Some(Config { regions: vec![region], editions, tenants })
+    }
+
     /// Whether `tenant` may use `edition`: allowed to it and served in its region.
     pub fn may_use(&self, tenant: &Tenant, edition: &str) -> bool {
         tenant.editions.iter().any(|e| e == edition)

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// region (else 403).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Serve one region of the config only (a replica of that region's fleet): its store, its
+    /// tenants and keys, the editions served in it. Other regions' tenants get 401 here.
+    #[arg(long)]
+    region: Option<String>,
     /// The KV pool holds `--ctx` × `--parallel` positions (unless --kv-memory), one such pool
     /// per model; any number of requests run at once while their tokens fit.
     #[arg(long, short = 'p', default_value_t = 8)]
@@ -139,10 +143,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.prefill_chunk > 0 && args.batch_tokens >= args.prefill_chunk,
         "--batch-tokens must be at least --prefill-chunk"
     );
-    let platform = match &args.config {
+    let mut platform = match &args.config {
         Some(p) => Some(platform::Config::load(p).with_context(|| format!("invalid config {}", p.display()))?),
         None => None,
     };
+    if let Some(name) = &args.region {
+        let all = platform.as_ref().context("--region needs --config")?;
+        let one = all.only_region(name).with_context(|| {
+            let names: Vec<&str> = all.regions.iter().map(|r| r.name.as_str()).collect();
+            format!("no region `{name}` in the config (regions: {})", names.join(", "))
+        })?;
+        anyhow::ensure!(!one.editions.is_empty(), "no edition is served in region `{name}`");
+        platform = Some(one);
+    }
     anyhow::ensure!(
         !(args.api_key.is_some() && platform.as_ref().is_some_and(|c| !c.tenants.is_empty())),
         "--api-key and a config with tenants exclude each other: tenants use `seed keys` keys"
