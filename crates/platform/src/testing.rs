@@ -4,7 +4,7 @@
 //! Unix socket in that folder only (no TCP port), with trust authentication for the user
 //! `seed`. As root — PostgreSQL refuses to run as root — the server runs as the `postgres`
 //! system user that Debian's package creates. Dropping the value stops the server and removes
-//! the folder. Where the server programs are missing, `scripts/setup-postgres.sh` installs them
+//! the folder. Where the server programs are missing, `scripts/setup-services.sh` installs them
 //! from Debian's packages (as root), as CI does.
 
 use std::path::{Path, PathBuf};
@@ -59,9 +59,9 @@ impl PgServer {
         let bin = match find_bin() {
             Some(bin) => bin,
             None => {
-                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup-postgres.sh");
-                check("scripts/setup-postgres.sh", Command::new("bash").arg(&script).output())?;
-                find_bin().ok_or("PostgreSQL's server programs are still missing after scripts/setup-postgres.sh")?
+                let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/setup-services.sh");
+                check("scripts/setup-services.sh", Command::new("bash").arg(&script).output())?;
+                find_bin().ok_or("PostgreSQL's server programs are still missing after scripts/setup-services.sh")?
             }
         };
         let run_as = is_root().then(|| "postgres".to_string());

@@ -1,14 +1,17 @@
 //! A region served by several replicas on one PostgreSQL database, and a second region on its
-//! own: a real PostgreSQL server this test starts (initdb into a temporary folder, Unix socket
-//! only), one database per region, three `seed serve --region eu` processes and one
-//! `--region us` (one thread, a small KV pool and a 3-second request lease each), keys made by
-//! `seed keys` into the regions' databases. It shows that a per-minute limit holds across the
-//! replicas, as does a concurrency cap, whose slot a `kill -9`ed replica gives back when its
-//! lease runs out (its row closed as `interrupted`); that every answered request leaves exactly
-//! one usage row with the tokens its client was told; that a conversation written through two
-//! replicas reads the same from a third; that a revoked key is refused by every replica within
-//! 5 s; and that a tenant of one region is refused by the other's replicas, whose database holds
-//! none of its rows.
+//! own, behind a real HAProxy: a PostgreSQL server this test starts (initdb into a temporary
+//! folder, Unix socket only), one database per region, three `seed serve --region eu` processes
+//! and one `--region us` (one thread, a small KV pool, a 3-second request lease and an agent
+//! port each), keys made by `seed keys` into the regions' databases, and HAProxy routing by
+//! `Host` to each region's replicas with health and agent checks. It shows that a per-minute
+//! limit holds for a burst through the proxy, as does a concurrency cap across replicas, whose
+//! slot a `kill -9`ed replica gives back when its lease runs out (its row closed as
+//! `interrupted`, its client's stream cut, the retry served by another replica); that every
+//! answered request leaves exactly one usage row with the tokens its client was told; that a
+//! conversation written through two replicas reads the same from a third; that SIGTERM drains a
+//! replica (its stream finishes, new requests go elsewhere); that a revoked key is refused by
+//! every replica within 5 s; and that a tenant of one region is refused by the other's replicas,
+//! whose database holds none of its rows.
 
 mod serving;
 
@@ -18,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use platform::testing::PgServer;
 use serde_json::{json, Value};
-use serving::process::{read_until, ServeProcess};
+use serving::haproxy::{free_port, HaProxy, Server};
+use serving::process::{http, read_until, ServeProcess};
 
 fn write_config(dir: &Path, pg: &PgServer) -> std::path::PathBuf {
     let (eu, us) = (pg.create_database("eu").expect("eu"), pg.create_database("us").expect("us"));
@@ -71,8 +75,10 @@ fn create_key(config: &Path, tenant: &str) -> String {
     text.lines().find(|l| l.starts_with("sk-")).unwrap_or_else(|| panic!("no secret in: {text}")).trim().to_string()
 }
 
-fn replica(config: &Path, region: &str) -> ServeProcess {
+fn replica(config: &Path, region: &str, agent: u16) -> ServeProcess {
     ServeProcess::start_raw(&[
+        "--agent-port",
+        &agent.to_string(),
         "--config",
         &config.display().to_string(),
         "--region",
@@ -131,23 +137,35 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     seed(&["migrate", "--config", &config.display().to_string()]);
     let keys: Vec<String> = ["burst", "capped", "plain", "globex"].iter().map(|t| create_key(&config, t)).collect();
     let (burst, capped, plain, globex) = (&keys[0], &keys[1], &keys[2], &keys[3]);
-    let mut eu: Vec<ServeProcess> = (0..3).map(|_| replica(&config, "eu")).collect();
-    let us = replica(&config, "us");
+    let agents: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let mut eu: Vec<ServeProcess> = agents[..3].iter().map(|&a| replica(&config, "eu", a)).collect();
+    let us = replica(&config, "us", agents[3]);
+    let server = |name: &str, p: &ServeProcess, agent: u16| Server { name: name.into(), port: p.port, agent };
+    let eu_servers: Vec<Server> = (0..3).map(|i| server(&format!("eu{i}"), &eu[i], agents[i])).collect();
+    let us_servers = [server("us0", &us, agents[3])];
+    let proxy = HaProxy::start(&[("eu", &eu_servers), ("us", &us_servers)]);
+    let via_proxy = |host: &str, key: &str, body: &Value| -> (u16, String) {
+        let auth = format!("Bearer {key}");
+        http(proxy.port, "POST", "/v1/chat/completions", &body.to_string(), &[("Host", host), ("Authorization", &auth)])
+    };
 
-    // A per-minute limit of 8 holds across the three replicas: a burst of 24 admits exactly 8.
+    // A per-minute limit of 8 holds for a burst of 24 through the proxy to three replicas.
     let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let calls: Vec<_> = (0..24)
-            .map(|i| {
-                scope.spawn({
-                    let server = &eu[i % 3];
-                    move || post(server, burst, "/v1/chat/completions", &ask(1)).0
-                })
-            })
-            .collect();
+        let calls: Vec<_> = (0..24).map(|_| scope.spawn(|| via_proxy("eu.seed.test", burst, &ask(1)).0)).collect();
         calls.into_iter().map(|c| c.join().expect("no panic")).collect()
     });
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 8, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 16, "{statuses:?}");
+    // The burst reached every replica, and their admissions added up to the one limit.
+    let count = |p: &ServeProcess, series: &str| -> f64 {
+        let (_, page) = p.request_with("GET", "/metrics", "", &[("Authorization", &format!("Bearer {burst}"))]);
+        page.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let served: Vec<f64> =
+        eu.iter().map(|p| count(p, "seed_tenant_requests_total{tenant=\"burst\",edition=\"cici\"}")).collect();
+    let refused: Vec<f64> = eu.iter().map(|p| count(p, "seed_requests_rejected_total{reason=\"quota\"}")).collect();
+    assert!(served.iter().zip(&refused).all(|(s, r)| s + r > 0.0), "a replica got none: {served:?} {refused:?}");
+    assert_eq!(served.iter().sum::<f64>(), 8.0, "{served:?}");
 
     // Every answered request leaves one row, with the tokens its client was told.
     let told: Vec<Value> = std::thread::scope(|scope| {
@@ -184,6 +202,9 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     drop(eu.remove(2)); // kill -9 mid-stream
     let cut = read_until(&mut on_third, "[DONE]");
     assert!(!cut.contains("[DONE]"), "the killed replica's client saw [DONE]");
+    // Its client's retry, through the proxy, is served by another replica.
+    let (status, text) = via_proxy("eu.seed.test", plain, &ask(2));
+    assert_eq!(status, 200, "{text}\n{}", proxy.log());
     let interrupted = || pg.psql("eu", "SELECT count(*) FROM usage WHERE finish_reason = 'interrupted'");
     let closed = within(Duration::from_secs(20), "the killed replica's row", || interrupted().expect("psql") == "1");
     eprintln!("the killed replica's request was closed as interrupted after {closed:?}");
@@ -201,7 +222,7 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     let (status, conv) = post(&eu[0], plain, "/v1/conversations", &json!({}));
     assert_eq!(status, 200, "{conv}");
     let id = conv["id"].as_str().expect("id").to_string();
-    let third = replica(&config, "eu");
+    let third = replica(&config, "eu", free_port());
     for (server, q) in [(&eu[0], "First question?"), (&eu[1], "Second question?")] {
         let body = json!({"model": "cici", "max_tokens": 3, "conversation": id,
                           "messages": [{"role": "user", "content": q}]});
@@ -217,9 +238,9 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     assert_eq!(got["messages"][2]["content"], "Second question?");
 
     // Each region's replicas know only their own tenants, and each database only its own rows.
-    assert_eq!(post(&us, plain, "/v1/chat/completions", &ask(1)).0, 401);
-    assert_eq!(post(&eu[0], globex, "/v1/chat/completions", &ask(1)).0, 401);
-    assert_eq!(post(&us, globex, "/v1/chat/completions", &ask(1)).0, 200);
+    assert_eq!(via_proxy("us.seed.test", plain, &ask(1)).0, 401);
+    assert_eq!(via_proxy("eu.seed.test", globex, &ask(1)).0, 401);
+    assert_eq!(via_proxy("us.seed.test", globex, &ask(1)).0, 200);
     assert_eq!(pg.psql("us", "SELECT count(*) FROM usage WHERE tenant <> 'globex'").expect("psql"), "0");
     assert_eq!(pg.psql("eu", "SELECT count(*) FROM usage WHERE tenant = 'globex'").expect("psql"), "0");
 
@@ -231,8 +252,22 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
         .and_then(|l| l.split_whitespace().next())
         .expect("plain's key id")
         .to_string();
+    // SIGTERM drains a replica: its running stream finishes, new requests go to the others.
+    let body = json!({"model": "cici", "max_tokens": 60, "ignore_eos": true, "stream": true,
+                      "messages": [{"role": "user", "content": "Count to a hundred."}]});
+    let auth = format!("Bearer {plain}");
+    let mut draining = eu[1].send_with("POST", "/v1/chat/completions", &body.to_string(), &[("Authorization", &auth)]);
+    assert!(read_until(&mut draining, "\"content\":\"").starts_with("HTTP/1.1 200"));
+    eu[1].terminate();
+    for _ in 0..6 {
+        let (status, text) = via_proxy("eu.seed.test", plain, &ask(1));
+        assert_eq!(status, 200, "during the drain: {text}");
+    }
+    assert!(read_until(&mut draining, "[DONE]").contains("[DONE]"), "the draining replica cut its stream");
+    assert!(eu[1].wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()), "no clean exit after the drain");
+
     seed(&["keys", "--config", &config.display().to_string(), "revoke", &key_id]);
-    let all = [&eu[0], &eu[1], &third];
+    let all = [&eu[0], &third];
     let took = within(Duration::from_secs(5), "the revocation", || {
         all.iter().all(|s| post(s, plain, "/v1/chat/completions", &ask(1)).0 == 401)
     });

@@ -3,6 +3,7 @@
 //! serve` as a child process on a free loopback port ([`process`]).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod haproxy;
 pub mod process;
 
 use std::sync::{Arc, OnceLock};

@@ -92,9 +92,7 @@ impl ServeProcess {
 
     /// A connection to the server (reads time out after a minute).
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-        s
+        connect(self.port)
     }
 
     /// Sends a request; returns the stream to read the answer from.
@@ -104,15 +102,7 @@ impl ServeProcess {
 
     /// Sends a request with extra `headers`; returns the stream to read the answer from.
     pub fn send_with(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> TcpStream {
-        let mut s = self.connect();
-        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).expect("write");
-        s
+        send_to(self.port, method, path, body, headers)
     }
 
     /// A whole exchange: status and body (chunked bodies are returned raw).
@@ -122,13 +112,7 @@ impl ServeProcess {
 
     /// A whole exchange with extra `headers`: status and body (chunked bodies are returned raw).
     pub fn request_with(&self, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        let mut s = self.send_with(method, path, body, headers);
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("read");
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
-        (status, body)
+        http(self.port, method, path, body, headers)
     }
 
     /// GET `path`.
@@ -169,6 +153,39 @@ impl Drop for ServeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A connection to `port` on 127.0.0.1 (reads time out after a minute).
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s
+}
+
+/// Sends a request to `port` (`Host: 127.0.0.1` unless `headers` name one); returns the
+/// stream to read the answer from.
+pub fn send_to(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> TcpStream {
+    let mut s = connect(port);
+    let host = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) { "" } else { "Host: 127.0.0.1\r\n" };
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\n{host}Content-Type: application/json\r\n{extra}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    s
+}
+
+/// A whole exchange with `port`: status and body (chunked bodies are returned raw).
+pub fn http(port: u16, method: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut s = send_to(port, method, path, body, headers);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
 }
 
 /// Reads from `s` until `needle` has been seen (or the stream ends); returns
