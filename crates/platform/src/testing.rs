@@ -54,8 +54,16 @@ fn check(what: &str, out: std::io::Result<Output>) -> Result<Output, String> {
 }
 
 impl PgServer {
-    /// Starts a server (installing PostgreSQL first if it is missing and this is root).
+    /// Starts a server (installing PostgreSQL first if it is missing and this is root), with
+    /// `fsync` off: the tests kill Seed's processes, never PostgreSQL, so the durability of
+    /// its own files is not under test and a 2-core machine stays quick.
     pub fn start() -> Result<PgServer, String> {
+        PgServer::start_with_fsync(false)
+    }
+
+    /// As [`PgServer::start`], with `fsync` as given (on for benchmarks: a real server's
+    /// commits wait for the disk).
+    pub fn start_with_fsync(fsync: bool) -> Result<PgServer, String> {
         let bin = match find_bin() {
             Some(bin) => bin,
             None => {
@@ -80,10 +88,11 @@ impl PgServer {
                 .args(["-U", "seed", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"])
                 .output(),
         )?;
-        // Durability of the server's own files is not under test (the tests kill Seed's
-        // processes, never PostgreSQL), so fsync is off to keep a 2-core machine quick.
-        let options =
-            format!("-c listen_addresses= -k {} -c fsync=off -c max_connections=200", server.socket_dir().display());
+        let options = format!(
+            "-c listen_addresses= -k {} -c fsync={} -c max_connections=200",
+            server.socket_dir().display(),
+            if fsync { "on" } else { "off" }
+        );
         check(
             "pg_ctl start",
             server

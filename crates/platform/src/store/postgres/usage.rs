@@ -15,14 +15,20 @@ use crate::store::{day_of, stamp, unsigned, StoreError};
 async fn lock_month(tx: &deadpool_postgres::Transaction<'_>, tenant: &str, created: i64) -> Result<i64, Failure> {
     let month = stamp(month_start(unsigned(created)));
     tx.execute(
-        "INSERT INTO quota_month (tenant, month, tokens)
+        &tx.prepare_cached(
+            "INSERT INTO quota_month (tenant, month, tokens)
          SELECT $1, $2, COALESCE(SUM(charged), 0)::BIGINT FROM usage WHERE tenant = $1 AND created >= $2
          ON CONFLICT DO NOTHING",
+        )
+        .await?,
         &[&tenant, &month],
     )
     .await?;
     let row = tx
-        .query_one("SELECT tokens FROM quota_month WHERE tenant = $1 AND month = $2 FOR UPDATE", &[&tenant, &month])
+        .query_one(
+            &tx.prepare_cached("SELECT tokens FROM quota_month WHERE tenant = $1 AND month = $2 FOR UPDATE").await?,
+            &[&tenant, &month],
+        )
         .await?;
     Ok(row.get(0))
 }
@@ -36,7 +42,8 @@ async fn charge_month(
 ) -> Result<(), Failure> {
     let month = stamp(month_start(unsigned(created)));
     tx.execute(
-        "UPDATE quota_month SET tokens = GREATEST(tokens + $3, 0) WHERE tenant = $1 AND month = $2",
+        &tx.prepare_cached("UPDATE quota_month SET tokens = GREATEST(tokens + $3, 0) WHERE tenant = $1 AND month = $2")
+            .await?,
         &[&tenant, &month, &delta],
     )
     .await?;
@@ -78,22 +85,20 @@ impl Usage for PgStore {
             let mut c = pool.get().await?;
             let tx = c.transaction().await?;
             let month_tokens = lock_month(&tx, &tenant, stamp(now)).await?;
-            tx.execute(
-                "UPDATE usage SET finish_reason = 'interrupted', expires = NULL WHERE id IN (
+            tx.execute(&tx.prepare_cached("UPDATE usage SET finish_reason = 'interrupted', expires = NULL WHERE id IN (
                      SELECT id FROM usage WHERE tenant = $1 AND expires IS NOT NULL AND expires < $2
-                     FOR UPDATE SKIP LOCKED)",
+                     FOR UPDATE SKIP LOCKED)").await?,
                 &[&tenant, &stamp(now)],
             )
             .await?;
             if let Some(q) = quotas {
                 let in_flight: i64 = tx
-                    .query_one("SELECT COUNT(*) FROM usage WHERE tenant = $1 AND expires IS NOT NULL", &[&tenant])
+                    .query_one(&tx.prepare_cached("SELECT COUNT(*) FROM usage WHERE tenant = $1 AND expires IS NOT NULL").await?, &[&tenant])
                     .await?
                     .get(0);
                 let rows = tx
-                    .query(
-                        "SELECT created, COUNT(*), SUM(charged)::BIGINT FROM usage WHERE tenant = $1 AND created > $2
-                         GROUP BY created ORDER BY created",
+                    .query(&tx.prepare_cached("SELECT created, COUNT(*), SUM(charged)::BIGINT FROM usage WHERE tenant = $1 AND created > $2
+                         GROUP BY created ORDER BY created").await?,
                         &[&tenant, &(stamp(now) - WINDOW as i64)],
                     )
                     .await?;
@@ -112,10 +117,9 @@ impl Usage for PgStore {
                 }
             }
             let id: i64 = tx
-                .query_one(
-                    "INSERT INTO usage (tenant, key_id, edition, created, day, prompt_tokens, cached_tokens,
+                .query_one(&tx.prepare_cached("INSERT INTO usage (tenant, key_id, edition, created, day, prompt_tokens, cached_tokens,
                      completion_tokens, finish_reason, cost, charged, expires)
-                     VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 'running', $7, $8, $9) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 'running', $7, $8, $9) RETURNING id").await?,
                     &[
                         &tenant,
                         &key_id,
@@ -156,20 +160,19 @@ impl Usage for PgStore {
             let tx = c.transaction().await?;
             // Tenant and time never change: read them, lock the month row, then the usage row.
             let row = tx
-                .query_opt("SELECT tenant, created FROM usage WHERE id = $1", &[&id])
+                .query_opt(&tx.prepare_cached("SELECT tenant, created FROM usage WHERE id = $1").await?, &[&id])
                 .await?
                 .ok_or(Failure::NotFound)?;
             let (tenant, created): (String, i64) = (row.get(0), row.get(1));
             lock_month(&tx, &tenant, created).await?;
             let charged: i64 = tx
-                .query_opt("SELECT charged FROM usage WHERE id = $1 FOR UPDATE", &[&id])
+                .query_opt(&tx.prepare_cached("SELECT charged FROM usage WHERE id = $1 FOR UPDATE").await?, &[&id])
                 .await?
                 .ok_or(Failure::NotFound)?
                 .get(0);
             let used = stamp(r.prompt_tokens.saturating_add(r.completion_tokens));
-            tx.execute(
-                "UPDATE usage SET prompt_tokens = $2, cached_tokens = $3, completion_tokens = $4, finish_reason = $5,
-                 cost = $6, charged = $7, expires = NULL WHERE id = $1",
+            tx.execute(&tx.prepare_cached("UPDATE usage SET prompt_tokens = $2, cached_tokens = $3, completion_tokens = $4, finish_reason = $5,
+                 cost = $6, charged = $7, expires = NULL WHERE id = $1").await?,
                 &[
                     &id,
                     &stamp(r.prompt_tokens),
@@ -191,12 +194,18 @@ impl Usage for PgStore {
         self.run(move |pool| async move {
             let mut c = pool.get().await?;
             let tx = c.transaction().await?;
-            let Some(row) = tx.query_opt("SELECT tenant, created FROM usage WHERE id = $1", &[&id]).await? else {
+            let Some(row) = tx
+                .query_opt(&tx.prepare_cached("SELECT tenant, created FROM usage WHERE id = $1").await?, &[&id])
+                .await?
+            else {
                 return Ok(());
             };
             let (tenant, created): (String, i64) = (row.get(0), row.get(1));
             lock_month(&tx, &tenant, created).await?;
-            if let Some(row) = tx.query_opt("DELETE FROM usage WHERE id = $1 RETURNING charged", &[&id]).await? {
+            if let Some(row) = tx
+                .query_opt(&tx.prepare_cached("DELETE FROM usage WHERE id = $1 RETURNING charged").await?, &[&id])
+                .await?
+            {
                 charge_month(&tx, &tenant, created, -row.get::<_, i64>(0)).await?;
             }
             tx.commit().await?;
