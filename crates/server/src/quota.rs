@@ -54,6 +54,17 @@ impl Leases {
         self.0.open.lock().unwrap_or_else(PoisonError::into_inner).iter().map(|(_, ids)| ids.len()).sum()
     }
 
+    /// Sweeps `store` for expired rows (other processes' killed requests) from now on, whether
+    /// or not this process has rows open there; starts the task (see below) if needed.
+    pub fn watch(&self, store: &Arc<Store>) {
+        let mut open = self.0.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if !open.iter().any(|(s, _)| Arc::ptr_eq(s, store)) {
+            open.push((Arc::clone(store), BTreeSet::new()));
+        }
+        drop(open);
+        self.start_renewing();
+    }
+
     fn add(&self, store: &Arc<Store>, id: RowId) {
         let mut open = self.0.open.lock().unwrap_or_else(PoisonError::into_inner);
         match open.iter_mut().find(|(s, _)| Arc::ptr_eq(s, store)) {

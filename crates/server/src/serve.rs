@@ -39,6 +39,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
+    // From the start, this replica closes requests a killed one left running in its stores.
+    let stores = &state.config().stores;
+    for store in stores.regions.values().chain(stores.local.iter()) {
+        state.leases().watch(store);
+    }
     let (closed_tx, closed_rx) = watch::channel(false);
     let drainer = state.clone();
     tokio::spawn(async move {
