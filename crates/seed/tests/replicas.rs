@@ -1,15 +1,15 @@
 //! A region served by several replicas on one PostgreSQL database, and a second region on its
-//! own, behind a real HAProxy: a PostgreSQL server this test starts (initdb into a temporary
-//! folder, Unix socket only), one database per region, three `seed serve --region eu` processes
+//! own, behind a real HAProxy: a PostgreSQL server per region, started by the test (initdb into a
+//! temporary folder, Unix socket only), three `seed serve --region eu` processes
 //! and one `--region us` (one thread, a small KV pool, a 3-second request lease and an agent
 //! port each), keys made by `seed keys` into the regions' databases, and HAProxy routing by
 //! `Host` to each region's replicas with health and agent checks. It shows that a per-minute
-//! limit holds for a burst through the proxy, as does a concurrency cap across replicas, whose
+//! limit holds for a burst of 4× the limit through the proxy, as does a concurrency cap across replicas, whose
 //! slot a `kill -9`ed replica gives back when its lease runs out (its row closed as
 //! `interrupted`, its client's stream cut, the retry served by another replica); that every
 //! answered request leaves exactly one usage row with the tokens its client was told; that a
 //! conversation written through two replicas reads the same from a third; that SIGTERM drains a
-//! replica (its stream finishes, new requests go elsewhere); that a revoked key is refused by
+//! replica (its agent says `drain`, its stream finishes, new requests go elsewhere); that a revoked key is refused by
 //! every replica within 5 s; and that a tenant of one region is refused by the other's replicas,
 //! whose database holds none of its rows.
 
@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 use serving::haproxy::{free_port, HaProxy, Server};
 use serving::process::{http, read_until, ServeProcess};
 
-fn write_config(dir: &Path, pg: &PgServer) -> std::path::PathBuf {
-    let (eu, us) = (pg.create_database("eu").expect("eu"), pg.create_database("us").expect("us"));
+fn write_config(dir: &Path, eu_db: &PgServer, us_db: &PgServer) -> std::path::PathBuf {
+    let (eu, us) = (eu_db.create_database("seed").expect("eu"), us_db.create_database("seed").expect("us"));
     let text = format!(
         r#"
 [[region]]
@@ -131,9 +131,11 @@ fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration 
 #[test]
 fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     seed::catalogue::ensure_model("smollm2-135m-instruct").expect("fetching the default model");
-    let pg = PgServer::start().expect("a PostgreSQL server");
+    // One PostgreSQL server per region, as regions are run.
+    let eu_db = PgServer::start().expect("the eu region's PostgreSQL server");
+    let us_db = PgServer::start().expect("the us region's PostgreSQL server");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &pg);
+    let config = write_config(dir.path(), &eu_db, &us_db);
     seed(&["migrate", "--config", &config.display().to_string()]);
     let keys: Vec<String> = ["burst", "capped", "plain", "globex"].iter().map(|t| create_key(&config, t)).collect();
     let (burst, capped, plain, globex) = (&keys[0], &keys[1], &keys[2], &keys[3]);
@@ -149,13 +151,13 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
         http(proxy.port, "POST", "/v1/chat/completions", &body.to_string(), &[("Host", host), ("Authorization", &auth)])
     };
 
-    // A per-minute limit of 8 holds for a burst of 24 through the proxy to three replicas.
+    // A per-minute limit of 8 holds for a burst of 32 (4×) through the proxy to three replicas.
     let statuses: Vec<u16> = std::thread::scope(|scope| {
-        let calls: Vec<_> = (0..24).map(|_| scope.spawn(|| via_proxy("eu.seed.test", burst, &ask(1)).0)).collect();
+        let calls: Vec<_> = (0..32).map(|_| scope.spawn(|| via_proxy("eu.seed.test", burst, &ask(1)).0)).collect();
         calls.into_iter().map(|c| c.join().expect("no panic")).collect()
     });
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 8, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 16, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 24, "{statuses:?}");
     // The burst reached every replica, and their admissions added up to the one limit.
     let count = |p: &ServeProcess, series: &str| -> f64 {
         let (_, page) = p.request_with("GET", "/metrics", "", &[("Authorization", &format!("Bearer {burst}"))]);
@@ -184,9 +186,9 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
         calls.into_iter().map(|c| c.join().expect("no panic")).collect()
     });
     let sum = |field: &str| told.iter().map(|v| v["usage"][field].as_u64().expect("count")).sum::<u64>();
-    let rows = pg
+    let rows = eu_db
         .psql(
-            "eu",
+            "seed",
             "SELECT count(*) || ' ' || sum(prompt_tokens) || ' ' || sum(completion_tokens) FROM usage \
                      WHERE tenant = 'plain' AND finish_reason <> 'running'",
         )
@@ -205,14 +207,15 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     // Its client's retry, through the proxy, is served by another replica.
     let (status, text) = via_proxy("eu.seed.test", plain, &ask(2));
     assert_eq!(status, 200, "{text}\n{}", proxy.log());
-    let interrupted = || pg.psql("eu", "SELECT count(*) FROM usage WHERE finish_reason = 'interrupted'");
+    let interrupted = || eu_db.psql("seed", "SELECT count(*) FROM usage WHERE finish_reason = 'interrupted'");
     let closed = within(Duration::from_secs(20), "the killed replica's row", || interrupted().expect("psql") == "1");
     eprintln!("the killed replica's request was closed as interrupted after {closed:?}");
     // The first stream still runs: the slot that is free now is the dead one's.
     let (status, e) = post(&eu[1], capped, "/v1/chat/completions", &ask(1));
     assert_eq!(status, 200, "{e}");
     assert_eq!(
-        pg.psql("eu", "SELECT count(*) FROM usage WHERE tenant = 'capped' AND finish_reason = 'running'")
+        eu_db
+            .psql("seed", "SELECT count(*) FROM usage WHERE tenant = 'capped' AND finish_reason = 'running'")
             .expect("psql"),
         "1"
     );
@@ -241,8 +244,8 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     assert_eq!(via_proxy("us.seed.test", plain, &ask(1)).0, 401);
     assert_eq!(via_proxy("eu.seed.test", globex, &ask(1)).0, 401);
     assert_eq!(via_proxy("us.seed.test", globex, &ask(1)).0, 200);
-    assert_eq!(pg.psql("us", "SELECT count(*) FROM usage WHERE tenant <> 'globex'").expect("psql"), "0");
-    assert_eq!(pg.psql("eu", "SELECT count(*) FROM usage WHERE tenant = 'globex'").expect("psql"), "0");
+    assert_eq!(us_db.psql("seed", "SELECT count(*) FROM usage WHERE tenant <> 'globex'").expect("psql"), "0");
+    assert_eq!(eu_db.psql("seed", "SELECT count(*) FROM usage WHERE tenant = 'globex'").expect("psql"), "0");
 
     // A revoked key is refused by every replica of its region within 5 s.
     let id_of = seed(&["keys", "--config", &config.display().to_string(), "list"]);
@@ -259,6 +262,14 @@ fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
     let mut draining = eu[1].send_with("POST", "/v1/chat/completions", &body.to_string(), &[("Authorization", &auth)]);
     assert!(read_until(&mut draining, "\"content\":\"").starts_with("HTTP/1.1 200"));
     eu[1].terminate();
+    // Its agent says so at once, and HAProxy stops sending it new requests.
+    let agent_says = || {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", agents[1])).expect("agent");
+        let mut line = String::new();
+        std::io::Read::read_to_string(&mut s, &mut line).expect("agent answer");
+        line
+    };
+    within(Duration::from_secs(2), "the agent's drain", || agent_says() == "drain\n");
     for _ in 0..6 {
         let (status, text) = via_proxy("eu.seed.test", plain, &ask(1));
         assert_eq!(status, 200, "during the drain: {text}");
