@@ -181,6 +181,7 @@ struct Active {
     n_prompt: usize,
     submitted: Instant,
     last_token: Option<Instant>,
+    constraint: Option<model::grammar::Constraint>,
 }
 
 /// The state the engine thread owns.
@@ -276,6 +277,7 @@ impl Worker {
             n_prompt,
             submitted: Instant::now(),
             last_token: None,
+            constraint: req.constraint,
         };
         self.active.insert(id, active);
     }
@@ -335,21 +337,26 @@ impl Worker {
             self.publish();
             return;
         }
-        let (sampled, finished) = self.sample(&work);
+        let (sampled, finished, failed) = self.sample(&work);
         self.sched.advance(&work, &sampled);
         for (id, reason, text) in finished {
             self.finish(id, reason, text);
+        }
+        for (id, message) in failed {
+            self.fail(id, &message);
         }
         self.publish();
     }
 
     /// Samples the next token of every sequence that asked for logits, streams
-    /// it, and lists the sequences that are done.
-    fn sample(&mut self, work: &[Work]) -> (Vec<Option<u32>>, Vec<Finished>) {
+    /// it, and lists the sequences that are done, and those that failed (their grammar did).
+    #[allow(clippy::type_complexity)]
+    fn sample(&mut self, work: &[Work]) -> (Vec<Option<u32>>, Vec<Finished>, Vec<(RequestId, String)>) {
         let tokenizer = &self.model.tokenizer;
         let max_len = self.sched.config().max_seq_len;
         let mut sampled = Vec::with_capacity(work.len());
         let mut finished = Vec::new();
+        let mut failed = Vec::new();
         let mut row = 0;
         for w in work {
             if !w.sample {
@@ -368,12 +375,45 @@ impl Worker {
                 && act.sampler.params().repetition_penalty == 1.0
                 && act.sampler.params().frequency_penalty == 0.0
                 && act.sampler.params().presence_penalty == 0.0;
-            let tok = if plain {
-                argmax(raw)
-            } else {
-                self.logits.clear();
-                self.logits.extend_from_slice(raw);
-                act.sampler.sample(&mut self.logits, history)
+            let tok = match &mut act.constraint {
+                None if plain => argmax(raw),
+                None => {
+                    self.logits.clear();
+                    self.logits.extend_from_slice(raw);
+                    act.sampler.sample(&mut self.logits, history)
+                }
+                // Greedy: the best token, if the grammar allows it, is also the best allowed one,
+                // so the whole mask is computed only when the grammar refuses it.
+                Some(c) => {
+                    let best = argmax(raw);
+                    if plain && c.allows(best) {
+                        best
+                    } else {
+                        self.logits.clear();
+                        self.logits.extend_from_slice(raw);
+                        if let Err(e) = c.mask(&mut self.logits) {
+                            sampled.push(None);
+                            failed.push((w.id, format!("the output grammar failed: {e}")));
+                            continue;
+                        }
+                        if plain {
+                            argmax(&self.logits)
+                        } else {
+                            act.sampler.sample(&mut self.logits, history)
+                        }
+                    }
+                }
+            };
+            let ends_grammar = match &mut act.constraint {
+                Some(c) => {
+                    if let Err(e) = c.accept(tok) {
+                        sampled.push(None);
+                        failed.push((w.id, format!("the output grammar failed: {e}")));
+                        continue;
+                    }
+                    tokenizer.is_eog(tok)
+                }
+                None => false,
             };
             let lp = act.logprobs.map(|k| {
                 let (chosen, top) = logprobs(raw, &[tok], k);
@@ -393,7 +433,7 @@ impl Worker {
             }
             act.last_token = Some(now);
 
-            if !act.ignore_eos && tokenizer.is_eog(tok) {
+            if ends_grammar || (!act.ignore_eos && tokenizer.is_eog(tok)) {
                 finished.push((w.id, FinishReason::Stop, act.stream.finish()));
                 continue;
             }
@@ -414,7 +454,7 @@ impl Worker {
                 finished.push((w.id, FinishReason::Length, act.stream.finish()));
             }
         }
-        (sampled, finished)
+        (sampled, finished, failed)
     }
 
     /// Ends request `id`: frees its blocks and sends its final event.

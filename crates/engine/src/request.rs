@@ -29,6 +29,9 @@ pub struct Request {
     pub cache_salt: u64,
     /// Its tenant and weight, for fair admission between tenants.
     pub share: crate::scheduler::Share,
+    /// A grammar the output must follow ([`model::grammar`]): before each sample it masks the
+    /// tokens it forbids, and it ends the output when complete.
+    pub constraint: Option<model::grammar::Constraint>,
     /// Where this request's events go.
     pub events: EventSender,
 }

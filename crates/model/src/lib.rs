@@ -26,6 +26,7 @@ mod decoder;
 pub mod error;
 pub mod gemma3;
 pub mod gguf;
+pub mod grammar;
 pub mod hparams;
 pub mod kv_cache;
 pub mod llama;
@@ -128,6 +129,8 @@ pub struct LoadedModel {
     pub chat_template: Option<ChatTemplate>,
     /// The sampler settings the file recommends (`general.sampling.*`).
     pub recommended_sampling: RecommendedSampling,
+    /// The vocabulary indexed for grammars, built on the first constrained request.
+    grammar: std::sync::OnceLock<Result<Arc<grammar::Vocab>, grammar::GrammarError>>,
 }
 
 impl LoadedModel {
@@ -155,7 +158,20 @@ impl LoadedModel {
             }
         };
         let recommended_sampling = RecommendedSampling::from_gguf(&file)?;
-        Ok(LoadedModel { file, model, tokenizer, chat_template, recommended_sampling })
+        Ok(LoadedModel {
+            file,
+            model,
+            tokenizer,
+            chat_template,
+            recommended_sampling,
+            grammar: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The vocabulary indexed for constrained decoding (built once, on first use: a walk over
+    /// every token).
+    pub fn grammar_vocab(&self) -> Result<Arc<grammar::Vocab>, grammar::GrammarError> {
+        self.grammar.get_or_init(|| grammar::Vocab::new(&self.tokenizer).map(Arc::new)).clone()
     }
 
     /// Compiles another chat template for this model (`source`: the name of a built-in format,

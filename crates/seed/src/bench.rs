@@ -250,6 +250,7 @@ pub fn bench_tg_engine(
             logprobs: None,
             cache_salt: rep as u64,
             share: Share::default(),
+            constraint: None,
             events,
         };
         engine.submit(req).map_err(|e| ModelError::Request(format!("the engine refused the request: {e}")))?;

@@ -44,6 +44,7 @@ fn request(id: u64, prompt: Vec<u32>, max_tokens: usize, stop: &[&str]) -> (Requ
         logprobs: None,
         cache_salt: 0,
         share: engine::Share::default(),
+        constraint: None,
         events,
     };
     (req, rx)

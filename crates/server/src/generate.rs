@@ -103,6 +103,30 @@ pub async fn admit(
     }
 }
 
+/// The longest a request's schema or grammar may take to compile.
+pub const GRAMMAR_COMPILE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Compiles the request's schema or grammar for `backend`'s vocabulary, on the blocking pool and
+/// within [`GRAMMAR_COMPILE_LIMIT`]; a schema or grammar that cannot be used is a 400 naming why.
+pub async fn compile_grammar(
+    backend: &Backend,
+    params: &GenParams,
+) -> Result<Option<model::grammar::Constraint>, ApiError> {
+    let Some(spec) = params.grammar.clone() else { return Ok(None) };
+    let param = if matches!(spec, model::grammar::Spec::Lark(_)) { "grammar" } else { "response_format" };
+    let model = Arc::clone(&backend.model);
+    let compiling = tokio::task::spawn_blocking(move || model.grammar_vocab().and_then(|v| v.compile(&spec)));
+    match tokio::time::timeout(GRAMMAR_COMPILE_LIMIT, compiling).await {
+        Err(_) => Err(ApiError::invalid(
+            param,
+            format!("the schema or grammar did not compile within {} s", GRAMMAR_COMPILE_LIMIT.as_secs()),
+        )),
+        Ok(Err(e)) => Err(ApiError::Internal(format!("compiling the grammar failed: {e}"))),
+        Ok(Ok(Err(e))) => Err(ApiError::invalid(param, format!("the schema or grammar cannot be used: {e}"))),
+        Ok(Ok(Ok(c))) => Ok(Some(c)),
+    }
+}
+
 /// A stable number for a tenant id (the scheduler's tenant key).
 fn tenant_number(id: &str) -> u64 {
     use std::hash::{Hash, Hasher};
@@ -130,6 +154,7 @@ pub fn submit(
     params: &GenParams,
     param: &str,
     share: engine::Share,
+    constraint: Option<&model::grammar::Constraint>,
 ) -> Result<Submission, ApiError> {
     let (tx, rx) = unbounded_channel();
     let n = params.n;
@@ -151,6 +176,7 @@ pub fn submit(
                 logprobs: params.logprobs,
                 cache_salt: 0,
                 share,
+                constraint: constraint.map(model::grammar::Constraint::fork),
                 events: EventSender::new(move |e| send_tx.send((index, e)).is_ok(), move || closed_tx.is_closed()),
             };
             // On failure the receiver drops with this function's frame, which

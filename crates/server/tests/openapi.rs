@@ -182,7 +182,11 @@ fn enums_caps_and_lists_agree_with_the_validator() {
     bad(json!({ "logit_bias": { below.to_string(): 1 } }), "logit_bias");
     bad(json!({ "logit_bias": { "1": -100.5 } }), "logit_bias.1");
     ok(json!({"response_format": {"type": "text"}}));
-    bad(json!({"response_format": {"type": "json_object"}}), "response_format");
+    ok(json!({"response_format": {"type": "json_object"}}));
+    ok(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": {"type": "object"}}}}));
+    bad(json!({"response_format": {"type": "yaml"}}), "response_format");
+    bad(json!({"response_format": {"type": "json_schema"}}), "response_format");
+    ok(json!({"grammar": "start: \"yes\" | \"no\""}));
     ok(json!({"tools": []}));
     bad(json!({"tools": [{"type": "function"}]}), "tools");
 

@@ -72,7 +72,25 @@ const CHAT_CASES: &[(&str, &str, &str)] = &[
     ("user too long", r#"{"user": "LONG"}"#, "user"),
     ("user a number", r#"{"user": 5}"#, "user"),
     ("tools", r#"{"tools": [{"type": "function"}]}"#, "tools"),
-    ("response_format json", r#"{"response_format": {"type": "json_object"}}"#, "response_format"),
+    ("response_format of an unknown type", r#"{"response_format": {"type": "yaml"}}"#, "response_format"),
+    ("response_format not an object", r#"{"response_format": "json"}"#, "response_format"),
+    ("json_schema without its schema object", r#"{"response_format": {"type": "json_schema"}}"#, "response_format"),
+    (
+        "json_schema's schema a string",
+        r#"{"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": "{}"}}}"#,
+        "response_format.json_schema.schema",
+    ),
+    (
+        "json_schema's name with a space",
+        r#"{"response_format": {"type": "json_schema", "json_schema": {"name": "a b", "schema": {}}}}"#,
+        "response_format.json_schema.name",
+    ),
+    (
+        "grammar beside a JSON response_format",
+        r#"{"grammar": "start: \"a\"", "response_format": {"type": "json_object"}}"#,
+        "grammar",
+    ),
+    ("grammar a number", r#"{"grammar": 5}"#, "grammar"),
     ("messages empty", r#"{"messages": []}"#, "messages"),
     ("messages not an array", r#"{"messages": "hi"}"#, "messages"),
     ("message not an object", r#"{"messages": ["hi"]}"#, "messages[0]"),
@@ -210,4 +228,19 @@ fn the_four_prompt_shapes() {
     let req = completion::parse(&completion_body(json!({"logprobs": 2})), ctx(&limits)).expect("valid");
     assert_eq!(req.params.logprobs, Some(2));
     assert_eq!(req.params.max_tokens, Some(completion::DEFAULT_MAX_TOKENS));
+}
+
+#[test]
+fn a_schema_or_grammar_past_the_size_limit_is_refused_naming_its_field() {
+    let limits = Limits::default();
+    let ctx = Context { n_vocab: 100, limits: &limits };
+    let big = "x".repeat(server::validate::MAX_GRAMMAR_BYTES + 1);
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "grammar": big});
+    let e = server::validate::chat::parse(&body, ctx).map(drop).expect_err("too big");
+    assert_eq!(e.body()["error"]["param"], "grammar");
+    let schema = serde_json::json!({"description": big});
+    let body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}});
+    let e = server::validate::chat::parse(&body, ctx).map(drop).expect_err("too big");
+    assert_eq!(e.body()["error"]["param"], "response_format");
 }

@@ -98,9 +98,10 @@ async fn run(
     let params = req.params;
     let n_prompt = ids.len();
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
+    let constraint = generate::compile_grammar(backend, &params).await?;
     let mut ticket = generate::admit(state, caller, meter.as_ref(), std::slice::from_ref(&prompt), params.n).await?;
     // Refused by the engine (a full queue): the ticket's row goes with it.
-    let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket.share)?;
+    let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket.share, constraint.as_ref())?;
     if let Some(m) = meter.as_mut() {
         m.row = ticket.row.take();
     }

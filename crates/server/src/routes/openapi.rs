@@ -280,7 +280,22 @@ fn shared(limits: &Limits, models: &[String], n_vocab: Option<usize>, context: O
     p.insert(
         "response_format".into(),
         json!({ "type": "object", "nullable": true, "required": ["type"],
-            "properties": { "type": { "type": "string", "enum": ["text"] } } }),
+            "description": "The output as any JSON object, or as JSON valid against `json_schema.schema` \
+                (decoding is constrained: the answer validates, unless cut by max_tokens). A schema that \
+                cannot be compiled, or is larger than the limit, is a 400.",
+            "properties": {
+                "type": { "type": "string", "enum": ["text", "json_object", "json_schema"] },
+                "json_schema": { "type": "object", "properties": {
+                    "name": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" },
+                    "description": { "type": "string" },
+                    "schema": { "type": "object" },
+                    "strict": { "type": "boolean", "nullable": true } } } } }),
+    );
+    p.insert(
+        "grammar".into(),
+        json!({ "type": "string", "nullable": true, "maxLength": crate::validate::MAX_GRAMMAR_BYTES,
+            "description": "An extension: a Lark grammar (llguidance's dialect) the output must follow; \
+                excludes a JSON `response_format`." }),
     );
     p
 }

@@ -50,6 +50,9 @@ pub struct GenParams {
     pub include_usage: bool,
     /// Keep going past end-of-generation tokens (an extension, as vLLM's).
     pub ignore_eos: bool,
+    /// What the output must follow: `response_format`'s JSON object or schema, or the
+    /// `grammar` extension's Lark grammar.
+    pub grammar: Option<model::grammar::Spec>,
 }
 
 /// Parses a request body as a JSON value.
@@ -120,7 +123,84 @@ pub fn gen_params(f: &Fields, ctx: Context, logprobs: Option<usize>) -> Result<G
         stream,
         include_usage,
         ignore_eos: f.boolean("ignore_eos")?.unwrap_or(false),
+        grammar: grammar(f)?,
     })
+}
+
+/// The most bytes a schema or grammar may have (its compiled size is bounded too).
+pub const MAX_GRAMMAR_BYTES: usize = 256 * 1024;
+
+/// `response_format` (OpenAI's: `text`, `json_object`, `json_schema` with its `schema`) or the
+/// `grammar` extension (a Lark grammar in llguidance's dialect); not both.
+fn grammar(f: &Fields) -> Result<Option<model::grammar::Spec>, ApiError> {
+    use model::grammar::Spec;
+    let lark = f.string("grammar")?;
+    let format = match f.get("response_format") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let r = fields::object("response_format", v)?;
+            match r.required_string("type").map_err(|_| {
+                ApiError::invalid("response_format", "`response_format.type` must be text, json_object or json_schema")
+            })? {
+                "text" => None,
+                "json_object" => Some(Spec::JsonObject),
+                "json_schema" => {
+                    let js =
+                        match r.get("json_schema") {
+                            Some(v) => fields::object("response_format.json_schema", v)?,
+                            None => return Err(ApiError::invalid(
+                                "response_format",
+                                "`response_format` of type json_schema needs `json_schema` (with `name` and `schema`)",
+                            )),
+                        };
+                    if let Some(name) = js.string("name")? {
+                        let ok = !name.is_empty()
+                            && name.len() <= 64
+                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                        if !ok {
+                            return Err(ApiError::invalid(
+                                "response_format.json_schema.name",
+                                "`name` must be 1 to 64 letters, digits, `_` or `-`",
+                            ));
+                        }
+                    }
+                    js.boolean("strict")?;
+                    let schema = js.get("schema").cloned().unwrap_or_else(|| serde_json::json!({}));
+                    if !schema.is_object() && !schema.is_boolean() {
+                        return Err(wrong_type("response_format.json_schema.schema", "an object", &schema));
+                    }
+                    Some(Spec::JsonSchema(schema))
+                }
+                other => {
+                    return Err(ApiError::invalid(
+                        "response_format",
+                        format!("`response_format.type` `{other}` is not one of text, json_object, json_schema"),
+                    ))
+                }
+            }
+        }
+    };
+    let spec = match (format, lark) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("grammar", "`grammar` and a JSON `response_format` exclude each other"))
+        }
+        (Some(s), None) => Some(s),
+        (None, Some(g)) => Some(Spec::Lark(g.to_string())),
+        (None, None) => None,
+    };
+    let size = match &spec {
+        Some(Spec::JsonSchema(s)) => s.to_string().len(),
+        Some(Spec::Lark(g)) => g.len(),
+        _ => 0,
+    };
+    if size > MAX_GRAMMAR_BYTES {
+        let param = if matches!(spec, Some(Spec::Lark(_))) { "grammar" } else { "response_format" };
+        return Err(ApiError::invalid(
+            param,
+            format!("the schema or grammar is {size} bytes; at most {MAX_GRAMMAR_BYTES}"),
+        ));
+    }
+    Ok(spec)
 }
 
 /// `stop`: a string or a list of strings, each non-empty and bounded.
@@ -199,9 +279,6 @@ fn unsupported(f: &Fields) -> Result<(), ApiError> {
         Some(Value::String(s)) if s == "none" || s == "auto" => {}
         Some(Value::String(_) | Value::Object(_)) => return refuse("tool_choice"),
         Some(other) => return Err(wrong_type("tool_choice", "a string or an object", other)),
-    }
-    if f.get("response_format").is_some_and(|r| r.get("type").and_then(Value::as_str) != Some("text")) {
-        return refuse("response_format");
     }
     if f.boolean("echo")? == Some(true) {
         return refuse("echo");
