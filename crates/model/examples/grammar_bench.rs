@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use model::grammar::{Spec, Vocab};
 use model::gguf::GgufFile;
+use model::grammar::{Spec, Vocab};
 use model::tokenizer::Tokenizer;
 
 fn ms(d: Duration) -> f64 {

@@ -161,8 +161,9 @@ pub fn next_month_start(now: u64) -> u64 {
     days_from_civil(y, m, 1) * 86_400
 }
 
-/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+/// (year, month 1-12, day 1-31) of a day count since 1970-01-01 (proleptic Gregorian), the
+/// eras shifted to start on March 1st.
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;

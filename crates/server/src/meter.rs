@@ -93,7 +93,11 @@ impl Meter {
             cost: cost(&self.prices, p, c, g),
         };
         match self.row {
-            Some(row) => row.close(&record),
+            // A row that is gone (never, unless removed by hand) must not lose the usage.
+            Some(row) => row.close(&record).or_else(|e| match e {
+                platform::StoreError::NotFound => self.store.record_usage(&record),
+                e => Err(e),
+            }),
             None => self.store.record_usage(&record),
         }
         .map_err(|e| ApiError::from_store(e, ""))

@@ -134,17 +134,7 @@ impl std::ops::Deref for Store {
 
 /// The UTC calendar day (`YYYY-MM-DD`) of a Unix time.
 pub fn day_of(unix: u64) -> String {
-    let days = i64::try_from(unix / 86_400).unwrap_or(0);
-    // Civil-from-days (proleptic Gregorian), shifted so eras start on March 1st.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = crate::quota::civil_from_days(unix / 86_400);
     format!("{y:04}-{m:02}-{d:02}")
 }
 
