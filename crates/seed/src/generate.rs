@@ -21,6 +21,9 @@ pub struct GenerateOptions {
     pub sampling: SamplingParams,
     /// Record the top-`k` log-probabilities at each generated position.
     pub logprobs: Option<usize>,
+    /// A grammar the output must follow (`seed run --json-schema`); each generation uses a
+    /// fresh copy.
+    pub constraint: Option<model::grammar::Constraint>,
 }
 
 /// Why generation ended.
@@ -95,6 +98,7 @@ pub fn generate(
         )));
     }
     let mut sampler = Sampler::new(opts.sampling.clone());
+    let mut constraint = opts.constraint.as_ref().map(model::grammar::Constraint::fork);
     let mut history: Vec<u32> = prompt.to_vec();
     let mut logits = session.feed(&prompt[reused..])?.to_vec();
     let prompt_time = started.elapsed();
@@ -115,7 +119,13 @@ pub fn generate(
             break;
         }
         let raw = opts.logprobs.map(|_| logits.clone());
+        if let Some(c) = constraint.as_mut() {
+            c.mask(&mut logits).map_err(|e| model::ModelError::Request(format!("the output grammar failed: {e}")))?;
+        }
         let id = sampler.sample(&mut logits, &history);
+        if let Some(c) = constraint.as_mut() {
+            c.accept(id).map_err(|e| model::ModelError::Request(format!("the output grammar failed: {e}")))?;
+        }
         if let (Some(k), Some(raw)) = (opts.logprobs, raw) {
             out.logprobs.push(position_logprobs(tokenizer, &raw, id, k));
         }

@@ -250,3 +250,36 @@ fn run_in_a_terminal_chats_and_clears() {
     // The recalled input shows up a second time after /clear.
     assert!(after.matches(follow).count() >= 2, "{after:?}");
 }
+
+#[test]
+fn run_with_a_json_schema_prints_json_that_validates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = dir.path().join("person.json");
+    let text = r#"{"type": "object", "properties": {"name": {"type": "string", "maxLength": 40},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150}},
+        "required": ["name", "age"], "additionalProperties": false}"#;
+    std::fs::write(&schema, text).expect("schema");
+    let schema = schema.display().to_string();
+    for extra in [&["--temperature", "0"][..], &["--seed", "3"][..]] {
+        let out = seed()
+            .args(["run", "-n", "80", "--json-schema", &schema])
+            .args(extra)
+            .arg("Invent a person.")
+            .output()
+            .expect("run seed");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let answer = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value =
+            serde_json::from_str(answer.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {answer:?}"));
+        let o = v.as_object().expect("an object");
+        assert_eq!(o.len(), 2, "{answer}");
+        assert!(o["name"].as_str().is_some_and(|n| n.chars().count() <= 40), "{answer}");
+        assert!(o["age"].as_i64().is_some_and(|a| (0..=150).contains(&a)), "{answer}");
+    }
+    // A schema that cannot be used is an error naming the file and why.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"type": "frobnicate"}"#).expect("schema");
+    let out = seed().args(["run", "--json-schema"]).arg(&bad).arg("x").output().expect("run seed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("bad.json") && err.contains("frobnicate"), "{err}");
+}

@@ -48,7 +48,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         _ => loaded.tokenizer.encode(&args.prompt, true, true),
     };
     let mut session = Session::new(&loaded.model, &pool, args.model.n_ctx(&loaded))?;
-    let opts = GenerateOptions { max_tokens: args.n, sampling, logprobs: args.logprobs.filter(|_| args.json) };
+    let opts = GenerateOptions {
+        max_tokens: args.n,
+        sampling,
+        logprobs: args.logprobs.filter(|_| args.json),
+        constraint: None,
+    };
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

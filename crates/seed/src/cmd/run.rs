@@ -44,6 +44,10 @@ pub struct RunArgs {
     /// Print load figures, and prompt and decode speed after each answer, to stderr.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Answer only with JSON valid against the JSON schema in FILE (the decoding is
+    /// constrained; an answer cut by --max-tokens is a prefix of such JSON).
+    #[arg(long, value_name = "FILE")]
+    json_schema: Option<std::path::PathBuf>,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -106,6 +110,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
 
+    let constraint = match &args.json_schema {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let schema: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            let vocab = loaded.grammar_vocab()?;
+            let spec = model::grammar::Spec::JsonSchema(schema);
+            Some(vocab.compile(&spec).with_context(|| format!("the schema in {} cannot be used", path.display()))?)
+        }
+        None => None,
+    };
+
     // Ctrl-C stops the current answer; otherwise (outside the line editor, which
     // reads Ctrl-C itself) it exits.
     let answering = Arc::new(AtomicBool::new(false));
@@ -125,7 +141,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         model: model_args.model.clone(),
         messages: Vec::new(),
         system: args.system.clone(),
-        opts: GenerateOptions { max_tokens: args.max_tokens, sampling, logprobs: None },
+        opts: GenerateOptions { max_tokens: args.max_tokens, sampling, logprobs: None, constraint },
         verbose: args.verbose,
         last: None,
         answering,
