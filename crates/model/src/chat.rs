@@ -9,24 +9,86 @@
 //! (checked before allocating, see [`budget`]), and the output is capped in size.
 
 mod budget;
+pub mod pyjson;
+pub mod tools;
 
 use minijinja::machinery::{make_string_output, Vm};
+use minijinja::value::Kwargs;
 use minijinja::{Environment, ErrorKind, Value};
-use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 
-/// One message of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One message of a conversation, as a template sees it (Hugging Face's message dicts).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
-    /// The message text.
+    /// The message text. An assistant turn that only calls tools has none: templates see
+    /// `content` as `none` then, as with OpenAI's `"content": null`.
     pub content: String,
+    /// The tools an assistant turn called.
+    pub tool_calls: Vec<ToolCall>,
+    /// A `tool` turn: the call it answers.
+    pub tool_call_id: Option<String>,
+    /// A `tool` turn: the tool's name, when given.
+    pub name: Option<String>,
+}
+
+/// One call of a tool by the assistant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call's id (`call_…`), which the tool's answer refers to.
+    pub id: String,
+    /// The function called.
+    pub name: String,
+    /// Its arguments: JSON text, as OpenAI's API carries them.
+    pub arguments: String,
 }
 
 impl Message {
     /// A message with `role` and `content`.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Message { role: role.into(), content: content.into() }
+        Message { role: role.into(), content: content.into(), ..Message::default() }
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("role", &self.role)?;
+        if self.content.is_empty() && !self.tool_calls.is_empty() {
+            m.serialize_entry("content", &None::<String>)?;
+        } else {
+            m.serialize_entry("content", &self.content)?;
+        }
+        if !self.tool_calls.is_empty() {
+            m.serialize_entry("tool_calls", &self.tool_calls)?;
+        }
+        if let Some(id) = &self.tool_call_id {
+            m.serialize_entry("tool_call_id", id)?;
+        }
+        if let Some(name) = &self.name {
+            m.serialize_entry("name", name)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for ToolCall {
+    /// `{"id", "type": "function", "function": {"name", "arguments"}}` with the arguments as an
+    /// object when they are one (Hugging Face's templates index into them; vLLM and llama.cpp
+    /// pass them so too), else as the text given.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let arguments = match serde_json::from_str::<serde_json::Value>(&self.arguments) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => serde_json::Value::String(self.arguments.clone()),
+        };
+        let function = serde_json::json!({"name": self.name, "arguments": arguments});
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("id", &self.id)?;
+        m.serialize_entry("type", "function")?;
+        m.serialize_entry("function", &function)?;
+        m.end()
     }
 }
 
@@ -120,6 +182,7 @@ impl ChatTemplate {
         env.set_fuel(Some(fuel));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", tojson);
         budget::install(&mut env);
         // Compiled once here for its syntax errors; each render compiles the
         // checked bytecode from the source (see `render`).
@@ -142,12 +205,30 @@ impl ChatTemplate {
         self
     }
 
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Renders `messages`; with `add_generation_prompt` the text ends where the
     /// assistant's answer should begin.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String, ChatTemplateError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::render`] with the template's `tools` variable set to `tools` (a list of
+    /// tool definitions as the client sent them, `{"type": "function", "function": {…}}`), as
+    /// Hugging Face's `apply_chat_template(messages, tools=…)` sets it; `none` without.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, ChatTemplateError> {
         let compiled = budget::compile(NAME, &self.source).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
         let ctx = minijinja::context! {
             messages => Value::from_serialize(messages),
+            tools => tools.map(Value::from_serialize),
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
@@ -186,6 +267,27 @@ fn describe(e: &minijinja::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// `tojson` as Hugging Face's: `json.dumps(x, ensure_ascii=False, indent=…, separators=…,
+/// sort_keys=…)` ([`pyjson`]), never HTML-escaped.
+fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
+    let json = serde_json::to_value(&value)
+        .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let indent: Option<usize> = kwargs.get::<Option<usize>>("indent")?;
+    let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
+    let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
+    let separators = match kwargs.get::<Option<Vec<String>>>("separators")? {
+        None => None,
+        Some(pair) if pair.len() == 2 => Some((pair[0].clone(), pair[1].clone())),
+        Some(_) => return Err(minijinja::Error::new(ErrorKind::InvalidOperation, "tojson: separators must be a pair")),
+    };
+    kwargs.assert_all_used()?;
+    let mut text = pyjson::to_string(&json, &pyjson::Options { indent, separators, sort_keys });
+    if ensure_ascii {
+        text = pyjson::ascii_escaped(&text);
+    }
+    Ok(Value::from_safe_string(text))
 }
 
 /// `raise_exception(msg)`, as HF templates use it to reject conversations.
@@ -291,6 +393,37 @@ mod tests {
         let src = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
         let t = ChatTemplate::new(src, "", "").unwrap();
         assert!(t.render(&[], false).is_err());
+    }
+
+    #[test]
+    fn tools_and_calls_reach_the_template_as_hugging_face_passes_them() {
+        let src = "{{ tools is none }};{% for t in tools or [] %}{{ t | tojson }}|{{ t.function | tojson(indent=2) }}{% endfor %}\
+            {% for m in messages %}[{{ m.role }} {{ m.content is none }}\
+            {% for c in m.tool_calls or [] %} {{ c.id }} {{ c.type }} {{ c.function.name }} {{ c.function.arguments.city }} {{ c.function.arguments | tojson }}{% endfor %}\
+            {{ m.tool_call_id or '' }}]{% endfor %}";
+        let t = ChatTemplate::new(src, "", "").expect("compiles");
+        assert_eq!(t.render(&[Message::new("user", "hi")], false).expect("render"), "True;[user False]");
+        let tools: serde_json::Value = serde_json::from_str(
+            r#"[{"type": "function", "function": {"name": "w", "parameters": {"z": 1, "a": 2.0}}}]"#,
+        )
+        .expect("json");
+        let call = ToolCall { id: "call_1".into(), name: "w".into(), arguments: r#"{"city":"Paris"}"#.into() };
+        let messages = [
+            Message { role: "assistant".into(), tool_calls: vec![call], ..Message::default() },
+            Message {
+                role: "tool".into(),
+                content: "18".into(),
+                tool_call_id: Some("call_1".into()),
+                ..Message::default()
+            },
+        ];
+        let out = t.render_with_tools(&messages, Some(&tools), false).expect("render");
+        assert_eq!(
+            out,
+            "False;{\"type\": \"function\", \"function\": {\"name\": \"w\", \"parameters\": {\"z\": 1, \"a\": 2.0}}}|\
+             {\n  \"name\": \"w\",\n  \"parameters\": {\n    \"z\": 1,\n    \"a\": 2.0\n  }\n}\
+             [assistant True call_1 function w Paris {\"city\": \"Paris\"}][tool Falsecall_1]"
+        );
     }
 
     #[test]

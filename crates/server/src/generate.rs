@@ -107,13 +107,16 @@ pub async fn admit(
 pub const GRAMMAR_COMPILE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Compiles the request's schema or grammar for `backend`'s vocabulary, on the blocking pool and
-/// within [`GRAMMAR_COMPILE_LIMIT`]; a schema or grammar that cannot be used is a 400 naming why.
+/// within [`GRAMMAR_COMPILE_LIMIT`]; a schema or grammar that cannot be used is a 400 naming why,
+/// charged to `param` (else to `grammar` or `response_format`, whichever it came from).
 pub async fn compile_grammar(
     backend: &Backend,
     params: &GenParams,
+    param: Option<&'static str>,
 ) -> Result<Option<model::grammar::Constraint>, ApiError> {
     let Some(spec) = params.grammar.clone() else { return Ok(None) };
-    let param = if matches!(spec, model::grammar::Spec::Lark(_)) { "grammar" } else { "response_format" };
+    let param =
+        param.unwrap_or(if matches!(spec, model::grammar::Spec::Lark(_)) { "grammar" } else { "response_format" });
     let model = Arc::clone(&backend.model);
     let compiling = tokio::task::spawn_blocking(move || model.grammar_vocab().and_then(|v| v.compile(&spec)));
     match tokio::time::timeout(GRAMMAR_COMPILE_LIMIT, compiling).await {

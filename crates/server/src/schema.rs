@@ -100,10 +100,51 @@ pub struct ChatChoice {
 pub struct ChatMessage {
     /// `assistant`.
     pub role: &'static str,
-    /// The text.
-    pub content: String,
+    /// The text; null when the answer is only tool calls.
+    pub content: Option<String>,
     /// Always null.
     pub refusal: Option<String>,
+    /// The tools the answer calls, when it calls any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallBody>,
+}
+
+/// One call in an answer: `{"id", "type": "function", "function": {"name", "arguments"}}`.
+#[derive(Debug, Serialize)]
+pub struct ToolCallBody {
+    /// `call_…`, unique per call.
+    pub id: String,
+    /// `function`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The function and its arguments (JSON text).
+    pub function: FunctionCall,
+}
+
+/// A called function: its name and arguments, each present only when sent (streams send the
+/// name once, then the arguments in pieces).
+#[derive(Debug, Default, Serialize)]
+pub struct FunctionCall {
+    /// The function's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Arguments as JSON text (or the next piece of it).
+    pub arguments: String,
+}
+
+/// A piece of a streamed call: its index, and on its first piece its id, type and name.
+#[derive(Debug, Serialize)]
+pub struct ToolCallDelta {
+    /// Which call of the answer, from 0.
+    pub index: usize,
+    /// The call's id, on its first piece.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, on its first piece.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// The name (first piece) and arguments text.
+    pub function: FunctionCall,
 }
 
 /// `choices[].logprobs` of chat.
@@ -198,6 +239,9 @@ pub struct Delta {
     /// New text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// New tool calls or pieces of their arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }
 
 /// A text completion, whole or one streamed chunk (same shape, as OpenAI's).

@@ -9,6 +9,11 @@
 //! engine error, or an abort at shutdown, is sent as an `{"error":…}` frame
 //! before `[DONE]`.
 //!
+//! With tools ([`chat_with_tools`]), each choice's text goes through the tool format's reader:
+//! text before a call streams as `content`, each call opens with a `tool_calls` delta carrying
+//! its index, id, type and name (arguments `""`), its arguments follow in pieces, and the choice
+//! ends with `finish_reason: "tool_calls"` — as OpenAI streams them.
+//!
 //! The stream owns the [`Submission`]: when the client disconnects, the server
 //! drops the stream, and the engine cancels every choice within a step.
 
@@ -26,8 +31,9 @@ use crate::generate::Submission;
 use crate::meter::{MeterGuard, Outcome};
 use crate::schema::{
     finish_reason, ChatChunk, ChatLogprobs, ChatTokenLogprob, ChunkChoice, Completion, CompletionChoice,
-    CompletionLogprobs, Delta, Head, UsageBody,
+    CompletionLogprobs, Delta, FunctionCall, Head, ToolCallDelta, UsageBody,
 };
+use model::chat::tools::{self, Plan};
 
 /// Which API's chunk shapes to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +57,18 @@ pub fn response(sub: Submission, api: Api, head: Head, include_usage: bool) -> R
 /// As [`response`], finishing `guard` when the stream ends: before `[DONE]` (a failure to store
 /// becomes the error frame), or as `cancelled` when the client goes away first.
 pub fn response_metered(sub: Submission, api: Api, head: Head, include_usage: bool, guard: MeterGuard) -> Response {
-    let streamer = Streamer::new(sub, api, head, include_usage, guard);
+    stream_response(Streamer::new(sub, api, head, include_usage, guard))
+}
+
+/// A chat stream whose choices may call `plan`'s tools.
+pub fn chat_with_tools(sub: Submission, head: Head, include_usage: bool, guard: MeterGuard, plan: Plan) -> Response {
+    let mut streamer = Streamer::new(sub, Api::Chat, head, include_usage, guard);
+    let n = streamer.sub.n_choices;
+    streamer.tools = Some(ToolStreams { readers: (0..n).map(|_| plan.stream()).collect(), calls: vec![0; n] });
+    stream_response(streamer)
+}
+
+fn stream_response(streamer: Streamer) -> Response {
     let stream = futures_util::stream::unfold(streamer, |mut s| async move {
         let frame = s.next_frame().await?;
         Some((Ok::<_, Infallible>(SseEvent::default().data(frame)), s))
@@ -79,6 +96,14 @@ struct Streamer {
     guard: MeterGuard,
     /// How the first choice ended.
     first_finish: Option<FinishReason>,
+    /// With tools: each choice's reader.
+    tools: Option<ToolStreams>,
+}
+
+/// Each choice's tool-call reader, and how many calls it has opened.
+struct ToolStreams {
+    readers: Vec<tools::Stream>,
+    calls: Vec<usize>,
 }
 
 fn json(v: &impl Serialize) -> String {
@@ -100,10 +125,11 @@ impl Streamer {
             ended: false,
             guard,
             first_finish: None,
+            tools: None,
         };
         if api == Api::Chat {
             for index in 0..n {
-                let delta = Delta { role: Some("assistant"), content: Some(String::new()) };
+                let delta = Delta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
                 s.push_chat(ChunkChoice { index, delta, logprobs: None, finish_reason: None });
             }
         }
@@ -136,7 +162,9 @@ impl Streamer {
                     p.0.push_str(&text);
                     p.1 += 1;
                 }
-                if !text.is_empty() || logprobs.is_some() {
+                if self.tools.is_some() {
+                    self.push_tool_text(index, &text, logprobs.as_ref(), false);
+                } else if !text.is_empty() || logprobs.is_some() {
                     self.push_text(index, text, logprobs.as_ref(), None);
                 }
             }
@@ -152,7 +180,20 @@ impl Streamer {
                 if index == 0 {
                     self.first_finish = Some(reason);
                 }
-                if self.api == Api::Chat && !text.is_empty() {
+                if self.tools.is_some() {
+                    self.push_tool_text(index, &text, None, true);
+                    let called = self.tools.as_ref().is_some_and(|t| t.calls.get(index).is_some_and(|&c| c > 0));
+                    let finish = match reason {
+                        FinishReason::Stop if called => "tool_calls",
+                        other => finish_reason(other),
+                    };
+                    self.push_chat(ChunkChoice {
+                        index,
+                        delta: Delta::default(),
+                        logprobs: None,
+                        finish_reason: Some(finish),
+                    });
+                } else if self.api == Api::Chat && !text.is_empty() {
                     self.push_text(index, text, None, None);
                     self.push_text(index, String::new(), None, Some(reason));
                 } else {
@@ -173,7 +214,7 @@ impl Streamer {
                     lp.map(|l| ChatLogprobs { content: vec![ChatTokenLogprob::from_engine(l)], refusal: None });
                 let delta = match end {
                     Some(_) => Delta::default(),
-                    None => Delta { role: None, content: Some(text) },
+                    None => Delta { role: None, content: Some(text), tool_calls: None },
                 };
                 self.push_chat(ChunkChoice { index, delta, logprobs, finish_reason: finish });
             }
@@ -190,6 +231,49 @@ impl Streamer {
                 let choice = CompletionChoice { text, index, logprobs, finish_reason: finish };
                 self.push_completion(vec![choice], self.include_usage.then_some(None));
             }
+        }
+    }
+
+    /// Tools: `text` through the choice's reader, each thing it finds a chunk (the token's
+    /// log-probs on the first, or on an empty one); at the `end`, what the reader held back.
+    fn push_tool_text(&mut self, index: usize, text: &str, lp: Option<&engine::Logprobs>, end: bool) {
+        let Some(t) = self.tools.as_mut() else { return };
+        let Some(reader) = t.readers.get_mut(index) else { return };
+        let mut events = reader.push(text);
+        if end {
+            events.extend(reader.finish());
+        }
+        let mut logprobs = lp.map(|l| ChatLogprobs { content: vec![ChatTokenLogprob::from_engine(l)], refusal: None });
+        if events.is_empty() && logprobs.is_some() {
+            self.push_chat(ChunkChoice { index, delta: Delta::default(), logprobs, finish_reason: None });
+            return;
+        }
+        for e in events {
+            let delta = match e {
+                tools::Event::Content(text) => Delta { content: Some(text), ..Delta::default() },
+                tools::Event::Call { index: call, name } => {
+                    if let Some(c) = self.tools.as_mut().and_then(|t| t.calls.get_mut(index)) {
+                        *c += 1;
+                    }
+                    let piece = ToolCallDelta {
+                        index: call,
+                        id: Some(crate::routes::response_id("call_")),
+                        kind: Some("function"),
+                        function: FunctionCall { name: Some(name), arguments: String::new() },
+                    };
+                    Delta { tool_calls: Some(vec![piece]), ..Delta::default() }
+                }
+                tools::Event::Arguments { index: call, text } => {
+                    let piece = ToolCallDelta {
+                        index: call,
+                        id: None,
+                        kind: None,
+                        function: FunctionCall { name: None, arguments: text },
+                    };
+                    Delta { tool_calls: Some(vec![piece]), ..Delta::default() }
+                }
+            };
+            self.push_chat(ChunkChoice { index, delta, logprobs: logprobs.take(), finish_reason: None });
         }
     }
 

@@ -152,14 +152,23 @@ fn enums_caps_and_lists_agree_with_the_validator() {
         assert_eq!(validate(chat_path, &body(chat_path, extra.clone()), &limits), Err(param.to_string()), "{extra}")
     };
     // Every enum value, `null` included, is accepted.
-    for v in p["tool_choice"]["enum"].as_array().expect("enum") {
-        ok(json!({ "tool_choice": v }));
+    let tool = json!({"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}});
+    for v in p["tool_choice"]["oneOf"][0]["enum"].as_array().expect("enum") {
+        ok(json!({ "tool_choice": v, "tools": [tool] }));
     }
+    ok(json!({"tool_choice": {"type": "function", "function": {"name": "f"}}, "tools": [tool]}));
     bad(json!({"tool_choice": "required"}), "tool_choice");
+    let max_tools = p["tools"]["maxItems"].as_u64().expect("maxItems") as usize;
+    let named = |i: usize| json!({"type": "function", "function": {"name": format!("f{i}")}});
+    ok(json!({ "tools": (0..max_tools).map(named).collect::<Vec<_>>() }));
+    bad(json!({ "tools": (0..=max_tools).map(named).collect::<Vec<_>>() }), "tools");
+    let call = json!({"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}});
     for v in p["messages"]["items"]["properties"]["role"]["enum"].as_array().expect("roles") {
-        ok(json!({"messages": [{"role": v, "content": "x"}]}));
+        ok(json!({"messages": [
+            {"role": "assistant", "content": null, "tool_calls": [call]},
+            {"role": v, "content": "x", "tool_call_id": "c1"}]}));
     }
-    bad(json!({"messages": [{"role": "tool", "content": "x"}]}), "messages[0].role");
+    bad(json!({"messages": [{"role": "function", "content": "x"}]}), "messages[0].role");
     let max_messages = p["messages"]["maxItems"].as_u64().expect("maxItems") as usize;
     let m = json!({"role": "user", "content": "x"});
     ok(json!({ "messages": vec![m.clone(); max_messages] }));
@@ -188,7 +197,7 @@ fn enums_caps_and_lists_agree_with_the_validator() {
     bad(json!({"response_format": {"type": "json_schema"}}), "response_format");
     ok(json!({"grammar": "start: \"yes\" | \"no\""}));
     ok(json!({"tools": []}));
-    bad(json!({"tools": [{"type": "function"}]}), "tools");
+    bad(json!({"tools": [{"type": "function"}]}), "tools[0].function");
 
     let cpath = "/v1/completions";
     let cp = properties(&d, cpath);

@@ -71,7 +71,70 @@ const CHAT_CASES: &[(&str, &str, &str)] = &[
     ("stop list with a number", r#"{"stop": ["a", 5]}"#, "stop[1]"),
     ("user too long", r#"{"user": "LONG"}"#, "user"),
     ("user a number", r#"{"user": 5}"#, "user"),
-    ("tools", r#"{"tools": [{"type": "function"}]}"#, "tools"),
+    ("tool without its function", r#"{"tools": [{"type": "function"}]}"#, "tools[0].function"),
+    ("tools not an array", r#"{"tools": {"type": "function"}}"#, "tools"),
+    ("tool of another type", r#"{"tools": [{"type": "retrieval"}]}"#, "tools[0].type"),
+    ("function without a name", r#"{"tools": [{"type": "function", "function": {}}]}"#, "tools[0].function.name"),
+    (
+        "function name with a space",
+        r#"{"tools": [{"type": "function", "function": {"name": "get weather"}}]}"#,
+        "tools[0].function.name",
+    ),
+    (
+        "function parameters a string",
+        r#"{"tools": [{"type": "function", "function": {"name": "f", "parameters": "{}"}}]}"#,
+        "tools[0].function.parameters",
+    ),
+    (
+        "function parameters not of type object",
+        r#"{"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]}"#,
+        "tools[0].function.parameters",
+    ),
+    (
+        "two tools of one name",
+        r#"{"tools": [{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]}"#,
+        "tools[1].function.name",
+    ),
+    (
+        "tool_choice naming an unknown function",
+        r#"{"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}"#,
+        "tool_choice.function.name",
+    ),
+    ("tool_choice required without tools", r#"{"tool_choice": "required"}"#, "tool_choice"),
+    ("tool_choice unknown word", r#"{"tool_choice": "always"}"#, "tool_choice"),
+    ("tool_choice a number", r#"{"tool_choice": 1}"#, "tool_choice"),
+    ("parallel_tool_calls a string", r#"{"parallel_tool_calls": "yes"}"#, "parallel_tool_calls"),
+    ("functions (the deprecated form)", r#"{"functions": [{"name": "f"}]}"#, "functions"),
+    (
+        "tools beside a JSON response_format",
+        r#"{"tools": [{"type": "function", "function": {"name": "f"}}], "response_format": {"type": "json_object"}}"#,
+        "response_format",
+    ),
+    (
+        "a tool message answering no call",
+        r#"{"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "call_9", "content": "18"}]}"#,
+        "messages[1].tool_call_id",
+    ),
+    (
+        "a tool message without its call id",
+        r#"{"messages": [{"role": "tool", "content": "18"}]}"#,
+        "messages[0].tool_call_id",
+    ),
+    (
+        "tool_calls on a user message",
+        r#"{"messages": [{"role": "user", "content": "hi", "tool_calls": []}]}"#,
+        "messages[0].tool_calls",
+    ),
+    (
+        "a tool call without its id",
+        r#"{"messages": [{"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}]}"#,
+        "messages[0].tool_calls[0].id",
+    ),
+    (
+        "tool call arguments a number",
+        r#"{"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": 5}}]}]}"#,
+        "messages[0].tool_calls[0].function.arguments",
+    ),
     ("response_format of an unknown type", r#"{"response_format": {"type": "yaml"}}"#, "response_format"),
     ("response_format not an object", r#"{"response_format": "json"}"#, "response_format"),
     ("json_schema without its schema object", r#"{"response_format": {"type": "json_schema"}}"#, "response_format"),
@@ -166,6 +229,40 @@ fn good_chat_body_becomes_typed_values() {
 }
 
 #[test]
+fn a_conversation_with_tools_becomes_typed_values() {
+    use model::chat::tools::Choice;
+    let limits = Limits::default();
+    let weather = json!({"type": "function", "function": {"name": "get_weather", "description": "Weather now",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}});
+    let body = chat_body(json!({
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+        ],
+        "tools": [weather, {"type": "function", "function": {"name": "now"}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": false,
+    }));
+    let req = chat::parse(&body, ctx(&limits)).expect("valid");
+    assert_eq!(req.messages[1].tool_calls[0].name, "get_weather");
+    assert_eq!(req.messages[1].tool_calls[0].arguments, r#"{"city": "Paris"}"#);
+    assert_eq!(req.messages[2].tool_call_id.as_deref(), Some("call_1"));
+    assert_eq!(req.tools.tools.len(), 2);
+    assert_eq!(req.tools.tools[0].definition, weather);
+    assert_eq!(req.tools.tools[1].parameters, json!({"type": "object", "properties": {}}));
+    assert_eq!(req.tools.choice(), Choice::Function("get_weather".into()));
+    assert!(!req.tools.parallel && req.tools.active());
+    // Tools without a choice mean `auto`; `none` turns them off.
+    let auto = chat::parse(&chat_body(json!({"tools": [weather]})), ctx(&limits)).expect("valid");
+    assert_eq!(auto.tools.choice(), Choice::Auto);
+    let none =
+        chat::parse(&chat_body(json!({"tools": [weather], "tool_choice": "none"})), ctx(&limits)).expect("valid");
+    assert!(!none.tools.active());
+}
+
+#[test]
 fn unset_fields_take_the_defaults() {
     let limits = Limits::default();
     let req = chat::parse(&chat_body(json!({})), ctx(&limits)).expect("valid");
@@ -186,6 +283,8 @@ fn completion_body(extra: Value) -> Value {
 
 const COMPLETION_CASES: &[(&str, &str, &str)] = &[
     ("prompt missing", r#"{"prompt": null}"#, "prompt"),
+    ("tools on completions", r#"{"tools": [{"type": "function", "function": {"name": "f"}}]}"#, "tools"),
+    ("tool_choice required on completions", r#"{"tool_choice": "required"}"#, "tool_choice"),
     ("prompt empty", r#"{"prompt": ""}"#, "prompt"),
     ("prompt list empty", r#"{"prompt": []}"#, "prompt"),
     ("prompt list with an empty string", r#"{"prompt": ["a", ""]}"#, "prompt"),

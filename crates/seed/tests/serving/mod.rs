@@ -35,6 +35,11 @@ pub fn model() -> Arc<LoadedModel> {
 
 /// An engine of `n_blocks` × 32 positions with a waiting queue of `max_waiting`.
 pub fn engine(n_blocks: usize, max_waiting: usize) -> Engine {
+    engine_for(model(), n_blocks, max_waiting)
+}
+
+/// [`engine`] on `model`.
+pub fn engine_for(model: Arc<LoadedModel>, n_blocks: usize, max_waiting: usize) -> Engine {
     let cfg = EngineConfig {
         scheduler: SchedulerConfig {
             block_size: 32,
@@ -48,7 +53,7 @@ pub fn engine(n_blocks: usize, max_waiting: usize) -> Engine {
         threads: 2,
         cpus: Vec::new(),
     };
-    Engine::start(model(), cfg).expect("starting the engine")
+    Engine::start(model, cfg).expect("starting the engine")
 }
 
 /// The server configuration of the tests: alias `any`, a 64 KiB body limit.

@@ -1,5 +1,7 @@
-//! `POST /v1/chat/completions`: validate, render the chat template, tokenize,
-//! submit `n` choices, then stream them or answer with the whole completion.
+//! `POST /v1/chat/completions`: validate, render the chat template (with the request's tools in
+//! the model's own format, [`model::chat::tools`]), tokenize, submit `n` choices — under the
+//! tools' grammar when they take part — then stream them or answer with the whole completion,
+//! tool calls read out of the text.
 
 use std::sync::Arc;
 
@@ -13,10 +15,23 @@ use crate::error::ApiError;
 use crate::extract::JsonBody;
 use crate::generate::{self, collect_tracked};
 use crate::meter::{MeterGuard, Outcome, Tally};
-use crate::schema::{finish_reason, ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatTokenLogprob, Head};
+use crate::schema::{
+    finish_reason, ChatChoice, ChatCompletion, ChatLogprobs, ChatMessage, ChatTokenLogprob, FunctionCall, Head,
+    ToolCallBody,
+};
 use crate::sse::{self, Api};
 use crate::state::{unix_now, AppState};
 use crate::validate::{self, Context};
+use model::chat::tools::{Call, Format, Plan};
+
+/// A call read from an answer, with a fresh id.
+pub fn call_body(c: Call) -> ToolCallBody {
+    ToolCallBody {
+        id: super::response_id("call_"),
+        kind: "function",
+        function: FunctionCall { name: Some(c.name), arguments: c.arguments },
+    }
+}
 
 /// The handler.
 pub async fn handler(
@@ -76,7 +91,8 @@ async fn run(
     }
     let mut meter = crate::meter::meter_for(state, caller, &req.model, conversation)?;
     let model = Arc::clone(&backend.model);
-    let ids = tokio::task::spawn_blocking(move || -> Result<Vec<u32>, ApiError> {
+    let tools = req.tools;
+    let rendered = tokio::task::spawn_blocking(move || -> Result<(Vec<u32>, Plan), ApiError> {
         let compiled = match &own_template {
             Some(source) => Some(
                 model
@@ -89,16 +105,33 @@ async fn run(
             .as_ref()
             .or(model.chat_template.as_ref())
             .ok_or_else(|| ApiError::bad_request("no chat template"))?;
-        let text = template.render(&messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-        Ok(model.tokenize_chat_prompt(&text))
+        let plan = Plan {
+            format: Format::detect(template.source()),
+            choice: tools.choice(),
+            tools: tools.tools,
+            parallel: tools.parallel,
+        };
+        let mut messages = messages;
+        let tools_var = plan.prepare(&mut messages);
+        let text = template
+            .render_with_tools(&messages, tools_var.as_ref(), true)
+            .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+        Ok((model.tokenize_chat_prompt(&text), plan))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))??;
+    let (ids, plan) = rendered;
 
-    let params = req.params;
+    let mut params = req.params;
+    let grammar_param = if plan.active() {
+        params.grammar = plan.grammar();
+        Some("tools")
+    } else {
+        None
+    };
     let n_prompt = ids.len();
     let prompt = generate::plan(backend, ids, params.max_tokens, "messages")?;
-    let constraint = generate::compile_grammar(backend, &params).await?;
+    let constraint = generate::compile_grammar(backend, &params, grammar_param).await?;
     let mut ticket = generate::admit(state, caller, meter.as_ref(), std::slice::from_ref(&prompt), params.n).await?;
     // Refused by the engine (a full queue): the ticket's row goes with it.
     let sub = generate::submit(state, backend, vec![prompt], &params, "messages", ticket.share, constraint.as_ref())?;
@@ -113,6 +146,9 @@ async fn run(
         fingerprint: backend.fingerprint.clone(),
     };
     if params.stream {
+        if plan.active() {
+            return Ok(sse::chat_with_tools(sub, head, params.include_usage, guard, plan));
+        }
         return Ok(sse::response_metered(sub, Api::Chat, head, params.include_usage, guard));
     }
     let (results, sub) = collect_tracked(sub, &mut guard.progress).await?;
@@ -125,14 +161,24 @@ async fn run(
     let choices = results
         .into_iter()
         .enumerate()
-        .map(|(index, r)| ChatChoice {
-            index,
-            message: ChatMessage { role: "assistant", content: r.text, refusal: None },
-            logprobs: params.logprobs.map(|_| ChatLogprobs {
-                content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
-                refusal: None,
-            }),
-            finish_reason: r.finish.map_or("stop", finish_reason),
+        .map(|(index, r)| {
+            let parsed = plan.parse(&r.text);
+            let called = !parsed.calls.is_empty();
+            let tool_calls: Vec<ToolCallBody> = parsed.calls.into_iter().map(call_body).collect();
+            let content = (!called || !parsed.content.is_empty()).then_some(parsed.content);
+            let finish = match r.finish.map_or("stop", finish_reason) {
+                "stop" if called => "tool_calls",
+                other => other,
+            };
+            ChatChoice {
+                index,
+                message: ChatMessage { role: "assistant", content, refusal: None, tool_calls },
+                logprobs: params.logprobs.map(|_| ChatLogprobs {
+                    content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
+                    refusal: None,
+                }),
+                finish_reason: finish,
+            }
         })
         .collect();
     let body = ChatCompletion {

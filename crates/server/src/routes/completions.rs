@@ -58,7 +58,7 @@ async fn run(
         .into_iter()
         .map(|ids| generate::plan(backend, ids, params.max_tokens, "prompt"))
         .collect::<Result<Vec<_>, _>>()?;
-    let constraint = generate::compile_grammar(backend, &params).await?;
+    let constraint = generate::compile_grammar(backend, &params, None).await?;
     let mut ticket = generate::admit(state, caller, meter.as_ref(), &planned, params.n).await?;
     // Refused by the engine (a full queue): the ticket's row goes with it.
     let sub = generate::submit(state, backend, planned, &params, "prompt", ticket.share, constraint.as_ref())?;

@@ -274,7 +274,7 @@ fn shared(limits: &Limits, models: &[String], n_vocab: Option<usize>, context: O
     p.insert(
         "tools".into(),
         json!({ "type": "array", "maxItems": 0, "nullable": true, "items": {},
-        "description": "Tools are not supported: only an empty list." }),
+        "description": "Tools belong to chat: only an empty list here." }),
     );
     p.insert("tool_choice".into(), json!({ "type": "string", "enum": ["none", "auto", null], "nullable": true }));
     p.insert(
@@ -307,14 +307,57 @@ fn chat_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
     p.insert(
         "messages".into(),
         json!({ "type": "array", "minItems": 1, "maxItems": limits.max_messages, "items": {
-            "type": "object", "required": ["role", "content"],
+            "type": "object", "required": ["role"],
+            "description": "`content` is required except on assistant turns; a `tool` turn needs the \
+                `tool_call_id` of an earlier assistant turn's call.",
             "properties": {
-                "role": { "type": "string", "enum": ["system", "developer", "user", "assistant"] },
-                "content": { "oneOf": [{ "type": "string" }, { "type": "array", "items": part }] },
+                "role": { "type": "string", "enum": ["system", "developer", "user", "assistant", "tool"] },
+                "content": { "nullable": true, "oneOf": [{ "type": "string" }, { "type": "array", "items": part }] },
+                "name": { "type": "string", "nullable": true },
+                "tool_call_id": { "type": "string", "nullable": true },
+                "tool_calls": { "type": "array", "nullable": true, "items": {
+                    "type": "object", "required": ["id", "function"], "properties": {
+                        "id": { "type": "string" },
+                        "type": { "type": "string", "enum": ["function"] },
+                        "function": { "type": "object", "required": ["name"], "properties": {
+                            "name": { "type": "string" },
+                            "arguments": { "type": "string", "description": "JSON text" } } } } } },
             },
         } }),
     );
     p.insert("logprobs".into(), json!({ "type": "boolean", "nullable": true }));
+    let name = json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" });
+    p.insert(
+        "tools".into(),
+        json!({ "type": "array", "nullable": true, "maxItems": crate::validate::tools::MAX_TOOLS,
+            "description": "Functions the model may call. Their definitions reach the chat template's `tools` \
+                variable as given; a model whose template has no tool syntax is told of them in the system \
+                message. Calls are constrained to the tools' parameter schemas (a schema that cannot be \
+                compiled is a 400 naming `tools`). Names are unique.",
+            "items": { "type": "object", "required": ["type", "function"], "properties": {
+                "type": { "type": "string", "enum": ["function"] },
+                "function": { "type": "object", "required": ["name"], "properties": {
+                    "name": name,
+                    "description": { "type": "string", "nullable": true },
+                    "parameters": { "type": "object", "nullable": true,
+                        "description": "A JSON schema of `type` object (the default: no arguments)." },
+                    "strict": { "type": "boolean", "nullable": true } } } } } }),
+    );
+    p.insert(
+        "tool_choice".into(),
+        json!({ "nullable": true, "description": "`auto` when tools are given, else `none`; `required` or a \
+                named function (one of `tools`) forces a call.",
+            "oneOf": [
+                { "type": "string", "enum": ["none", "auto", "required", null] },
+                { "type": "object", "required": ["type", "function"], "properties": {
+                    "type": { "type": "string", "enum": ["function"] },
+                    "function": { "type": "object", "required": ["name"], "properties": { "name": name } } } },
+            ] }),
+    );
+    p.insert(
+        "parallel_tool_calls".into(),
+        json!({ "type": "boolean", "nullable": true, "description": "More than one call per answer (default true)." }),
+    );
     p.insert(
         "conversation".into(),
         json!({ "type": "string", "nullable": true,
@@ -371,7 +414,11 @@ fn components() -> Value {
     let usage = json!({ "type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
         "properties": { "prompt_tokens": { "type": "integer" }, "completion_tokens": { "type": "integer" },
             "total_tokens": { "type": "integer" } } });
-    let finish = json!({ "type": "string", "enum": ["stop", "length"] });
+    let finish = json!({ "type": "string", "enum": ["stop", "length", "tool_calls"] });
+    let call = json!({ "type": "object", "required": ["id", "type", "function"], "properties": {
+        "id": { "type": "string" }, "type": { "type": "string", "enum": ["function"] },
+        "function": { "type": "object", "required": ["name", "arguments"], "properties": {
+            "name": { "type": "string" }, "arguments": { "type": "string", "description": "JSON text" } } } } });
     json!({
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
             "type": "object", "required": ["message", "type", "param", "code"],
@@ -388,7 +435,9 @@ fn components() -> Value {
                 "choices": { "type": "array", "items": { "type": "object", "required": ["index", "message", "finish_reason"],
                     "properties": { "index": { "type": "integer" }, "finish_reason": finish,
                         "message": { "type": "object", "required": ["role", "content"],
-                            "properties": { "role": { "type": "string", "enum": ["assistant"] }, "content": { "type": "string" } } } } } },
+                            "properties": { "role": { "type": "string", "enum": ["assistant"] },
+                                "content": { "type": "string", "nullable": true },
+                                "tool_calls": { "type": "array", "items": call } } } } } },
                 "usage": usage,
             } },
         "Completion": { "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],

@@ -1,9 +1,10 @@
-//! `POST /v1/chat/completions` bodies: messages and chat log-prob settings.
+//! `POST /v1/chat/completions` bodies: messages, tools and chat log-prob settings.
 
 use model::chat::Message;
 use serde_json::Value;
 
 use super::fields::{self, wrong_type, Fields};
+use super::tools::{self, Tools};
 use super::{gen_params, model_name, top_logprobs, Context, GenParams};
 use crate::error::ApiError;
 
@@ -12,8 +13,10 @@ use crate::error::ApiError;
 pub struct ChatRequest {
     /// The model asked for (checked against the served names by the route).
     pub model: String,
-    /// The conversation: roles `system`, `user`, `assistant`.
+    /// The conversation: roles `system`, `user`, `assistant`, `tool`.
     pub messages: Vec<Message>,
+    /// The tools offered and what to do with them.
+    pub tools: Tools,
     /// Everything else.
     pub params: GenParams,
 }
@@ -31,7 +34,15 @@ pub fn parse(body: &Value, ctx: Context) -> Result<ChatRequest, ApiError> {
     }
     let logprobs = wants.then(|| top.unwrap_or(0));
     let params = gen_params(&f, ctx, logprobs)?;
-    Ok(ChatRequest { model, messages, params })
+    let tools = tools::parse(&f)?;
+    if tools.active() && params.grammar.is_some() {
+        let param = if f.has("grammar") { "grammar" } else { "response_format" };
+        return Err(ApiError::invalid(
+            param,
+            format!("`{param}` and `tools` exclude each other (or send `tool_choice: \"none\"`)"),
+        ));
+    }
+    Ok(ChatRequest { model, messages, tools, params })
 }
 
 fn messages(f: &Fields, ctx: Context) -> Result<Vec<Message>, ApiError> {
@@ -46,7 +57,9 @@ fn messages(f: &Fields, ctx: Context) -> Result<Vec<Message>, ApiError> {
             format!("{} messages given; at most {}", items.len(), ctx.limits.max_messages),
         ));
     }
-    items.iter().enumerate().map(|(i, m)| message(i, m)).collect()
+    let messages = items.iter().enumerate().map(|(i, m)| message(i, m)).collect::<Result<Vec<_>, _>>()?;
+    tools::check_tool_turns(&messages)?;
+    Ok(messages)
 }
 
 fn message(i: usize, v: &Value) -> Result<Message, ApiError> {
@@ -56,25 +69,36 @@ fn message(i: usize, v: &Value) -> Result<Message, ApiError> {
         "system" | "developer" => "system",
         "user" => "user",
         "assistant" => "assistant",
+        "tool" => "tool",
         other => {
             return Err(ApiError::invalid(
                 m.param("role"),
                 format!(
-                    "`{}` is `{other}`; this server accepts system, developer, user and assistant",
+                    "`{}` is `{other}`; this server accepts system, developer, user, assistant and tool",
                     m.param("role")
                 ),
             ))
         }
     };
+    let tool_calls = match m.get("tool_calls") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(v) if role == "assistant" => tools::tool_calls(&m.param("tool_calls"), v)?,
+        Some(_) => return Err(ApiError::invalid(m.param("tool_calls"), "only assistant messages carry `tool_calls`")),
+    };
+    let tool_call_id = match role {
+        "tool" => Some(m.required_string("tool_call_id")?.to_string()),
+        _ => None,
+    };
     let content = match m.get("content") {
         // An assistant turn may carry no text (OpenAI allows null there).
-        None if role == "assistant" => String::new(),
+        None | Some(Value::Null) if role == "assistant" => String::new(),
         None => return Err(ApiError::invalid(m.param("content"), format!("`{}` is required", m.param("content")))),
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(parts)) => text_parts(&m.param("content"), parts)?,
         Some(other) => return Err(wrong_type(&m.param("content"), "a string or an array of text parts", other)),
     };
-    Ok(Message::new(role, content))
+    let name = m.string("name")?.map(str::to_string);
+    Ok(Message { tool_calls, tool_call_id, name, ..Message::new(role, content) })
 }
 
 /// Joins the text parts of a content array; any other part type is refused.

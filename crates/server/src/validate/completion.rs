@@ -37,6 +37,18 @@ pub fn parse(body: &Value, ctx: Context) -> Result<CompletionRequest, ApiError> 
     let model = model_name(&f)?.to_string();
     let prompts = prompts(f.get("prompt"), ctx)?;
     let logprobs = top_logprobs(&f, "logprobs", ctx.limits)?;
+    // Tools belong to chat; an empty list or a choice that calls none asks nothing of them.
+    let asks = |name: &str| match f.get(name) {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::String(s)) => s != "none" && s != "auto",
+        Some(_) => true,
+    };
+    for name in ["tools", "tool_choice", "functions"] {
+        if asks(name) {
+            return Err(ApiError::invalid(name, format!("`{name}` belongs to chat; use /v1/chat/completions")));
+        }
+    }
     let mut params = gen_params(&f, ctx, logprobs)?;
     params.max_tokens = Some(params.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
     let choices = prompts.len().saturating_mul(params.n);

@@ -11,6 +11,7 @@
 pub mod chat;
 pub mod completion;
 pub mod fields;
+pub mod tools;
 
 use model::sampler::SamplingParams;
 use serde_json::Value;
@@ -270,16 +271,6 @@ fn logit_bias(f: &Fields, ctx: Context) -> Result<Vec<(u32, f32)>, ApiError> {
 /// since ignoring them would give a different answer than asked for.
 fn unsupported(f: &Fields) -> Result<(), ApiError> {
     let refuse = |name: &str| Err(ApiError::invalid(name, format!("`{name}` is not supported by this server")));
-    if f.get("tools").is_some_and(|t| !matches!(t, Value::Array(a) if a.is_empty())) || f.has("functions") {
-        return refuse(if f.has("tools") { "tools" } else { "functions" });
-    }
-    // Without tools, "none" and "auto" mean the same; anything asking for a tool is refused.
-    match f.get("tool_choice") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if s == "none" || s == "auto" => {}
-        Some(Value::String(_) | Value::Object(_)) => return refuse("tool_choice"),
-        Some(other) => return Err(wrong_type("tool_choice", "a string or an object", other)),
-    }
     if f.boolean("echo")? == Some(true) {
         return refuse("echo");
     }
