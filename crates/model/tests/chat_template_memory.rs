@@ -92,10 +92,16 @@ fn literal_text_in_a_capture_loop_is_charged() {
 }
 
 /// What plain minijinja (no rewriting, no budget) renders.
+/// Plain minijinja, with the one filter a chat template replaces on purpose: `tojson` writes as
+/// Python's `json.dumps` (Hugging Face's), not minijinja's compact HTML-safe form.
 fn plain(src: &str, messages: &[Message]) -> String {
     let mut env = minijinja::Environment::new();
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_filter("tojson", |v: minijinja::Value| {
+        let json = serde_json::to_value(&v).expect("a JSON value");
+        minijinja::Value::from_safe_string(model::chat::pyjson::to_string(&json, &Default::default()))
+    });
     let ctx = minijinja::context! { messages => messages, add_generation_prompt => true, bos_token => "<s>", eos_token => "</s>" };
     env.render_str(src, ctx).expect("plain minijinja renders")
 }

@@ -1,5 +1,5 @@
-//! `seed serve` as a process on a loopback port: the official `openai` Python
-//! SDK against it, a client that disconnects mid-stream gives every KV block
+//! `seed serve` as a process on a loopback port: the official `openai` and `anthropic` Python
+//! SDKs against it, a client that disconnects mid-stream gives every KV block
 //! back (seen through `/metrics`), and SIGTERM ends in-flight streams with a
 //! final event and exits 0.
 
@@ -12,12 +12,14 @@ use std::time::Duration;
 use serde_json::json;
 use serving::process::{read_until, ServeProcess};
 
-/// A virtual environment under the target folder with `openai` installed, or
+/// A virtual environment under the target folder with `openai` and `anthropic` installed, or
 /// why it could not be made (no network and no cached wheel).
-fn openai_python() -> Result<PathBuf, String> {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openai-venv");
+fn sdk_python() -> Result<PathBuf, String> {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
     let python = venv.join("bin").join("python");
-    let has_sdk = |py: &Path| Command::new(py).args(["-c", "import openai"]).output().is_ok_and(|o| o.status.success());
+    let has_sdk = |py: &Path| {
+        Command::new(py).args(["-c", "import openai, anthropic"]).output().is_ok_and(|o| o.status.success())
+    };
     if has_sdk(&python) {
         return Ok(python);
     }
@@ -30,28 +32,36 @@ fn openai_python() -> Result<PathBuf, String> {
         }
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    run(Command::new(&python).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "openai"]))?;
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "openai",
+        "anthropic",
+    ]))?;
     if has_sdk(&python) {
         Ok(python)
     } else {
-        Err("openai installed but does not import".into())
+        Err("openai and anthropic installed but do not import".into())
     }
 }
 
-#[test]
-fn the_official_openai_sdk_works_against_seed_serve() {
-    let python = match openai_python() {
+/// Runs `script` (in `tests/serving/`) with the SDKs against a `seed serve` with a key.
+fn sdk_script(script: &str) {
+    let python = match sdk_python() {
         Ok(p) => p,
         Err(why) => {
-            // Offline machines cannot install the SDK; say so loudly.
-            eprintln!("SKIPPED the openai SDK test: cannot install the `openai` package: {why}");
+            // Offline machines cannot install the SDKs; say so loudly.
+            eprintln!("SKIPPED the SDK test {script}: cannot install the `openai` and `anthropic` packages: {why}");
             return;
         }
     };
     let server = ServeProcess::start(&["--api-key", "sk-e2e"]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serving/openai_client.py");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serving").join(script);
     let out = Command::new(python)
-        .arg(script)
+        .arg(path)
         .args([&server.port.to_string(), "sk-e2e"])
         .output()
         .expect("running the SDK script");
@@ -59,6 +69,16 @@ fn the_official_openai_sdk_works_against_seed_serve() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("checks passed"), "{stdout}");
     eprintln!("{stdout}");
+}
+
+#[test]
+fn the_official_openai_sdk_works_against_seed_serve() {
+    sdk_script("openai_client.py");
+}
+
+#[test]
+fn the_official_anthropic_sdk_works_against_seed_serve() {
+    sdk_script("anthropic_client.py");
 }
 
 fn long_stream(server: &ServeProcess) -> std::net::TcpStream {

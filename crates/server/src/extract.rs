@@ -54,12 +54,7 @@ const BAD_KEY: &str = "a valid API key is required: send `Authorization: Bearer 
 pub async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if let Some(keys) = &state.config().keys {
         if req.uri().path() != "/health" {
-            let given = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+            let given = presented_key(req.headers());
             let Some(given) = given else { return ApiError::Unauthorized(BAD_KEY).into_response() };
             // A fresh answer is in memory; otherwise the stores are read on the blocking pool.
             let found = match keys.cached(given) {
@@ -84,13 +79,7 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
     }
     if let Some(key) = &state.config().api_key {
         if req.uri().path() != "/health" {
-            let given = req
-                .headers()
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
-            match given {
+            match presented_key(req.headers()) {
                 None => {
                     return ApiError::Unauthorized("missing API key: send `Authorization: Bearer <key>`")
                         .into_response()
@@ -103,6 +92,13 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
         }
     }
     next.run(req).await
+}
+
+/// The key a request presents: `Authorization: Bearer <key>`, or `x-api-key: <key>` (as
+/// Anthropic's clients send it).
+fn presented_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim)
 }
 
 /// Compares two secrets in time independent of where they first differ.

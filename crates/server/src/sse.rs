@@ -1,6 +1,10 @@
-//! Streaming responses: engine events become OpenAI's server-sent events.
+//! Streaming responses: engine events become server-sent events.
 //!
-//! Each event is one `data: <json>\n\n` frame; the stream ends with
+//! The [`Streamer`] reads a submission's events, tracks each choice for metering and records
+//! the request when it ends; a [`Shape`] turns what happened into frames — OpenAI's chunks here
+//! ([`OpenAi`]), Anthropic's and the Responses API's events in their adapters.
+//!
+//! In OpenAI's shape each event is one `data: <json>\n\n` frame; the stream ends with
 //! `data: [DONE]`. Chat streams open with a `role` chunk per choice; text
 //! chunks follow (the engine never splits a UTF-8 character, and holds back
 //! text that may begin a stop string); each choice closes with a chunk that
@@ -48,6 +52,36 @@ pub enum Api {
 /// keep-alive comment is sent.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
+/// One server-sent event: an optional `event:` name and its `data:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The `event:` line (Anthropic's and the Responses API's streams name every event).
+    pub event: Option<&'static str>,
+    /// The `data:` payload.
+    pub data: String,
+}
+
+impl Frame {
+    /// A frame with data only.
+    pub fn data(data: String) -> Frame {
+        Frame { event: None, data }
+    }
+}
+
+/// How a stream looks to its client: the frames for each thing that happens.
+pub trait Shape: Send {
+    /// Frames that open the stream.
+    fn open(&mut self) -> Vec<Frame>;
+    /// Choice `index` has new text (maybe empty) and, when asked for, its token's log-probs.
+    fn text(&mut self, index: usize, text: &str, lp: Option<&engine::Logprobs>) -> Vec<Frame>;
+    /// Choice `index` ended (with the last `text` it held back) for `reason`.
+    fn done(&mut self, index: usize, text: &str, reason: FinishReason, usage: &engine::Usage) -> Vec<Frame>;
+    /// Every choice ended and the request is recorded: the closing frames.
+    fn close(&mut self, usage: &UsageBody) -> Vec<Frame>;
+    /// An error ends the stream: its frames.
+    fn fail(&mut self, e: &ApiError) -> Vec<Frame>;
+}
+
 /// The SSE response for a submission.
 pub fn response(sub: Submission, api: Api, head: Head, include_usage: bool) -> Response {
     let guard = MeterGuard::new(None, 0, sub.n_choices);
@@ -57,53 +91,47 @@ pub fn response(sub: Submission, api: Api, head: Head, include_usage: bool) -> R
 /// As [`response`], finishing `guard` when the stream ends: before `[DONE]` (a failure to store
 /// becomes the error frame), or as `cancelled` when the client goes away first.
 pub fn response_metered(sub: Submission, api: Api, head: Head, include_usage: bool, guard: MeterGuard) -> Response {
-    stream_response(Streamer::new(sub, api, head, include_usage, guard))
+    let shape = OpenAi::new(api, head, include_usage, sub.n_choices, None);
+    shaped(sub, Box::new(shape), guard)
 }
 
 /// A chat stream whose choices may call `plan`'s tools.
 pub fn chat_with_tools(sub: Submission, head: Head, include_usage: bool, guard: MeterGuard, plan: Plan) -> Response {
-    let mut streamer = Streamer::new(sub, Api::Chat, head, include_usage, guard);
-    let n = streamer.sub.n_choices;
-    streamer.tools = Some(ToolStreams { readers: (0..n).map(|_| plan.stream()).collect(), calls: vec![0; n] });
-    stream_response(streamer)
+    let shape = OpenAi::new(Api::Chat, head, include_usage, sub.n_choices, Some(&plan));
+    shaped(sub, Box::new(shape), guard)
 }
 
-fn stream_response(streamer: Streamer) -> Response {
+/// The SSE response for a submission in any [`Shape`], finishing `guard` when it ends.
+pub fn shaped(sub: Submission, shape: Box<dyn Shape>, guard: MeterGuard) -> Response {
+    let streamer = Streamer::new(sub, shape, guard);
     let stream = futures_util::stream::unfold(streamer, |mut s| async move {
         let frame = s.next_frame().await?;
-        Some((Ok::<_, Infallible>(SseEvent::default().data(frame)), s))
+        let mut event = SseEvent::default().data(frame.data);
+        if let Some(name) = frame.event {
+            event = event.event(name);
+        }
+        Some((Ok::<_, Infallible>(event), s))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
 }
 
-/// The `data:` payload that ends every stream.
+/// The `data:` payload that ends every OpenAI stream.
 pub const DONE: &str = "[DONE]";
 
+/// Reads a submission's events into frames of its [`Shape`], and records the request.
 struct Streamer {
     sub: Submission,
-    api: Api,
-    head: Head,
-    include_usage: bool,
+    shape: Box<dyn Shape>,
     /// Frames ready to send.
-    queue: VecDeque<String>,
+    queue: VecDeque<Frame>,
     /// Choices not finished yet.
     remaining: usize,
     usage: UsageBody,
-    /// Bytes of text sent so far, per choice (completions' `text_offset`).
-    offsets: Vec<usize>,
     ended: bool,
     /// Records the request when it ends; tracks each choice's text and tokens.
     guard: MeterGuard,
     /// How the first choice ended.
     first_finish: Option<FinishReason>,
-    /// With tools: each choice's reader.
-    tools: Option<ToolStreams>,
-}
-
-/// Each choice's tool-call reader, and how many calls it has opened.
-struct ToolStreams {
-    readers: Vec<tools::Stream>,
-    calls: Vec<usize>,
 }
 
 fn json(v: &impl Serialize) -> String {
@@ -111,32 +139,13 @@ fn json(v: &impl Serialize) -> String {
 }
 
 impl Streamer {
-    fn new(sub: Submission, api: Api, head: Head, include_usage: bool, guard: MeterGuard) -> Self {
-        let n = sub.n_choices;
-        let mut s = Streamer {
-            sub,
-            api,
-            head,
-            include_usage,
-            queue: VecDeque::new(),
-            remaining: n,
-            usage: UsageBody::default(),
-            offsets: vec![0; n],
-            ended: false,
-            guard,
-            first_finish: None,
-            tools: None,
-        };
-        if api == Api::Chat {
-            for index in 0..n {
-                let delta = Delta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
-                s.push_chat(ChunkChoice { index, delta, logprobs: None, finish_reason: None });
-            }
-        }
-        s
+    fn new(sub: Submission, mut shape: Box<dyn Shape>, guard: MeterGuard) -> Self {
+        let queue = shape.open().into();
+        let remaining = sub.n_choices;
+        Streamer { sub, shape, queue, remaining, usage: UsageBody::default(), ended: false, guard, first_finish: None }
     }
 
-    async fn next_frame(&mut self) -> Option<String> {
+    async fn next_frame(&mut self) -> Option<Frame> {
         loop {
             if let Some(f) = self.queue.pop_front() {
                 return Some(f);
@@ -162,11 +171,8 @@ impl Streamer {
                     p.0.push_str(&text);
                     p.1 += 1;
                 }
-                if self.tools.is_some() {
-                    self.push_tool_text(index, &text, logprobs.as_ref(), false);
-                } else if !text.is_empty() || logprobs.is_some() {
-                    self.push_text(index, text, logprobs.as_ref(), None);
-                }
+                let frames = self.shape.text(index, &text, logprobs.as_ref());
+                self.queue.extend(frames);
             }
             Event::Done { finish_reason: FinishReason::Cancelled, .. } => {
                 self.fail(ApiError::Unavailable("the request was aborted: the server is shutting down".into()))
@@ -180,31 +186,136 @@ impl Streamer {
                 if index == 0 {
                     self.first_finish = Some(reason);
                 }
-                if self.tools.is_some() {
-                    self.push_tool_text(index, &text, None, true);
-                    let called = self.tools.as_ref().is_some_and(|t| t.calls.get(index).is_some_and(|&c| c > 0));
-                    let finish = match reason {
-                        FinishReason::Stop if called => "tool_calls",
-                        other => finish_reason(other),
-                    };
-                    self.push_chat(ChunkChoice {
-                        index,
-                        delta: Delta::default(),
-                        logprobs: None,
-                        finish_reason: Some(finish),
-                    });
-                } else if self.api == Api::Chat && !text.is_empty() {
-                    self.push_text(index, text, None, None);
-                    self.push_text(index, String::new(), None, Some(reason));
-                } else {
-                    self.push_text(index, text, None, Some(reason));
-                }
+                let frames = self.shape.done(index, &text, reason, &usage);
+                self.queue.extend(frames);
                 self.remaining = self.remaining.saturating_sub(1);
             }
             Event::Error { message } => self.fail(ApiError::Internal(format!("generation failed: {message}"))),
         }
     }
 
+    /// Every choice is done: the records written (on the blocking pool: the store syncs to
+    /// disk), then the shape's closing frames. A client that goes away meanwhile does not stop
+    /// the write: the guard has moved to the blocking task.
+    async fn finish(&mut self) {
+        let outcome = Outcome {
+            usage: self.usage,
+            finish_reason: self.first_finish.map_or("stop", finish_reason),
+            text: self.guard.progress.first().map(|p| p.0.clone()).unwrap_or_default(),
+        };
+        let mut guard = std::mem::replace(&mut self.guard, MeterGuard::new(None, 0, 0));
+        let written = tokio::task::spawn_blocking(move || guard.finish(&outcome)).await;
+        if let Err(e) = written.unwrap_or_else(|e| Err(ApiError::Internal(format!("recording the request: {e}")))) {
+            self.fail(e);
+            return;
+        }
+        let frames = self.shape.close(&self.usage);
+        self.queue.extend(frames);
+        self.ended = true;
+    }
+
+    /// Ends the stream with the shape's error frames.
+    fn fail(&mut self, e: ApiError) {
+        let frames = self.shape.fail(&e);
+        self.queue.extend(frames);
+        self.ended = true;
+    }
+}
+
+/// OpenAI's chunks: `chat.completion.chunk` or `text_completion`, then `[DONE]`.
+pub struct OpenAi {
+    api: Api,
+    head: Head,
+    include_usage: bool,
+    /// Bytes of text sent so far, per choice (completions' `text_offset`).
+    offsets: Vec<usize>,
+    /// With tools: each choice's reader.
+    tools: Option<ToolStreams>,
+    out: Vec<Frame>,
+}
+
+/// Each choice's tool-call reader, and how many calls it has opened.
+struct ToolStreams {
+    readers: Vec<tools::Stream>,
+    calls: Vec<usize>,
+}
+
+impl OpenAi {
+    /// Chunks of `api` for `n` choices; with `tools`, chat text is read for calls.
+    pub fn new(api: Api, head: Head, include_usage: bool, n: usize, tools: Option<&Plan>) -> OpenAi {
+        OpenAi {
+            api,
+            head,
+            include_usage,
+            offsets: vec![0; n],
+            tools: tools.map(|p| ToolStreams { readers: (0..n).map(|_| p.stream()).collect(), calls: vec![0; n] }),
+            out: Vec::new(),
+        }
+    }
+
+    fn take(&mut self) -> Vec<Frame> {
+        std::mem::take(&mut self.out)
+    }
+}
+
+impl Shape for OpenAi {
+    fn open(&mut self) -> Vec<Frame> {
+        if self.api == Api::Chat {
+            for index in 0..self.offsets.len() {
+                let delta = Delta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
+                self.push_chat(ChunkChoice { index, delta, logprobs: None, finish_reason: None });
+            }
+        }
+        self.take()
+    }
+
+    fn text(&mut self, index: usize, text: &str, lp: Option<&engine::Logprobs>) -> Vec<Frame> {
+        if self.tools.is_some() {
+            self.push_tool_text(index, text, lp, false);
+        } else if !text.is_empty() || lp.is_some() {
+            self.push_text(index, text.to_string(), lp, None);
+        }
+        self.take()
+    }
+
+    fn done(&mut self, index: usize, text: &str, reason: FinishReason, _usage: &engine::Usage) -> Vec<Frame> {
+        if self.tools.is_some() {
+            self.push_tool_text(index, text, None, true);
+            let called = self.tools.as_ref().is_some_and(|t| t.calls.get(index).is_some_and(|&c| c > 0));
+            let finish = match reason {
+                FinishReason::Stop if called => "tool_calls",
+                other => finish_reason(other),
+            };
+            self.push_chat(ChunkChoice { index, delta: Delta::default(), logprobs: None, finish_reason: Some(finish) });
+        } else if self.api == Api::Chat && !text.is_empty() {
+            self.push_text(index, text.to_string(), None, None);
+            self.push_text(index, String::new(), None, Some(reason));
+        } else {
+            self.push_text(index, text.to_string(), None, Some(reason));
+        }
+        self.take()
+    }
+
+    fn close(&mut self, usage: &UsageBody) -> Vec<Frame> {
+        if self.include_usage {
+            let usage = Some(Some(*usage));
+            match self.api {
+                Api::Chat => self.push_chat_chunk(Vec::new(), usage),
+                Api::Completion => self.push_completion(Vec::new(), usage),
+            }
+        }
+        self.out.push(Frame::data(DONE.into()));
+        self.take()
+    }
+
+    fn fail(&mut self, e: &ApiError) -> Vec<Frame> {
+        self.out.push(Frame::data(json(&e.body())));
+        self.out.push(Frame::data(DONE.into()));
+        self.take()
+    }
+}
+
+impl OpenAi {
     /// Queues a chunk with new text (and/or log-probs, and/or the end).
     fn push_text(&mut self, index: usize, text: String, lp: Option<&engine::Logprobs>, end: Option<FinishReason>) {
         let finish = end.map(finish_reason);
@@ -292,7 +403,7 @@ impl Streamer {
             choices,
             usage,
         };
-        self.queue.push_back(json(&chunk));
+        self.out.push(Frame::data(json(&chunk)));
     }
 
     fn push_completion(&mut self, choices: Vec<CompletionChoice>, usage: Option<Option<UsageBody>>) {
@@ -306,39 +417,6 @@ impl Streamer {
             choices,
             usage,
         };
-        self.queue.push_back(json(&chunk));
-    }
-
-    /// Every choice is done: the records written (on the blocking pool: the store syncs to
-    /// disk), then the usage chunk (if asked for), then `[DONE]`. A client that goes away
-    /// meanwhile does not stop the write: the guard has moved to the blocking task.
-    async fn finish(&mut self) {
-        let outcome = Outcome {
-            usage: self.usage,
-            finish_reason: self.first_finish.map_or("stop", finish_reason),
-            text: self.guard.progress.first().map(|p| p.0.clone()).unwrap_or_default(),
-        };
-        let mut guard = std::mem::replace(&mut self.guard, MeterGuard::new(None, 0, 0));
-        let written = tokio::task::spawn_blocking(move || guard.finish(&outcome)).await;
-        if let Err(e) = written.unwrap_or_else(|e| Err(ApiError::Internal(format!("recording the request: {e}")))) {
-            self.fail(e);
-            return;
-        }
-        if self.include_usage {
-            let usage = Some(Some(self.usage));
-            match self.api {
-                Api::Chat => self.push_chat_chunk(Vec::new(), usage),
-                Api::Completion => self.push_completion(Vec::new(), usage),
-            }
-        }
-        self.queue.push_back(DONE.into());
-        self.ended = true;
-    }
-
-    /// Ends the stream with an error frame and `[DONE]`.
-    fn fail(&mut self, e: ApiError) {
-        self.queue.push_back(json(&e.body()));
-        self.queue.push_back(DONE.into());
-        self.ended = true;
+        self.out.push(Frame::data(json(&chunk)));
     }
 }

@@ -69,12 +69,14 @@ fn the_document_is_openapi_3_and_lists_every_route() {
     assert_eq!(d["openapi"], "3.0.3");
     assert_eq!(d["security"], json!([]));
     let with_keys = document(&Limits::default(), &["m".to_string()], None, None, true);
-    assert_eq!(with_keys["security"], json!([{ "bearer": [] }]));
+    assert_eq!(with_keys["security"], json!([{ "bearer": [] }, { "apiKey": [] }]));
     assert_eq!(with_keys["paths"]["/health"]["get"]["security"], json!([]));
     let paths = d["paths"].as_object().expect("paths");
     for p in [
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/messages",
+        "/v1/responses",
         "/v1/models",
         "/v1/models/{id}",
         "/v1/conversations",

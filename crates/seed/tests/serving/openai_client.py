@@ -103,4 +103,86 @@ except openai.AuthenticationError as e:
 models = client.models.list()
 check("models", [m.id for m in models.data] == ["smollm2-135m-instruct", "any"], models)
 
+
+# Structured output: the SDK's parse() with a Pydantic model.
+import pydantic  # noqa: E402  (installed with the SDK)
+
+
+class City(pydantic.BaseModel):
+    # Bounded fields: a schema decides what can be said, not how much (see the README).
+    name: str = pydantic.Field(max_length=30)
+    country: str = pydantic.Field(max_length=30)
+    founded: int = pydantic.Field(ge=-3000, le=3000)
+
+
+parsed = client.chat.completions.parse(model="any", messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+                                       response_format=City, max_tokens=120, temperature=0)
+choice = parsed.choices[0]
+check("parse finish", choice.finish_reason == "stop", choice)
+check("parse object", isinstance(choice.message.parsed, City) and choice.message.parsed.name, choice.message)
+
+# Tools: required gives a call whose arguments the schema allows; the stream says the same.
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather now in a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "enum": ["Paris", "London", "Tokyo"]},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"], "additionalProperties": False}}}
+ASK = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+import json  # noqa: E402
+
+t = client.chat.completions.create(model="any", messages=ASK, tools=[WEATHER], tool_choice="required",
+                                   max_tokens=60, temperature=0)
+call = t.choices[0].message.tool_calls[0]
+args = json.loads(call.function.arguments)
+check("tool call", call.type == "function" and call.function.name == "get_weather" and call.id.startswith("call_"), call)
+check("tool args", args["city"] in ("Paris", "London", "Tokyo") and args["unit"] in ("celsius", "fahrenheit"), args)
+check("tool finish", t.choices[0].finish_reason == "tool_calls", t.choices[0])
+pieces, name, finish = [], None, None
+for c in client.chat.completions.create(model="any", messages=ASK, tools=[WEATHER], tool_choice="required",
+                                        max_tokens=60, temperature=0, stream=True):
+    if not c.choices:
+        continue
+    for d in c.choices[0].delta.tool_calls or []:
+        if d.function.name:
+            name = d.function.name
+        pieces.append(d.function.arguments or "")
+    finish = c.choices[0].finish_reason or finish
+check("streamed tool call", name == "get_weather" and "".join(pieces) == call.function.arguments, (name, pieces))
+check("streamed tool finish", finish == "tool_calls", finish)
+auto = client.chat.completions.create(model="any", messages=ASK, tools=[WEATHER], max_tokens=60, temperature=0)
+m = auto.choices[0].message
+check("auto answers", (m.tool_calls and json.loads(m.tool_calls[0].function.arguments)) or m.content, m)
+after = client.chat.completions.create(model="any", max_tokens=20, temperature=0, tools=[WEATHER], messages=ASK + [
+    {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+    {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature": 18})}])
+check("after a tool result", after.choices[0].message.content is not None, after)
+
+# The Responses API: text, a schema, function tools, and its event stream.
+r = client.responses.create(model="any", input="What is the capital of France?", instructions="Answer briefly.",
+                            max_output_tokens=16, temperature=0)
+check("response object", r.object == "response" and r.id.startswith("resp_") and r.status in ("completed", "incomplete"), r)
+check("response text", bool(r.output_text), r.output)
+check("response usage", r.usage.input_tokens > 0 and 0 < r.usage.output_tokens <= 16, r.usage)
+events = list(client.responses.create(model="any", input="What is the capital of France?", instructions="Answer briefly.",
+                                      max_output_tokens=16, temperature=0, stream=True))
+deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+check("response stream text", deltas == r.output_text, (deltas, r.output_text))
+check("response stream ends", events[0].type == "response.created" and events[-1].type in ("response.completed", "response.incomplete"), [e.type for e in events])
+check("response stream order", [e.sequence_number for e in events] == list(range(len(events))), events)
+rs = client.responses.create(model="any", input="Describe Paris as JSON.", max_output_tokens=120, temperature=0,
+                             text={"format": {"type": "json_schema", "name": "city", "strict": True,
+                                              "schema": City.model_json_schema()}})
+check("response schema", City.model_validate_json(rs.output_text).name, rs.output_text)
+rt = client.responses.create(model="any", input="What is the weather in Paris right now?", max_output_tokens=60,
+                             temperature=0, tool_choice="required",
+                             tools=[{"type": "function", "name": "get_weather", **{k: v for k, v in WEATHER["function"].items() if k != "name"}}])
+fc = [o for o in rt.output if o.type == "function_call"]
+check("response function call", fc and fc[0].name == "get_weather" and json.loads(fc[0].arguments)["city"], rt.output)
+try:
+    client.responses.create(model="any", input="Hi", previous_response_id="resp_x")
+    check("previous_response_id refused", False, "no error")
+except openai.BadRequestError as e:
+    check("previous_response_id 400", e.body.get("param") == "previous_response_id", e.body)
+
 print(f"openai SDK {openai.__version__}: {passed} checks passed", flush=True)

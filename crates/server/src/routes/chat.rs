@@ -42,11 +42,104 @@ pub async fn handler(
     tally(&state, run(&state, caller.as_ref().map(|c| &c.0), body).await)
 }
 
+/// A chat request validated, rendered, admitted and submitted: what each API shape (OpenAI's
+/// here, Anthropic's and the Responses API's in their adapters) streams or answers with.
+pub struct Started {
+    /// The choices in flight.
+    pub sub: generate::Submission,
+    /// Records the request when it ends.
+    pub guard: MeterGuard,
+    /// Id, time, model name and fingerprint.
+    pub head: Head,
+    /// The validated settings.
+    pub params: crate::validate::GenParams,
+    /// The request's tools in the model's format (inactive without tools).
+    pub plan: Plan,
+    /// Prompt tokens.
+    pub n_prompt: usize,
+}
+
+/// A whole (not streamed) answer, recorded: each choice's result and the request's usage.
+pub struct Answered {
+    /// Each choice's text, log-probs, finish and usage.
+    pub results: Vec<generate::ChoiceResult>,
+    /// The request's counts (prompt once).
+    pub usage: crate::schema::UsageBody,
+}
+
+impl Started {
+    /// Waits for every choice and records the request; the answer is acknowledged only once
+    /// stored.
+    pub async fn answer(self) -> Result<Answered, ApiError> {
+        let mut guard = self.guard;
+        let (results, sub) = collect_tracked(self.sub, &mut guard.progress).await?;
+        let outcome = Outcome::of(&results, &sub, true);
+        let usage = outcome.usage;
+        tokio::task::spawn_blocking(move || guard.finish(&outcome))
+            .await
+            .map_err(|e| ApiError::Internal(format!("storing failed: {e}")))??;
+        Ok(Answered { results, usage })
+    }
+}
+
 async fn run(
     state: &AppState,
     caller: Option<&crate::extract::Caller>,
-    mut body: serde_json::Value,
+    body: serde_json::Value,
 ) -> Result<Response, ApiError> {
+    let started = start(state, caller, body, "chatcmpl-").await?;
+    if started.params.stream {
+        let Started { sub, guard, head, params, plan, .. } = started;
+        if plan.active() {
+            return Ok(sse::chat_with_tools(sub, head, params.include_usage, guard, plan));
+        }
+        return Ok(sse::response_metered(sub, Api::Chat, head, params.include_usage, guard));
+    }
+    let (head, logprobs, plan) = (started.head.clone(), started.params.logprobs, started.plan.clone());
+    let Answered { results, usage } = started.answer().await?;
+    let choices = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let parsed = plan.parse(&r.text);
+            let called = !parsed.calls.is_empty();
+            let tool_calls: Vec<ToolCallBody> = parsed.calls.into_iter().map(call_body).collect();
+            let content = (!called || !parsed.content.is_empty()).then_some(parsed.content);
+            let finish = match r.finish.map_or("stop", finish_reason) {
+                "stop" if called => "tool_calls",
+                other => other,
+            };
+            ChatChoice {
+                index,
+                message: ChatMessage { role: "assistant", content, refusal: None, tool_calls },
+                logprobs: logprobs.map(|_| ChatLogprobs {
+                    content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
+                    refusal: None,
+                }),
+                finish_reason: finish,
+            }
+        })
+        .collect();
+    let body = ChatCompletion {
+        id: head.id,
+        object: "chat.completion",
+        created: head.created,
+        model: head.model,
+        system_fingerprint: head.fingerprint,
+        choices,
+        usage,
+    };
+    Ok(Json(body).into_response())
+}
+
+/// Validates, renders and tokenizes a chat request body, admits it under the caller's quotas
+/// and submits its choices; the response's id begins with `id_prefix`.
+pub async fn start(
+    state: &AppState,
+    caller: Option<&crate::extract::Caller>,
+    mut body: serde_json::Value,
+    id_prefix: &str,
+) -> Result<Started, ApiError> {
     let routed = super::route(state, &mut body)?;
     let ctx = Context { n_vocab: routed.n_vocab, limits: &state.config().limits };
     let req = validate::chat::parse(&body, ctx)?;
@@ -138,57 +231,12 @@ async fn run(
     if let Some(m) = meter.as_mut() {
         m.row = ticket.row.take();
     }
-    let mut guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
+    let guard = MeterGuard::new(meter, n_prompt, sub.n_choices).counted(Tally::new(state, caller, &req.model));
     let head = Head {
-        id: response_id("chatcmpl-"),
+        id: response_id(id_prefix),
         created: unix_now(),
         model: req.model,
         fingerprint: backend.fingerprint.clone(),
     };
-    if params.stream {
-        if plan.active() {
-            return Ok(sse::chat_with_tools(sub, head, params.include_usage, guard, plan));
-        }
-        return Ok(sse::response_metered(sub, Api::Chat, head, params.include_usage, guard));
-    }
-    let (results, sub) = collect_tracked(sub, &mut guard.progress).await?;
-    let outcome = Outcome::of(&results, &sub, true);
-    let usage = outcome.usage;
-    // The answer is acknowledged only once stored.
-    tokio::task::spawn_blocking(move || guard.finish(&outcome))
-        .await
-        .map_err(|e| ApiError::Internal(format!("storing failed: {e}")))??;
-    let choices = results
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| {
-            let parsed = plan.parse(&r.text);
-            let called = !parsed.calls.is_empty();
-            let tool_calls: Vec<ToolCallBody> = parsed.calls.into_iter().map(call_body).collect();
-            let content = (!called || !parsed.content.is_empty()).then_some(parsed.content);
-            let finish = match r.finish.map_or("stop", finish_reason) {
-                "stop" if called => "tool_calls",
-                other => other,
-            };
-            ChatChoice {
-                index,
-                message: ChatMessage { role: "assistant", content, refusal: None, tool_calls },
-                logprobs: params.logprobs.map(|_| ChatLogprobs {
-                    content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
-                    refusal: None,
-                }),
-                finish_reason: finish,
-            }
-        })
-        .collect();
-    let body = ChatCompletion {
-        id: head.id,
-        object: "chat.completion",
-        created: head.created,
-        model: head.model,
-        system_fingerprint: head.fingerprint,
-        choices,
-        usage,
-    };
-    Ok(Json(body).into_response())
+    Ok(Started { sub, guard, head, params, plan, n_prompt })
 }

@@ -1,11 +1,14 @@
-//! The router: OpenAI's generation routes, the model list, health and
-//! metrics, behind the API-key guard, with 404/405 in the error envelope.
+//! The router: OpenAI's generation routes (and Anthropic's Messages and OpenAI's Responses
+//! adapters), the model list, health and metrics, behind the API-key guard, with 404/405 in the
+//! error envelope (Anthropic's on its route).
 
 pub mod chat;
 pub mod completions;
 pub mod conversations;
 pub mod info;
+pub mod messages;
 pub mod openapi;
+pub mod responses;
 pub mod usage;
 
 use axum::extract::Request;
@@ -24,6 +27,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::handler))
         .route("/v1/completions", post(completions::handler))
+        .route(crate::anthropic::PATH, post(messages::handler))
+        .route("/v1/responses", post(responses::handler))
         .route("/v1/conversations", post(conversations::create).get(conversations::list))
         .route("/v1/conversations/{id}", get(conversations::get).delete(conversations::delete))
         .route("/v1/usage", get(usage::handler))
@@ -36,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), crate::extract::require_api_key))
+        .layer(middleware::from_fn(crate::anthropic::errors))
         .with_state(state)
         // The chat page is public (it asks for the key when the API answers 401).
         .merge(Router::new().route("/", get(page)))

@@ -112,7 +112,7 @@ pub fn document(
                 Errors use OpenAI's envelope: {\"error\": {\"message\", \"type\", \"param\", \"code\"}}.",
         },
         "servers": [{ "url": "/" }],
-        "security": if auth { json!([{ "bearer": [] }]) } else { json!([]) },
+        "security": if auth { json!([{ "bearer": [] }, { "apiKey": [] }]) } else { json!([]) },
         "paths": {
             "/v1/chat/completions": { "post": {
                 "operationId": "createChatCompletion",
@@ -123,8 +123,51 @@ pub fn document(
             "/v1/completions": { "post": {
                 "operationId": "createCompletion",
                 "requestBody": json_body(completion_request(limits, models, n_vocab, context)),
-                "responses": with(generation, streamed("A text completion, or its chunks when `stream` is true",
+                "responses": with(generation.clone(), streamed("A text completion, or its chunks when `stream` is true",
                     json!({ "$ref": "#/components/schemas/Completion" }))),
+            } },
+            "/v1/messages": { "post": {
+                "operationId": "createMessage",
+                "description": "Anthropic's Messages API, run as a chat: `system`, text, `tool_use` and \
+                    `tool_result` blocks, `tools` with `input_schema`, `tool_choice` (auto, any, tool, none), \
+                    `stop_sequences`, `output_config.format` JSON schemas, streaming events `message_start` … \
+                    `message_stop`. Errors use Anthropic's envelope: {\"type\": \"error\", \"error\": \
+                    {\"type\", \"message\"}}. The key may be sent as `x-api-key`.",
+                "requestBody": json_body(json!({ "type": "object", "required": ["model", "max_tokens", "messages"],
+                    "properties": {
+                        "model": { "type": "string" },
+                        "max_tokens": { "type": "integer", "minimum": 1 },
+                        "messages": { "type": "array", "minItems": 1, "items": { "type": "object",
+                            "required": ["role", "content"], "properties": {
+                                "role": { "type": "string", "enum": ["user", "assistant"] },
+                                "content": { "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "object" } }] } } } },
+                        "system": { "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "object" } }] },
+                        "temperature": { "type": "number", "minimum": 0, "maximum": 1 },
+                        "stop_sequences": { "type": "array", "items": { "type": "string" } },
+                        "stream": { "type": "boolean" },
+                        "tools": { "type": "array", "items": { "type": "object", "required": ["name", "input_schema"] } },
+                        "tool_choice": { "type": "object", "required": ["type"] },
+                    } })),
+                "responses": with(generation.clone(), streamed("A message, or its events when `stream` is true",
+                    json!({ "type": "object", "required": ["id", "type", "role", "content", "stop_reason", "usage"] }))),
+            } },
+            "/v1/responses": { "post": {
+                "operationId": "createResponse",
+                "description": "OpenAI's Responses API, run as a chat and stateless (`previous_response_id` is a \
+                    400): `input` as text or items (messages, `function_call`, `function_call_output`), \
+                    `instructions`, `text.format`, function tools, `max_output_tokens`, streaming `response.*` events.",
+                "requestBody": json_body(json!({ "type": "object", "required": ["model", "input"],
+                    "properties": {
+                        "model": { "type": "string" },
+                        "input": { "oneOf": [{ "type": "string" }, { "type": "array", "minItems": 1, "items": { "type": "object" } }] },
+                        "instructions": { "type": "string", "nullable": true },
+                        "max_output_tokens": { "type": "integer", "minimum": 1, "nullable": true },
+                        "text": { "type": "object", "nullable": true },
+                        "tools": { "type": "array", "items": { "type": "object", "required": ["type", "name"] } },
+                        "stream": { "type": "boolean", "nullable": true },
+                    } })),
+                "responses": with(generation, streamed("A response, or its events when `stream` is true",
+                    json!({ "type": "object", "required": ["id", "object", "status", "output"] }))),
             } },
             "/v1/models": { "get": {
                 "operationId": "listModels",
@@ -201,7 +244,8 @@ pub fn document(
             } },
         },
         "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" },
+                "apiKey": { "type": "apiKey", "in": "header", "name": "x-api-key" } },
             "schemas": components(),
         },
     })
