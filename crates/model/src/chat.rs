@@ -1,8 +1,10 @@
 //! Chat templates: turning a conversation into the prompt text a model was tuned on.
 //!
 //! The template is the Jinja source in the GGUF's `tokenizer.chat_template`,
-//! rendered with `minijinja` plus Python-style string methods (HF templates call
-//! `.strip()`, `.startswith()` …). A template comes from a stranger's file, so
+//! rendered with `minijinja` as Hugging Face's `apply_chat_template` renders it with
+//! jinja2: `trim_blocks` and `lstrip_blocks`, Python-style string methods (`.strip()`,
+//! `.startswith()` …), `tojson` as `json.dumps` ([`pyjson`]), `raise_exception` and
+//! `strftime_now`. A template comes from a stranger's file, so
 //! rendering is sandboxed: no file or network access exists in minijinja at all,
 //! a fuel budget bounds the work (a template looping ten billion times fails in
 //! milliseconds), a memory budget bounds what its strings and lists may grow to
@@ -176,13 +178,19 @@ impl ChatTemplate {
         fuel: u64,
         max_output: usize,
     ) -> Result<Self, ChatTemplateError> {
+        let source = &*join_continued_strings(source);
         let mut env = Environment::new();
+        // As Hugging Face's environment: block tags take their line break and indentation along.
+        env.set_trim_blocks(true);
+        env.set_lstrip_blocks(true);
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_fuel(Some(fuel));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", tojson);
+        env.add_test("iterable", is_iterable);
+        env.add_filter("string", python_string);
         budget::install(&mut env);
         // Compiled once here for its syntax errors; each render compiles the
         // checked bytecode from the source (see `render`).
@@ -290,17 +298,89 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
     Ok(Value::from_safe_string(text))
 }
 
+/// `x | string` as Python's `str(x)`: strings as they are, `None`, `True`, and lists and dicts
+/// as their `repr` (templates concatenate tool definitions and arguments this way).
+fn python_string(value: Value) -> Result<Value, minijinja::Error> {
+    use minijinja::value::ValueKind as K;
+    match value.kind() {
+        K::String => Ok(value),
+        K::Undefined => Ok(Value::from("")),
+        K::None | K::Bool | K::Number | K::Seq | K::Map => {
+            let json = serde_json::to_value(&value)
+                .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, format!("string: {e}")))?;
+            Ok(Value::from(pyjson::python_str(&json)))
+        }
+        _ => Ok(Value::from(value.to_string())),
+    }
+}
+
+/// `x is iterable` as Python answers it: strings, lists and dicts are; `None`, numbers and
+/// booleans are not (templates test `tools is iterable` before taking its length).
+fn is_iterable(value: Value) -> bool {
+    use minijinja::value::ValueKind as K;
+    matches!(value.kind(), K::String | K::Bytes | K::Seq | K::Map | K::Iterable)
+}
+
+/// `source` with every backslash-newline inside a string literal of a tag removed: Python's
+/// jinja2 reads `"a\<newline>b"` as `"ab"` (a line continuation), minijinja would keep both.
+fn join_continued_strings(source: &str) -> std::borrow::Cow<'_, str> {
+    if !source.contains("\\\n") {
+        return std::borrow::Cow::Borrowed(source);
+    }
+    let b = source.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let (mut in_tag, mut quote) = (false, None::<u8>);
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match (in_tag, quote) {
+            (false, _) => {
+                if c == b'{' && matches!(b.get(i + 1), Some(b'{' | b'%')) {
+                    in_tag = true;
+                }
+            }
+            (true, None) => match c {
+                b'"' | b'\'' => quote = Some(c),
+                b'}' | b'%' if b.get(i + 1) == Some(&b'}') => in_tag = false,
+                _ => {}
+            },
+            (true, Some(q)) => {
+                if c == b'\\' && b.get(i + 1) == Some(&b'\n') {
+                    i += 2;
+                    continue;
+                }
+                if c == b'\\' {
+                    out.extend_from_slice(&b[i..(i + 2).min(b.len())]);
+                    i += 2;
+                    continue;
+                }
+                if c == q {
+                    quote = None;
+                }
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    // Only whole ASCII pairs were removed, so the bytes are still UTF-8.
+    std::borrow::Cow::Owned(String::from_utf8(out).unwrap_or_else(|_| source.to_string()))
+}
+
 /// `raise_exception(msg)`, as HF templates use it to reject conversations.
 fn raise_exception(msg: String) -> Result<Value, minijinja::Error> {
     Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
 }
 
-/// `strftime_now(fmt)`: today's date (UTC) for the few directives templates use
-/// (`%Y %m %d %B %b`).
+/// `strftime_now(fmt)`: the time now (UTC), for the directives templates use: `%Y %y %m %d
+/// %-d %B %b %A %a %H %M %S %%`.
 fn strftime_now(fmt: String) -> String {
-    let days =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    strftime(&fmt, secs)
+}
+
+/// `fmt` with its directives filled in for `secs` seconds after 1970-01-01 (UTC); an unknown
+/// directive is left as it is.
+fn strftime(fmt: &str, secs: u64) -> String {
     const MONTHS: [&str; 12] = [
         "January",
         "February",
@@ -315,12 +395,51 @@ fn strftime_now(fmt: String) -> String {
         "November",
         "December",
     ];
+    const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+    let days = (secs / 86_400) as i64;
+    let (y, m, d) = civil_from_days(days);
     let month = MONTHS[(m - 1) as usize];
-    fmt.replace("%Y", &y.to_string())
-        .replace("%m", &format!("{m:02}"))
-        .replace("%d", &format!("{d:02}"))
-        .replace("%B", month)
-        .replace("%b", &month[..3])
+    // 1970-01-01 was a Thursday.
+    let weekday = DAYS[((days + 3).rem_euclid(7)) as usize];
+    let (hour, minute, second) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let mut out = String::with_capacity(fmt.len() + 16);
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut directive = chars.next();
+        let unpadded = directive == Some('-');
+        if unpadded {
+            directive = chars.next();
+        }
+        match directive {
+            Some('Y') => out.push_str(&y.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", y.rem_euclid(100))),
+            Some('m') if unpadded => out.push_str(&m.to_string()),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('d') if unpadded => out.push_str(&d.to_string()),
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('B') => out.push_str(month),
+            Some('b') => out.push_str(&month[..3]),
+            Some('A') => out.push_str(weekday),
+            Some('a') => out.push_str(&weekday[..3]),
+            Some('H') => out.push_str(&format!("{hour:02}")),
+            Some('M') => out.push_str(&format!("{minute:02}")),
+            Some('S') => out.push_str(&format!("{second:02}")),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                if unpadded {
+                    out.push('-');
+                }
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
 }
 
 /// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01.
@@ -427,11 +546,51 @@ mod tests {
     }
 
     #[test]
+    fn templates_render_as_hugging_faces_jinja2_does() {
+        let render = |src: &str, messages: &[Message]| {
+            ChatTemplate::new(src, "", "").expect("compiles").render(messages, false).map_err(|e| e.to_string())
+        };
+        let hi = [Message::new("user", "hi")];
+        // trim_blocks and lstrip_blocks: a block tag's line break and indentation go.
+        assert_eq!(
+            render("{% for m in messages %}\n    {% if true %}\n[{{ m.content }}]\n    {% endif %}\n{% endfor %}", &hi)
+                .unwrap(),
+            "[hi]\n"
+        );
+        // None, booleans, lists and dicts print as Python prints them.
+        let call = Message {
+            role: "assistant".into(),
+            tool_calls: vec![ToolCall { id: "c".into(), name: "f".into(), arguments: r#"{"a": [1, "x"]}"#.into() }],
+            ..Message::default()
+        };
+        assert_eq!(
+            render("{{ messages[0].content }}|{{ messages[0].tool_calls[0].function.arguments }}|{{ messages[0].tool_calls[0].function.arguments | string }}|{{ [true, none] }}", &[call]).unwrap(),
+            "None|{'a': [1, 'x']}|{'a': [1, 'x']}|[True, None]"
+        );
+        // `is iterable` and `for` as Python has them: None is not iterable.
+        assert_eq!(
+            render("{{ none is iterable }}{{ 'ab' is iterable }}{{ [] is iterable }}", &hi).unwrap(),
+            "FalseTrueTrue"
+        );
+        let err = render("{% for x in none %}{% endfor %}", &hi).unwrap_err();
+        assert!(err.contains("'NoneType' object is not iterable"), "{err}");
+        assert_eq!(render("{% for x in nothing %}x{% endfor %}ok", &hi).unwrap(), "ok");
+        // A backslash-newline inside a string literal continues the line, as in Python.
+        assert_eq!(render("{%- set s = 'one \\\ntwo' -%}{{ s }}|{{ 'a\\tb' }}", &hi).unwrap(), "one two|a\tb");
+    }
+
+    #[test]
     fn civil_dates_are_right() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_420), (2025, 11, 28));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert!(strftime_now("%d %b %Y".into()).len() == 11);
+        // 2026-12-07 06:41:09 UTC, a Monday.
+        let t = 1_796_625_669;
+        assert_eq!(
+            strftime("%A %a %Y-%m-%d %H:%M:%S %-d %B %b %y %% %Q", t),
+            "Monday Mon 2026-12-07 06:41:09 7 December Dec 26 % %Q"
+        );
     }
 
     #[test]

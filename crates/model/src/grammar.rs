@@ -148,8 +148,12 @@ impl Constraint {
         Constraint { matcher: self.matcher.deep_clone(), eos: self.eos }
     }
 
-    /// Whether `token` may come next (checked without computing the whole mask).
+    /// Whether `token` may come next (checked without computing the whole mask). The end
+    /// token may come once the grammar is complete (token validation alone never takes it).
     pub fn allows(&mut self, token: u32) -> bool {
+        if token == self.eos && (self.matcher.is_stopped() || self.matcher.is_accepting().unwrap_or(false)) {
+            return true;
+        }
         self.matcher.validate_tokens(&[token]).is_ok_and(|n| n == 1)
     }
 

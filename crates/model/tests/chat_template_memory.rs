@@ -92,10 +92,24 @@ fn literal_text_in_a_capture_loop_is_charged() {
 }
 
 /// What plain minijinja (no rewriting, no budget) renders.
-/// Plain minijinja, with the one filter a chat template replaces on purpose: `tojson` writes as
-/// Python's `json.dumps` (Hugging Face's), not minijinja's compact HTML-safe form.
+/// Plain minijinja, with what a chat template changes on purpose to render as Hugging Face's
+/// jinja2 does: `trim_blocks` and `lstrip_blocks`, `tojson` as Python's `json.dumps`, and
+/// `None`, lists and dicts printed as Python prints them.
 fn plain(src: &str, messages: &[Message]) -> String {
     let mut env = minijinja::Environment::new();
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_formatter(|out, state, value| {
+        use minijinja::value::ValueKind;
+        match value.kind() {
+            ValueKind::None => out.write_str("None").map_err(minijinja::Error::from),
+            ValueKind::Seq | ValueKind::Map => {
+                let json = serde_json::to_value(value).expect("a JSON value");
+                out.write_str(&model::chat::pyjson::python_str(&json)).map_err(minijinja::Error::from)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        }
+    });
     minijinja_contrib::add_to_environment(&mut env);
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_filter("tojson", |v: minijinja::Value| {

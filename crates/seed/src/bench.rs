@@ -4,6 +4,8 @@
 //! - `tg N`: N decode steps of one token from an empty cache.
 //! - `tg N @ B`: B sequences decoding together, one token each per step (one
 //!   forward over the batch), reported as aggregate tokens per second.
+//! - `tgN@B engine` and `tgN@B engine schema`: B sequences through the serving engine, without
+//!   and with each under a JSON schema (the grammar's cost at batch B).
 //! - `… @ dD` (llama-bench's `-d`): the same, after D positions already in the
 //!   cache (filled once, untimed), so attention reads D more keys per row.
 //!
@@ -286,4 +288,102 @@ pub fn bench_tg_engine(
         served.push(through_engine(rep)?);
     }
     Ok((summarise(format!("tg{n}"), n, 1, plain), summarise(format!("tg{n} engine"), n, 1, served)))
+}
+
+/// The schema of `tg N @ B schema`: an object holding a long list of short strings, so every
+/// sequence decodes N tokens inside free JSON strings and their separators (the grammar's
+/// lexer at work on every token) and none can finish early.
+pub const BENCH_SCHEMA: &str = r#"{"type": "object", "properties": {"notes": {"type": "array",
+    "items": {"type": "string", "maxLength": 24}, "minItems": 4096}}, "required": ["notes"],
+    "additionalProperties": false}"#;
+
+/// `tg N @ B engine` and `tg N @ B engine schema`: `seqs` sequences decoding N tokens each
+/// through the serving engine at once, greedy, without and then with each under
+/// [`BENCH_SCHEMA`] (its own compiled constraint), repetitions alternating so both see the same
+/// machine; aggregate tokens per second from the first token to the last.
+pub fn bench_tg_schema(
+    loaded: &Arc<LoadedModel>,
+    pool: &ThreadPool,
+    n: usize,
+    seqs: usize,
+    reps: usize,
+) -> Result<(BenchResult, BenchResult), ModelError> {
+    let cfg = EngineConfig {
+        scheduler: SchedulerConfig {
+            block_size: BLOCK,
+            n_blocks: seqs * (n + 8).div_ceil(BLOCK),
+            max_seq_len: n + 8,
+            prefill_chunk: MAX_CHUNK,
+            max_batch_tokens: MAX_CHUNK,
+            max_running: seqs,
+        },
+        max_waiting: seqs,
+        threads: pool.n_threads(),
+        cpus: Vec::new(),
+    };
+    let engine = Engine::start(Arc::clone(loaded), cfg)?;
+    let vocab = loaded.grammar_vocab().map_err(|e| ModelError::Request(e.to_string()))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(BENCH_SCHEMA).map_err(|e| ModelError::Request(e.to_string()))?;
+    let spec = model::grammar::Spec::JsonSchema(schema);
+    let prompts = random_tokens(&loaded.model, (reps + 1) * seqs * 2, 4);
+    let mut next_prompt = 0usize;
+    let mut run = |constrained: bool| -> Result<f64, ModelError> {
+        let mut receivers = Vec::with_capacity(seqs);
+        for s in 0..seqs {
+            let constraint = if constrained {
+                Some(vocab.compile(&spec).map_err(|e| ModelError::Request(e.to_string()))?)
+            } else {
+                None
+            };
+            let (events, rx) = EventSender::channel();
+            let id = next_prompt as u64;
+            next_prompt += 1;
+            let req = Request {
+                id,
+                prompt: vec![prompts[(id as usize) % prompts.len()]],
+                sampling: SamplingParams::greedy(),
+                max_tokens: n,
+                stop: Vec::new(),
+                ignore_eos: !constrained,
+                logprobs: None,
+                cache_salt: id,
+                share: Share::default(),
+                constraint,
+                events,
+            };
+            engine.submit(req).map_err(|e| ModelError::Request(format!("the engine refused request {s}: {e}")))?;
+            receivers.push(rx);
+        }
+        let (mut first, mut count) = (None::<Instant>, 0usize);
+        for rx in &receivers {
+            loop {
+                match rx.recv().map_err(|_| ModelError::Request("the engine stopped".into()))? {
+                    Event::Token { .. } => {
+                        count += 1;
+                        first.get_or_insert_with(Instant::now);
+                    }
+                    Event::Done { .. } => break,
+                    Event::Error { message } => return Err(ModelError::Request(message)),
+                }
+            }
+        }
+        if count != seqs * n {
+            return Err(ModelError::Request(format!("the engine sent {count} tokens, not {}", seqs * n)));
+        }
+        let first = first.ok_or_else(|| ModelError::Request("no tokens".into()))?;
+        // The first token of each sequence comes with its prefill; count the rest.
+        Ok((count - seqs) as f64 / first.elapsed().as_secs_f64())
+    };
+    run(false)?;
+    run(true)?;
+    let (mut plain, mut schema) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    for _ in 0..reps.max(1) {
+        plain.push(run(false)?);
+        schema.push(run(true)?);
+    }
+    Ok((
+        summarise(format!("tg{n}@{seqs} engine"), n, seqs, plain),
+        summarise(format!("tg{n}@{seqs} engine schema"), n, seqs, schema),
+    ))
 }

@@ -29,7 +29,7 @@
 use std::cell::Cell;
 use std::sync::{Arc, OnceLock};
 
-use minijinja::machinery::{CompiledTemplate, Instruction, Instructions, TemplateConfig};
+use minijinja::machinery::{CompiledTemplate, Instruction, Instructions, TemplateConfig, WhitespaceConfig};
 use minijinja::value::{Rest, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Expression, Output, State, Value};
 
@@ -48,6 +48,7 @@ const CONCAT: &str = "seed:~";
 const PRECHECK: &str = "seed:check-call";
 const CHARGE: &str = "seed:charge";
 const SLICE: &str = "seed:slice";
+const ITER: &str = "seed:iter";
 
 thread_local! {
     static LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
@@ -224,6 +225,19 @@ fn checked_concat(a: Value, b: Value) -> Result<Value, Error> {
     Ok(Value::from(format!("{a}{b}")))
 }
 
+/// What a `for` loop iterates, as Python allows it: `None`, numbers and booleans are not
+/// iterable (jinja2 fails, "'NoneType' object is not iterable"); minijinja would loop zero
+/// times. Undefined still loops zero times, as jinja2's `Undefined` does.
+fn checked_iterable(v: Value) -> Result<Value, Error> {
+    let kind = match v.kind() {
+        ValueKind::None => "NoneType",
+        ValueKind::Bool => "bool",
+        ValueKind::Number => "number",
+        _ => return Ok(v),
+    };
+    Err(Error::new(ErrorKind::InvalidOperation, format!("'{kind}' object is not iterable")))
+}
+
 /// `v[start:stop:step]`. minijinja 2.24 panics on a negative step over an
 /// empty string or list (`''[::-1]`, index out of bounds) and can underflow
 /// when `stop` lies past `start`, so negative steps are done here, with
@@ -346,17 +360,30 @@ pub(super) fn install(env: &mut Environment<'static>) {
     env.add_function(PRECHECK, |args: Rest<Value>| precheck(args.0));
     env.add_function(CHARGE, charge_result);
     env.add_function(SLICE, checked_slice);
+    env.add_function(ITER, checked_iterable);
     env.set_formatter(|out: &mut Output, state: &State, value: &Value| {
         charge(printed_size(value, left()), "the template's output")?;
-        minijinja::escape_formatter(out, state, value)
+        // Printed as Python prints them (jinja2's `str()`): `None`, and lists and dicts as
+        // their `repr`.
+        match value.kind() {
+            ValueKind::None => out.write_str("None").map_err(Error::from),
+            ValueKind::Seq | ValueKind::Map if value.len().is_some() => {
+                let json = serde_json::to_value(value)
+                    .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("printing a value: {e}")))?;
+                out.write_str(&super::pyjson::python_str(&json)).map_err(Error::from)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        }
     });
 }
 
 /// Compiles `source` and rewrites its bytecode to call the checks.
 pub(super) fn compile<'s>(name: &'s str, source: &'s str) -> Result<CompiledTemplate<'s>, Error> {
+    // Hugging Face renders with `trim_blocks` and `lstrip_blocks` (a block tag's line break and
+    // the indentation before it vanish); templates are written for that.
     let config = TemplateConfig {
         syntax_config: Default::default(),
-        ws_config: Default::default(),
+        ws_config: WhitespaceConfig { keep_trailing_newline: false, lstrip_blocks: true, trim_blocks: true },
         default_auto_escape: Arc::new(|_: &str| AutoEscape::None),
     };
     let mut compiled = CompiledTemplate::new(name, source, &config)?;
@@ -375,6 +402,7 @@ fn expand<'s>(instr: &Instruction<'s>) -> Vec<Instruction<'s>> {
         I::Mul => vec![I::CallFunction(MUL, Some(2))],
         I::StringConcat => vec![I::CallFunction(CONCAT, Some(2))],
         I::Slice => vec![I::CallFunction(SLICE, Some(4))],
+        I::PushLoop(_) => vec![I::CallFunction(ITER, Some(1)), instr.clone()],
         I::EmitRaw(text) => vec![I::LoadConst(Value::from_safe_string((*text).to_string())), I::Emit],
         // The argument count includes the value (or the method's receiver).
         I::ApplyFilter(name, Some(n), _) | I::CallMethod(name, Some(n)) if *n < u16::MAX => vec![

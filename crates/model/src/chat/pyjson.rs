@@ -142,6 +142,80 @@ impl Formatter for PyFormatter {
     }
 }
 
+/// `value` as Python's `str()` prints it inside a template (`{{ x }}`): `None`, `True`,
+/// `False`, numbers as `repr`, and containers as `repr` — `{'k': 'v', 'n': [1, 2.5, None]}`,
+/// strings inside them quoted as Python quotes them. A top-level string is printed as it is.
+pub fn python_str(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => {
+            let mut out = String::new();
+            python_repr(other, &mut out);
+            out
+        }
+    }
+}
+
+fn python_repr(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value as V;
+    match value {
+        V::Null => out.push_str("None"),
+        V::Bool(true) => out.push_str("True"),
+        V::Bool(false) => out.push_str("False"),
+        V::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.push_str(&i.to_string()),
+            (_, Some(u), _) => out.push_str(&u.to_string()),
+            (_, _, Some(f)) => out.push_str(&python_float(f).replace("Infinity", "inf").replace("NaN", "nan")),
+            _ => out.push_str(&n.to_string()),
+        },
+        V::String(s) => string_repr(s, out),
+        V::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_repr(v, out);
+            }
+            out.push(']');
+        }
+        V::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                string_repr(k, out);
+                out.push_str(": ");
+                python_repr(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A string as Python's `repr`: single quotes unless it holds `'` and no `"`; backslashes,
+/// the quote, and control characters escaped.
+fn string_repr(s: &str, out: &mut String) {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
 /// `text` with every non-ASCII character written as `\uXXXX` (UTF-16 units, surrogate pairs
 /// past the first plane), as `json.dumps(ensure_ascii=True)` writes it. Such characters only
 /// occur inside JSON strings, so the text stays the same JSON.
@@ -239,6 +313,19 @@ mod tests {
     fn ensure_ascii_escapes_like_python() {
         // json.dumps("é😀") == '"\\u00e9\\ud83d\\ude00"'
         assert_eq!(ascii_escaped(&dumps(json!("é😀"))), r#""\u00e9\ud83d\ude00""#);
+    }
+
+    #[test]
+    fn containers_print_as_python_does() {
+        let v = json!({"type": "function", "ok": true, "none": null, "n": [1, 2.5, "it's", "say \"hi\"\n"]});
+        // str({'type': 'function', 'ok': True, 'none': None, 'n': [1, 2.5, "it's", 'say "hi"\n']})
+        assert_eq!(
+            python_str(&v),
+            r#"{'type': 'function', 'ok': True, 'none': None, 'n': [1, 2.5, "it's", 'say "hi"\n']}"#
+        );
+        assert_eq!(python_str(&json!("plain")), "plain");
+        assert_eq!(python_str(&json!(null)), "None");
+        assert_eq!(python_str(&json!([])), "[]");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::common::ModelArgs;
-use seed::bench::{bench_pp, bench_tg, bench_tg_engine, BenchResult};
+use seed::bench::{bench_pp, bench_tg, bench_tg_engine, bench_tg_schema, BenchResult};
 
 /// Arguments of `seed bench`.
 #[derive(Args, Debug)]
@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// `tg N` so both see the same machine; shows what the engine adds before any HTTP.
     #[arg(long)]
     engine: bool,
+    /// Also decode this many sequences together through the serving engine, without and with
+    /// each under a JSON schema (`seed::bench::BENCH_SCHEMA`), alternating repetitions.
+    #[arg(long)]
+    schema_batch: Option<usize>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -70,6 +74,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             for &b in args.batch.iter().filter(|&&b| b > 1) {
                 report(bench_tg(model, &pool, n, b, d, args.reps)?);
+            }
+            if let Some(b) = args.schema_batch.filter(|_| d == 0) {
+                let (plain, schema) = bench_tg_schema(&loaded, &pool, n, b, args.reps)?;
+                report(plain);
+                report(schema);
             }
         }
     }
