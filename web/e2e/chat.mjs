@@ -30,6 +30,7 @@ async function main() {
   });
   ctx.setDefaultTimeout(120_000);
   const bodies = [];
+  let forceTool = false;
   // Any request to another host is recorded and refused; answers are capped
   // at a few dozen tokens so finished answers arrive quickly on a small CPU
   // (except the one the test stops).
@@ -39,7 +40,9 @@ async function main() {
     if (req.url().endsWith('/v1/chat/completions') && req.method() === 'POST') {
       const body = JSON.parse(req.postData());
       bodies.push(body);
-      if (!body.messages.some(m => m.content.includes('long story'))) body.max_tokens = 24;
+      if (!body.messages.some(m => (m.content || '').includes('long story'))) body.max_tokens = body.tools ? 80 : 24;
+      // One call, forced, so the scenario below is the same every run.
+      if (forceTool && body.tools) { body.tool_choice = 'required'; body.parallel_tool_calls = false; }
       return route.continue({ postData: JSON.stringify(body) });
     }
     return route.continue();
@@ -103,6 +106,39 @@ async function main() {
   check(want && Object.keys(want).length === 5 && Object.entries(want).every(([k, v]) => sent[k] === v),
     `the page sends the chat sampling of /v1/models (${JSON.stringify(want)})`);
   check(!(await page.textContent('#err')).trim() || (await page.textContent('#err')).includes('conversations'), 'no error shown for the answers');
+
+  // Tools: a call shows as a card, the next input is its result, and the model goes on.
+  await page.click('#toolsbtn');
+  const weather = [{ type: 'function', function: { name: 'get_weather', description: 'The weather now in a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', enum: ['Paris', 'London', 'Tokyo'] } },
+      required: ['city'], additionalProperties: false } } }];
+  await page.fill('#tools', JSON.stringify(weather));
+  await page.click('#toolssave');
+  check((await page.textContent('#toolsnote')).includes('get_weather'), 'the tools panel takes a tools array');
+  forceTool = true;
+  await page.fill('#in', 'What is the weather in Paris right now?');
+  await page.press('#in', 'Enter');
+  await page.waitForFunction(() => document.querySelector('#stop').disabled, null, { timeout: 120_000 });
+  check(await page.locator('.tool').count() === 1, `one tool call card (error: "${await page.textContent('#err')}", log: ${(await page.textContent('#log')).slice(-300)})`);
+  const card = await page.textContent('.tool');
+  check(card.startsWith('Tool call · get_weather') && /"city": "(Paris|London|Tokyo)"/.test(card), `the call shows as a card with its arguments (${card})`);
+  check((await page.getAttribute('#in', 'placeholder')).includes('Result of get_weather'), 'the input asks for the result of the call');
+  const asked = bodies[bodies.length - 1];
+  check(asked.tools && asked.tools.length === 1 && !asked.conversation, 'the request carries the tools and the whole history');
+  forceTool = false;
+  await page.fill('#in', '{"temperature": 18, "sky": "clear"}');
+  await page.press('#in', 'Enter');
+  await page.waitForFunction(() => document.querySelectorAll('.tool').length >= 2 && document.querySelector('#stop').disabled, null, { timeout: 120_000 });
+  const followed = bodies[bodies.length - 1];
+  const called = followed.messages.find(m => m.tool_calls);
+  const result = followed.messages.find(m => m.role === 'tool');
+  check(called && result && result.tool_call_id === called.tool_calls[0].id && called.content === null,
+    'the result goes back as a tool message answering the call');
+  const toolCards = await page.$$eval('.tool header', hs => hs.map(h => h.textContent));
+  check(toolCards[1] === 'Tool result · get_weather', `the result shows as a card (${toolCards.join(' | ')})`);
+  await page.screenshot({ path: join(shots, 'web-tools.png') });
+  await page.click('#toolsclear');
+  await page.click('#toolsbtn');
 
   // Phone-sized layout: the sidebar hides behind a toggle.
   await page.setViewportSize({ width: 390, height: 800 });
