@@ -12,6 +12,8 @@ pub struct TextStream {
     stops: Vec<String>,
     /// Longest stop string, in bytes.
     max_stop: usize,
+    /// The stop string that ended the stream, once one has.
+    matched: Option<String>,
 }
 
 /// What a token did to the stream.
@@ -28,7 +30,12 @@ impl TextStream {
     pub fn new(stops: &[String]) -> Self {
         let stops: Vec<String> = stops.iter().filter(|s| !s.is_empty()).cloned().collect();
         let max_stop = stops.iter().map(String::len).max().unwrap_or(0);
-        TextStream { pending: Vec::new(), held: String::new(), stops, max_stop }
+        TextStream { pending: Vec::new(), held: String::new(), stops, max_stop, matched: None }
+    }
+
+    /// The stop string that ended the stream, if one did.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.as_deref()
     }
 
     /// Adds a token's bytes.
@@ -54,8 +61,15 @@ impl TextStream {
         if self.stops.is_empty() {
             return Push::Text(std::mem::take(&mut self.held));
         }
-        // The earliest stop string in the held text ends the stream.
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        // The earliest stop string in the held text ends the stream (the longest of those
+        // starting there).
+        let found = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s)))
+            .min_by(|a, b| a.0.cmp(&b.0).then(b.1.len().cmp(&a.1.len())));
+        if let Some((at, stop)) = found {
+            self.matched = Some(stop.clone());
             let out = self.held[..at].to_string();
             self.held.clear();
             return Push::Stop(out);
@@ -125,6 +139,7 @@ mod tests {
     fn the_earliest_of_several_stops_wins() {
         let mut s = stream(&["yz", "b"]);
         assert_eq!(s.push(b"aXyzb"), Push::Stop("aX".into()));
+        assert_eq!(s.matched(), Some("yz"));
     }
 
     #[test]

@@ -473,7 +473,8 @@ impl Worker {
             FinishReason::Cancelled => 2,
         };
         EngineStats::add(&self.stats.finished[slot], 1);
-        act.events.send(Event::Done { finish_reason: reason, usage, text });
+        let stop_sequence = act.stream.matched().filter(|_| reason == FinishReason::Stop).map(str::to_string);
+        act.events.send(Event::Done { finish_reason: reason, usage, text, stop_sequence });
     }
 
     fn fail(&mut self, id: RequestId, message: &str) {

@@ -142,6 +142,9 @@ pub enum Event {
         usage: Usage,
         /// Text still held back when generation ended.
         text: String,
+        /// The stop string that ended it (`finish_reason` is then `Stop`); `None` when an
+        /// end-of-generation token, the grammar or a limit did.
+        stop_sequence: Option<String>,
     },
     /// The request failed; nothing more follows.
     Error {

@@ -89,6 +89,23 @@ async fn anthropic_messages_answer_as_chat_does_whole_and_streamed() {
     let delta = &ev[ev.len() - 2].1;
     assert_eq!(delta["delta"]["stop_reason"], m["stop_reason"]);
     assert_eq!(delta["usage"]["output_tokens"], out);
+
+    // A stop sequence in the answer ends it there, and says which.
+    let word = expected.split_whitespace().nth(1).expect("a second word").to_string();
+    let mut stopped = body.clone();
+    stopped["stop_sequences"] = json!(["no such text", word]);
+    let m = post(&s, MESSAGES, &stopped).await.json();
+    assert_eq!(
+        (m["stop_reason"].as_str(), m["stop_sequence"].as_str()),
+        (Some("stop_sequence"), Some(word.as_str())),
+        "{m}"
+    );
+    let before = &expected[..expected.find(word.as_str()).expect("the word")];
+    assert_eq!(m["content"][0]["text"].as_str().unwrap_or_default(), before, "{m}");
+    stopped["stream"] = json!(true);
+    let ev = events(&post(&s, MESSAGES, &stopped).await.text);
+    let delta = &ev[ev.len() - 2].1;
+    assert_eq!(delta["delta"]["stop_sequence"].as_str(), Some(word.as_str()), "{delta}");
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ fn collect(rx: &Receiver<Event>) -> (Vec<u32>, String, FinishReason, Usage) {
                 ids.push(id);
                 text.push_str(&t);
             }
-            Event::Done { finish_reason, usage, text: t } => {
+            Event::Done { finish_reason, usage, text: t, .. } => {
                 text.push_str(&t);
                 return (ids, text, finish_reason, usage);
             }

@@ -249,10 +249,11 @@ fn tool_choice(v: &Value, out: &mut Map<String, Value>) -> Result<(), ApiError> 
 }
 
 /// Why an answer stopped, in Anthropic's words.
-pub fn stop_reason(reason: FinishReason, called: bool) -> &'static str {
+pub fn stop_reason(reason: FinishReason, called: bool, stop: Option<&str>) -> &'static str {
     match reason {
         FinishReason::Length => "max_tokens",
         _ if called => "tool_use",
+        _ if stop.is_some() => "stop_sequence",
         _ => "end_turn",
     }
 }
@@ -276,8 +277,8 @@ pub fn usage(prompt: usize, cached: usize, output: usize) -> Value {
     })
 }
 
-/// A whole answer as a `message`.
-pub fn message(id: &str, model: &str, parsed: Parsed, reason: FinishReason, usage: Value) -> Value {
+/// A whole answer as a `message`; `stop` is the stop sequence that ended it, if one did.
+pub fn message(id: &str, model: &str, parsed: Parsed, reason: FinishReason, stop: Option<&str>, usage: Value) -> Value {
     let called = !parsed.calls.is_empty();
     let mut content = Vec::new();
     if !parsed.content.is_empty() {
@@ -293,8 +294,8 @@ pub fn message(id: &str, model: &str, parsed: Parsed, reason: FinishReason, usag
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(reason, called),
-        "stop_sequence": null,
+        "stop_reason": stop_reason(reason, called, stop),
+        "stop_sequence": if called { None } else { stop },
         "usage": usage,
     })
 }
@@ -356,23 +357,13 @@ pub struct Events {
     open: Option<(usize, bool)>,
     blocks: usize,
     called: bool,
-    output_tokens: usize,
 }
 
 impl Events {
     /// The events of answer `id` to `model`, whose prompt had `prompt` tokens (`cached` from the
     /// prefix cache), read with `plan`.
     pub fn new(id: String, model: String, prompt: usize, cached: usize, plan: &tools::Plan) -> Events {
-        Events {
-            id,
-            model,
-            input: (prompt, cached),
-            reader: plan.stream(),
-            open: None,
-            blocks: 0,
-            called: false,
-            output_tokens: 0,
-        }
+        Events { id, model, input: (prompt, cached), reader: plan.stream(), open: None, blocks: 0, called: false }
     }
 
     fn frame(kind: &'static str, data: Value) -> Frame {
@@ -450,14 +441,20 @@ impl Shape for Events {
     fn text(&mut self, index: usize, text: &str, _lp: Option<&engine::Logprobs>) -> Vec<Frame> {
         let mut out = Vec::new();
         if index == 0 {
-            self.output_tokens += 1;
             let events = self.reader.push(text);
             self.events(events, &mut out);
         }
         out
     }
 
-    fn done(&mut self, index: usize, text: &str, reason: FinishReason, usage: &engine::Usage) -> Vec<Frame> {
+    fn done(
+        &mut self,
+        index: usize,
+        text: &str,
+        reason: FinishReason,
+        stop: Option<&str>,
+        usage: &engine::Usage,
+    ) -> Vec<Frame> {
         let mut out = Vec::new();
         if index != 0 {
             return out;
@@ -466,12 +463,12 @@ impl Shape for Events {
         events.extend(self.reader.finish());
         self.events(events, &mut out);
         self.close_block(&mut out);
-        self.output_tokens = usage.completion_tokens;
+        let stop = if self.called { None } else { stop };
         out.push(Self::frame(
             "message_delta",
             json!({"type": "message_delta",
-                "delta": {"stop_reason": stop_reason(reason, self.called), "stop_sequence": null},
-                "usage": {"output_tokens": self.output_tokens}}),
+                "delta": {"stop_reason": stop_reason(reason, self.called, stop), "stop_sequence": stop},
+                "usage": {"output_tokens": usage.completion_tokens}}),
         ));
         out
     }
@@ -562,15 +559,20 @@ mod tests {
             content: "Let me check.".into(),
             calls: vec![tools::Call { name: "get_weather".into(), arguments: r#"{"city": "Paris"}"#.into() }],
         };
-        let m = message("msg_1", "m", parsed, FinishReason::Stop, usage(10, 4, 7));
+        let m = message("msg_1", "m", parsed, FinishReason::Stop, None, usage(10, 4, 7));
         assert_eq!(m["stop_reason"], "tool_use");
         assert_eq!(m["content"][0], json!({"type": "text", "text": "Let me check."}));
         assert_eq!(m["content"][1]["input"], json!({"city": "Paris"}));
         assert!(m["content"][1]["id"].as_str().is_some_and(|id| id.starts_with("toolu_")));
         assert_eq!(m["usage"]["input_tokens"], 6);
         assert_eq!(m["usage"]["cache_read_input_tokens"], 4);
-        let plain = message("msg_2", "m", Parsed::default(), FinishReason::Length, usage(1, 0, 1));
+        let plain = message("msg_2", "m", Parsed::default(), FinishReason::Length, None, usage(1, 0, 1));
         assert_eq!(plain["stop_reason"], "max_tokens");
+        let stopped = message("msg_3", "m", Parsed::default(), FinishReason::Stop, Some("END"), usage(1, 0, 1));
+        assert_eq!(
+            (stopped["stop_reason"].as_str(), stopped["stop_sequence"].as_str()),
+            (Some("stop_sequence"), Some("END"))
+        );
         assert_eq!(plain["content"], json!([]));
         assert_eq!(error_body(429, "slow down")["error"]["type"], "rate_limit_error");
     }

@@ -220,6 +220,8 @@ pub struct ChoiceResult {
     pub finish: Option<FinishReason>,
     /// Its counts.
     pub usage: Usage,
+    /// The stop string that ended it, if one did.
+    pub stop_sequence: Option<String>,
 }
 
 /// Waits for every choice to finish. An engine error is a 500; a choice cut
@@ -256,9 +258,10 @@ pub async fn collect_tracked(
             Event::Done { finish_reason: FinishReason::Cancelled, .. } => {
                 return Err(ApiError::Unavailable("the request was aborted: the server is shutting down".into()));
             }
-            Event::Done { finish_reason, usage, text } => {
+            Event::Done { finish_reason, usage, text, stop_sequence } => {
                 c.text.push_str(&text);
                 c.finish = Some(finish_reason);
+                c.stop_sequence = stop_sequence;
                 c.usage = usage;
                 remaining -= 1;
             }

@@ -423,7 +423,14 @@ impl Shape for Events {
         out
     }
 
-    fn done(&mut self, index: usize, text: &str, reason: FinishReason, usage_of: &engine::Usage) -> Vec<Frame> {
+    fn done(
+        &mut self,
+        index: usize,
+        text: &str,
+        reason: FinishReason,
+        _stop: Option<&str>,
+        usage_of: &engine::Usage,
+    ) -> Vec<Frame> {
         let mut out = Vec::new();
         if index != 0 {
             return out;

@@ -74,8 +74,16 @@ pub trait Shape: Send {
     fn open(&mut self) -> Vec<Frame>;
     /// Choice `index` has new text (maybe empty) and, when asked for, its token's log-probs.
     fn text(&mut self, index: usize, text: &str, lp: Option<&engine::Logprobs>) -> Vec<Frame>;
-    /// Choice `index` ended (with the last `text` it held back) for `reason`.
-    fn done(&mut self, index: usize, text: &str, reason: FinishReason, usage: &engine::Usage) -> Vec<Frame>;
+    /// Choice `index` ended (with the last `text` it held back) for `reason`; `stop` is the stop
+    /// string that ended it, if one did.
+    fn done(
+        &mut self,
+        index: usize,
+        text: &str,
+        reason: FinishReason,
+        stop: Option<&str>,
+        usage: &engine::Usage,
+    ) -> Vec<Frame>;
     /// Every choice ended and the request is recorded: the closing frames.
     fn close(&mut self, usage: &UsageBody) -> Vec<Frame>;
     /// An error ends the stream: its frames.
@@ -177,7 +185,7 @@ impl Streamer {
             Event::Done { finish_reason: FinishReason::Cancelled, .. } => {
                 self.fail(ApiError::Unavailable("the request was aborted: the server is shutting down".into()))
             }
-            Event::Done { finish_reason: reason, usage, text } => {
+            Event::Done { finish_reason: reason, usage, text, stop_sequence } => {
                 let first = self.sub.first_of_prompt(index);
                 self.usage.add(&usage, first);
                 if let Some(p) = self.guard.progress.get_mut(index) {
@@ -186,7 +194,7 @@ impl Streamer {
                 if index == 0 {
                     self.first_finish = Some(reason);
                 }
-                let frames = self.shape.done(index, &text, reason, &usage);
+                let frames = self.shape.done(index, &text, reason, stop_sequence.as_deref(), &usage);
                 self.queue.extend(frames);
                 self.remaining = self.remaining.saturating_sub(1);
             }
@@ -278,7 +286,14 @@ impl Shape for OpenAi {
         self.take()
     }
 
-    fn done(&mut self, index: usize, text: &str, reason: FinishReason, _usage: &engine::Usage) -> Vec<Frame> {
+    fn done(
+        &mut self,
+        index: usize,
+        text: &str,
+        reason: FinishReason,
+        _stop: Option<&str>,
+        _usage: &engine::Usage,
+    ) -> Vec<Frame> {
         if self.tools.is_some() {
             self.push_tool_text(index, text, None, true);
             let called = self.tools.as_ref().is_some_and(|t| t.calls.get(index).is_some_and(|&c| c > 0));

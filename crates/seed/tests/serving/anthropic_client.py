@@ -44,6 +44,12 @@ check("stream text", streamed == answer, (streamed, answer))
 check("stream final", final.content[0].text == answer and final.stop_reason == m.stop_reason, final)
 check("stream usage", final.usage.output_tokens == m.usage.output_tokens, final.usage)
 
+# A stop sequence ends the answer there and is named.
+word = answer.split()[1]
+st = client.messages.create(model="any", max_tokens=16, extra_body=GREEDY, system="Answer briefly.", messages=QUESTION,
+                            stop_sequences=[word])
+check("stop_sequence", st.stop_reason == "stop_sequence" and st.stop_sequence == word, (st.stop_reason, st.stop_sequence))
+
 WEATHER = {
     "name": "get_weather",
     "description": "The weather now in a city",

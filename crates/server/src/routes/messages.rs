@@ -40,6 +40,7 @@ async fn run(
     let usage =
         anthropic::usage(usage.prompt_tokens, usage.prompt_tokens_details.cached_tokens, first.usage.completion_tokens);
     let reason = first.finish.unwrap_or(FinishReason::Stop);
-    let message = anthropic::message(&head.id, &head.model, plan.parse(&first.text), reason, usage);
+    let parsed = plan.parse(&first.text);
+    let message = anthropic::message(&head.id, &head.model, parsed, reason, first.stop_sequence.as_deref(), usage);
     Ok(Json(message).into_response())
 }
