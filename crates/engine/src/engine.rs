@@ -385,8 +385,9 @@ impl Worker {
                 // Greedy: the best token, if the grammar allows it, is also the best allowed one,
                 // so the whole mask is computed only when the grammar refuses it.
                 Some(c) => {
-                    let best = argmax(raw);
-                    if plain && c.allows(best) {
+                    // (Sampled decoding masks first: no use looking for the best token.)
+                    let greedy = if plain { Some(argmax(raw)).filter(|&best| c.allows(best)) } else { None };
+                    if let Some(best) = greedy {
                         best
                     } else {
                         self.logits.clear();
