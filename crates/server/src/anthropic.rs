@@ -459,8 +459,7 @@ impl Shape for Events {
         if index != 0 {
             return out;
         }
-        let mut events = self.reader.push(text);
-        events.extend(self.reader.finish());
+        let events = self.reader.end(text);
         self.events(events, &mut out);
         self.close_block(&mut out);
         let stop = if self.called { None } else { stop };

@@ -435,8 +435,7 @@ impl Shape for Events {
         if index != 0 {
             return out;
         }
-        let mut events = self.reader.push(text);
-        events.extend(self.reader.finish());
+        let events = self.reader.end(text);
         self.events(events, &mut out);
         if self.items.is_empty() {
             // An empty answer is still a message.

@@ -365,10 +365,7 @@ impl OpenAi {
     fn push_tool_text(&mut self, index: usize, text: &str, lp: Option<&engine::Logprobs>, end: bool) {
         let Some(t) = self.tools.as_mut() else { return };
         let Some(reader) = t.readers.get_mut(index) else { return };
-        let mut events = reader.push(text);
-        if end {
-            events.extend(reader.finish());
-        }
+        let events = if end { reader.end(text) } else { reader.push(text) };
         let mut logprobs = lp.map(|l| ChatLogprobs { content: vec![ChatTokenLogprob::from_engine(l)], refusal: None });
         if events.is_empty() && logprobs.is_some() {
             self.push_chat(ChunkChoice { index, delta: Delta::default(), logprobs, finish_reason: None });

@@ -495,6 +495,14 @@ impl Stream {
         out
     }
 
+    /// The answer ended with `text` (the engine's last piece): what it holds, then whatever
+    /// was held back.
+    pub fn end(&mut self, text: &str) -> Vec<Event> {
+        let mut events = self.push(text);
+        events.extend(self.finish());
+        events
+    }
+
     /// The answer ended: whatever is held back.
     pub fn finish(&mut self) -> Vec<Event> {
         let rest = std::mem::take(&mut self.pending);
