@@ -142,6 +142,16 @@ impl LoadedModel {
     /// Loads a parsed file: weights, vocabulary and chat template, each checked
     /// against the others.
     pub fn from_file(file: Arc<GgufFile>) -> Result<LoadedModel, ModelError> {
+        if let Some(count) = file.get("split.count").filter(|v| !matches!(v, gguf::Value::U16(0 | 1))) {
+            let no = file.get("split.no").map_or_else(|| "?".to_string(), |n| n.to_string());
+            return Err(ModelError::metadata(
+                "split.count",
+                format!(
+                    "this file is part {no} (from 0) of a split model of {count} parts: join the parts first \
+                     (`seed pull` joins the parts it downloads; `llama-gguf-split --merge` does it too)"
+                ),
+            ));
+        }
         let model = Model::load(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() != model.hparams().n_vocab {

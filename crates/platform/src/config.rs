@@ -58,6 +58,10 @@ pub struct Region {
     /// Where this region's conversations and usage are stored: a SQLite file, or a PostgreSQL
     /// database shared by the region's replicas.
     pub store: Location,
+    /// Where this region's servers fetch `hf.co/…` models from: `huggingface`, `modelscope`
+    /// (the repository of the same name there), or the http(s) URL of a mirror of Hugging
+    /// Face's API. `None`: as the environment says (`HF_ENDPOINT`).
+    pub model_hub: Option<String>,
 }
 
 /// Default sampling of an edition (a request's own values win).
@@ -169,6 +173,7 @@ struct RawRegion {
     name: Spanned<String>,
     store: Option<Spanned<String>>,
     store_password_env: Option<Spanned<String>>,
+    model_hub: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -263,7 +268,24 @@ impl Config {
                     format!("region `{name}` shares its store {} with region `{}`", store.describe(), other.name),
                 ));
             }
-            regions.push(Region { name: name.clone(), store });
+            let model_hub = match &r.model_hub {
+                None => None,
+                Some(h) => {
+                    let v = h.get_ref().trim();
+                    let lower = v.to_ascii_lowercase();
+                    let url = (lower.starts_with("https://") || lower.starts_with("http://")) && v.len() > 8;
+                    if !(url || v == "huggingface" || v == "modelscope") {
+                        return Err(invalid(
+                            h.span().start,
+                            format!(
+                                "region `{name}`: model_hub `{v}` is not `huggingface`, `modelscope` or an http(s) URL"
+                            ),
+                        ));
+                    }
+                    Some(v.to_string())
+                }
+            };
+            regions.push(Region { name: name.clone(), store, model_hub });
         }
 
         let mut editions: Vec<Edition> = Vec::new();

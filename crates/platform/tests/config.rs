@@ -101,6 +101,22 @@ fn postgres_store_takes_its_password_from_the_environment() {
 }
 
 #[test]
+fn a_region_names_where_its_models_come_from() {
+    let c = Config::parse(&format!(
+        "{BASE}\n[[region]]\nname = \"eu\"\nstore = \"eu.sqlite\"\nmodel_hub = \"https://mirror.example\"\n\
+         \n[[region]]\nname = \"cn2\"\nstore = \"cn2.sqlite\"\nmodel_hub = \"modelscope\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.region("eu").expect("eu").model_hub.as_deref(), Some("https://mirror.example"));
+    assert_eq!(c.region("cn2").expect("cn2").model_hub.as_deref(), Some("modelscope"));
+    assert_eq!(c.region("cn").expect("cn").model_hub, None);
+    let extra = "\n[[region]]\nname = \"eu\"\nmodel_hub = \"ftp://mirror\"\n";
+    let e = err(extra);
+    assert!(e.to_string().contains("model_hub `ftp://mirror` is not"), "{e}");
+    assert_eq!(e.line(), line_of(extra, "model_hub"), "{e}");
+}
+
+#[test]
 fn the_old_keys_file_entry_is_refused_with_where_keys_live_now() {
     let e = Config::parse(&format!("keys = \"seed-keys.json\"\n{BASE}")).expect_err("keys");
     assert!(e.to_string().contains("kept in each region's store") && e.line() == 1, "{e}");

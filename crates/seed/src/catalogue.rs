@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use model::{LoadedModel, RecommendedSampling};
 
-use crate::fetch;
+use crate::{fetch, hub};
 
 /// One model Seed knows how to fetch.
 #[derive(Debug)]
@@ -120,14 +120,23 @@ pub fn open_model(path: &Path) -> anyhow::Result<LoadedModel> {
 }
 
 /// Turns a `--model` argument into a file: an existing path is used as it is; a
-/// catalogue name is pulled on first use.
+/// catalogue name or a hub reference (`hf.co/OWNER/REPO[:QUANT]`, …) is pulled on first use,
+/// from the hubs the environment names.
 pub fn resolve_model(arg: &str) -> anyhow::Result<PathBuf> {
+    resolve_model_from(arg, &hub::Sources::from_env())
+}
+
+/// [`resolve_model`] with hub references fetched from `sources` (a region's own).
+pub fn resolve_model_from(arg: &str, sources: &hub::Sources) -> anyhow::Result<PathBuf> {
     let as_path = Path::new(arg);
     if as_path.is_file() {
         return Ok(as_path.to_path_buf());
     }
     if lookup(arg).is_some() {
         return ensure_model(arg);
+    }
+    if let Some(reference) = hub::Reference::parse(arg) {
+        return hub::resolve(&reference?, sources);
     }
     if arg.ends_with(".gguf") || arg.contains(std::path::MAIN_SEPARATOR) {
         bail!("model file '{arg}' does not exist");
@@ -137,7 +146,11 @@ pub fn resolve_model(arg: &str) -> anyhow::Result<PathBuf> {
 
 fn unknown_model_message(name: &str) -> String {
     let names: Vec<&str> = CATALOGUE.iter().map(|e| e.name).collect();
-    format!("unknown model '{name}': give a path to a .gguf file or one of: {}", names.join(", "))
+    format!(
+        "unknown model '{name}': give a path to a .gguf file, a hub reference such as \
+         hf.co/OWNER/REPO[:QUANT], or one of: {}",
+        names.join(", ")
+    )
 }
 
 #[cfg(test)]

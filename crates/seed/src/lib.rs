@@ -1,4 +1,5 @@
-//! The `seed` command's library half: the model catalogue, cache and fetching,
+//! The `seed` command's library half: the model catalogue, cache and fetching (from pip
+//! and from the hubs),
 //! and the one-sequence generation loop, shared by the binary and by the
 //! integration tests that need real models.
 
@@ -6,4 +7,5 @@ pub mod bench;
 pub mod catalogue;
 pub mod fetch;
 pub mod generate;
+pub mod hub;
 pub mod perplexity;

@@ -17,9 +17,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Download a catalogue model into the cache (default: the default model).
+    /// Download a model into the cache (default: the default model): a catalogue name,
+    /// hf.co/OWNER/REPO[:QUANT], hf.co/OWNER/REPO/FILE.gguf, modelscope.cn/OWNER/REPO[:QUANT],
+    /// or https://…/FILE.gguf.
     Pull {
-        /// Catalogue name (see `seed models`).
+        /// Catalogue name (see `seed models`) or hub reference.
         name: Option<String>,
     },
     /// List the catalogue and what is cached.
@@ -47,7 +49,10 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Pull { name } => {
             let name = name.as_deref().unwrap_or(catalogue::DEFAULT_MODEL);
-            let path = catalogue::ensure_model(name)?;
+            let path = match seed::hub::Reference::parse(name) {
+                Some(reference) => seed::hub::resolve(&reference?, &seed::hub::Sources::from_env())?,
+                None => catalogue::ensure_model(name)?,
+            };
             println!("{name}: {}", path.display());
             Ok(())
         }

@@ -17,6 +17,14 @@ pub fn run() -> anyhow::Result<()> {
             e.description
         );
     }
+    let pulled = seed::hub::pulled()?;
+    if !pulled.is_empty() {
+        println!("\npulled from hubs and URLs:");
+        for (reference, path) in pulled {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            println!("  {reference:<60} {:>6.0}MB", size as f64 / 1e6);
+        }
+    }
     println!("\ncache: {}", catalogue::seed_home()?.join("models").display());
     println!("architectures: {}", model::SUPPORTED_ARCHITECTURES.join(", "));
     Ok(())

@@ -217,7 +217,8 @@ struct ModelPlan {
 
 /// The models to serve, each once (models resolving to the same file are one): `--model` (or
 /// the default) with flags alone; with a config that defines editions, `--model` if given, then
-/// every model its editions name, in file order, each answering to its editions' names.
+/// every model its editions name, in file order, each answering to its editions' names. Hub
+/// references are pulled on first use, with `--region` from that region's `model_hub`.
 fn models_to_serve(args: &ServeArgs, platform: Option<&platform::Config>) -> anyhow::Result<Vec<ModelPlan>> {
     let editions = platform.map_or(&[][..], |c| c.editions.as_slice());
     let mut specs: Vec<&str> = Vec::new();
@@ -227,10 +228,17 @@ fn models_to_serve(args: &ServeArgs, platform: Option<&platform::Config>) -> any
         (None, false) => {}
     }
     specs.extend(editions.iter().map(|e| e.model.as_str()));
+    // A replica of one region fetches hub models from where that region says.
+    let region_hub = match (&args.region, platform) {
+        (Some(_), Some(c)) => c.regions.first().and_then(|r| r.model_hub.as_deref()),
+        _ => None,
+    };
+    let sources = seed::hub::Sources::for_region(region_hub)?;
     let mut plans: Vec<ModelPlan> = Vec::new();
     let mut keys: Vec<PathBuf> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        let path = catalogue::resolve_model(spec).with_context(|| format!("resolving the model `{spec}`"))?;
+        let path =
+            catalogue::resolve_model_from(spec, &sources).with_context(|| format!("resolving the model `{spec}`"))?;
         let key = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if !keys.contains(&key) {
             let id = match (i, &args.model_id) {
@@ -248,7 +256,7 @@ fn models_to_serve(args: &ServeArgs, platform: Option<&platform::Config>) -> any
     }
     // Each edition answers through the model it names.
     for e in editions {
-        let path = catalogue::resolve_model(&e.model)?;
+        let path = catalogue::resolve_model_from(&e.model, &sources)?;
         let key = std::fs::canonicalize(&path).unwrap_or(path);
         if let Some(i) = keys.iter().position(|k| *k == key) {
             plans[i].aliases.push(e.name.clone());
@@ -257,9 +265,11 @@ fn models_to_serve(args: &ServeArgs, platform: Option<&platform::Config>) -> any
     Ok(plans)
 }
 
-/// A catalogue name as it is; a file by its stem.
+/// A catalogue name or hub reference (`hf.co/OWNER/REPO:Q8_0`) as it is; a file by its stem.
 fn default_id(arg: &str, path: &Path) -> String {
-    if catalogue::lookup(arg).is_some() {
+    use seed::hub::Reference;
+    let hub_name = matches!(Reference::parse(arg), Some(Ok(Reference::Quant { .. } | Reference::File { .. })));
+    if catalogue::lookup(arg).is_some() || hub_name {
         return arg.to_string();
     }
     path.file_stem().map_or_else(|| arg.to_string(), |s| s.to_string_lossy().into_owned())
