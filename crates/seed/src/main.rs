@@ -34,6 +34,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Perplexity of a text file, scored as llama-perplexity does.
     Perplexity(cmd::perplexity::PerplexityArgs),
+    /// A model's tokens for a text, like llama-tokenize (vocabulary-only files too).
+    Tokenize(cmd::tokenize::TokenizeArgs),
     /// Serve the OpenAI-compatible HTTP API (chat, completions, streaming, metrics).
     Serve(cmd::serve::ServeArgs),
     /// Manage API keys of the tenants in a platform config (`--config seed.toml`).
@@ -62,6 +64,7 @@ fn main() -> Result<()> {
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Usage(args) => cmd::usage::run(args),
         Command::Migrate(args) => cmd::migrate::run(args),

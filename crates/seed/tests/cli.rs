@@ -283,3 +283,19 @@ fn run_with_a_json_schema_prints_json_that_validates() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("bad.json") && err.contains("frobnicate"), "{err}");
 }
+
+#[test]
+fn tokenize_prints_ids_pieces_and_a_table() {
+    let run = |args: &[&str]| {
+        let out = seed().arg("tokenize").args(args).output().expect("run seed");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    // llama.cpp's ids for the golden prompt.
+    assert_eq!(run(&["--ids", "The capital of France is"]), "[504, 3575, 282, 4649, 314]\n");
+    assert_eq!(run(&["--pieces", "The capital"]), "[\"The\",\" capital\"]\n");
+    assert_eq!(run(&["The capital"]), "   504 -> 'The'\n  3575 -> ' capital'\n");
+    // Special texts are one token unless --no-parse-special.
+    assert_eq!(run(&["--ids", "<|im_start|>"]).matches(',').count(), 0);
+    assert!(run(&["--ids", "--no-parse-special", "<|im_start|>"]).matches(',').count() > 0);
+}

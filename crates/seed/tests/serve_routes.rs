@@ -195,6 +195,32 @@ fn bad_inputs() -> Vec<(&'static str, &'static str, String, u16, Option<&'static
         ("tools of the wrong type", CHAT, c(json!({"tools": "calculator"})), 400, Some("tools")),
         ("tool_choice of the wrong type", CHAT, c(json!({"tool_choice": 12})), 400, Some("tool_choice")),
         ("tool_choice asking for a tool", CHAT, c(json!({"tool_choice": "required"})), 400, Some("tool_choice")),
+        // llama-server's tokenizer routes.
+        ("tokenize without content", "/tokenize", json!({}).to_string(), 400, Some("content")),
+        ("tokenize content of the wrong type", "/tokenize", json!({"content": 5}).to_string(), 400, Some("content")),
+        (
+            "tokenize with_pieces of the wrong type",
+            "/tokenize",
+            json!({"content": "a", "with_pieces": "yes"}).to_string(),
+            400,
+            Some("with_pieces"),
+        ),
+        ("tokenize for an unknown model", "/tokenize", json!({"content": "a", "model": "nope"}).to_string(), 404, None),
+        (
+            "detokenize a token id outside the vocabulary",
+            "/detokenize",
+            json!({"tokens": [1, n_vocab]}).to_string(),
+            400,
+            Some("tokens[1]"),
+        ),
+        (
+            "detokenize tokens of the wrong type",
+            "/detokenize",
+            json!({"tokens": "1 2"}).to_string(),
+            400,
+            Some("tokens"),
+        ),
+        ("detokenize without tokens", "/detokenize", json!({}).to_string(), 400, Some("tokens")),
     ]
 }
 
@@ -219,6 +245,45 @@ async fn every_bad_input_is_a_4xx_in_the_openai_envelope() {
         }
     }
     assert!(wrong.is_empty(), "{} cases answered wrongly:\n{}", wrong.len(), wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn tokenize_and_detokenize_in_llama_servers_shapes() {
+    let s = state();
+    // llama.cpp's ids for this prompt (the golden file's first case).
+    let ids = json!([504, 3575, 282, 4649, 314]);
+    let r = post(&s, "/tokenize", &json!({"content": "The capital of France is"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json(), json!({ "tokens": ids }));
+
+    let r = post(&s, "/tokenize", &json!({"content": "The capital of France is", "with_pieces": true})).await;
+    let v = r.json();
+    let pieces: Vec<&str> = v["tokens"].as_array().unwrap().iter().map(|t| t["piece"].as_str().unwrap()).collect();
+    assert_eq!(pieces.concat(), "The capital of France is");
+    assert_eq!(v["tokens"][1], json!({"id": 3575, "piece": " capital"}));
+    // A piece that is not UTF-8 on its own comes as its bytes; together they are the text.
+    let r = post(&s, "/tokenize", &json!({"content": "日本🌍", "with_pieces": true})).await;
+    let v = r.json();
+    let mut bytes = Vec::new();
+    for t in v["tokens"].as_array().unwrap() {
+        match &t["piece"] {
+            Value::String(p) => bytes.extend_from_slice(p.as_bytes()),
+            Value::Array(b) => bytes.extend(b.iter().map(|x| x.as_u64().unwrap() as u8)),
+            other => panic!("a piece is a string or bytes, not {other}"),
+        }
+    }
+    assert_eq!(String::from_utf8(bytes).unwrap(), "日本🌍");
+    assert!(v["tokens"].as_array().unwrap().iter().any(|t| t["piece"].is_array()), "{v}");
+
+    // Special tokens are parsed unless asked not to.
+    let r = post(&s, "/tokenize", &json!({"content": "<|im_start|>"})).await;
+    assert_eq!(r.json()["tokens"].as_array().map(Vec::len), Some(1));
+    let r = post(&s, "/tokenize", &json!({"content": "<|im_start|>", "parse_special": false})).await;
+    assert!(r.json()["tokens"].as_array().map_or(0, Vec::len) > 1);
+
+    let r = post(&s, "/detokenize", &json!({ "tokens": ids })).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json(), json!({"content": "The capital of France is"}));
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod bits {
     pub const UNDEFINED: u16 = 0x01;
     pub const NUMBER: u16 = 0x02;
     pub const LETTER: u16 = 0x04;
+    pub const PUNCTUATION: u16 = 0x20;
     pub const WHITESPACE: u16 = 0x100;
 }
 
@@ -49,6 +50,11 @@ impl CharInfo {
     /// `\p{N}`.
     pub fn is_number(self) -> bool {
         self.0 & bits::NUMBER != 0
+    }
+
+    /// `\p{P}`.
+    pub fn is_punctuation(self) -> bool {
+        self.0 & bits::PUNCTUATION != 0
     }
 
     /// `\s`.

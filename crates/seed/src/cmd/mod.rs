@@ -9,4 +9,5 @@ pub mod models;
 pub mod perplexity;
 pub mod run;
 pub mod serve;
+pub mod tokenize;
 pub mod usage;

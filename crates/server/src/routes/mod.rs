@@ -1,5 +1,5 @@
 //! The router: OpenAI's generation routes (and Anthropic's Messages and OpenAI's Responses
-//! adapters), the model list, health and metrics, behind the API-key guard, with 404/405 in the
+//! adapters), llama-server's `/tokenize` and `/detokenize`, the model list, health and metrics, behind the API-key guard, with 404/405 in the
 //! error envelope (Anthropic's on its route).
 
 pub mod chat;
@@ -9,6 +9,7 @@ pub mod info;
 pub mod messages;
 pub mod openapi;
 pub mod responses;
+pub mod tokenize;
 pub mod usage;
 
 use axum::extract::Request;
@@ -32,6 +33,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/conversations", post(conversations::create).get(conversations::list))
         .route("/v1/conversations/{id}", get(conversations::get).delete(conversations::delete))
         .route("/v1/usage", get(usage::handler))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .route("/v1/models", get(info::models))
         .route("/v1/models/{id}", get(info::model))
         .route("/health", get(info::health))

@@ -226,6 +226,34 @@ pub fn document(
                     ("401", "Missing or wrong API key"), ("503", "No usage store")]),
                     ok("The caller's totals by day and edition", json!({ "type": "object" }))),
             } },
+            "/tokenize": { "post": {
+                "operationId": "tokenize",
+                "description": "llama-server's tokenizer: the token ids of `content` (with `with_pieces`, each \
+                    with its text, or its bytes when they are not UTF-8 alone). `model` picks the model \
+                    (default: the server's first).",
+                "requestBody": json_body(json!({ "type": "object", "required": ["content"], "properties": {
+                    "content": { "type": "string" },
+                    "add_special": { "type": "boolean" },
+                    "parse_special": { "type": "boolean" },
+                    "with_pieces": { "type": "boolean" },
+                    "model": { "type": "string" },
+                } })),
+                "responses": with(errors(&[("400", "A malformed request"), ("401", "Missing or wrong API key"),
+                    ("404", "No such model")]), ok("The tokens", json!({ "type": "object", "required": ["tokens"],
+                    "properties": { "tokens": { "type": "array" } } }))),
+            } },
+            "/detokenize": { "post": {
+                "operationId": "detokenize",
+                "description": "llama-server's detokenizer: the text of `tokens` (special tokens rendered).",
+                "requestBody": json_body(json!({ "type": "object", "required": ["tokens"], "properties": {
+                    "tokens": { "type": "array", "items": { "type": "integer", "minimum": 0 } },
+                    "model": { "type": "string" },
+                } })),
+                "responses": with(errors(&[("400", "A malformed request or a token id outside the vocabulary"),
+                    ("401", "Missing or wrong API key"), ("404", "No such model")]),
+                    ok("The text", json!({ "type": "object", "required": ["content"],
+                    "properties": { "content": { "type": "string" } } }))),
+            } },
             "/health": { "get": {
                 "operationId": "health",
                 "security": [],

@@ -102,7 +102,8 @@ fn prompts(v: Option<&Value>, ctx: Context) -> Result<Vec<Prompt>, ApiError> {
     }
 }
 
-fn token_ids(param: &str, items: &[Value], ctx: Context) -> Result<Vec<u32>, ApiError> {
+/// Token ids of `items` (the field `param`), each below the vocabulary size.
+pub(crate) fn token_ids(param: &str, items: &[Value], ctx: Context) -> Result<Vec<u32>, ApiError> {
     items
         .iter()
         .enumerate()
