@@ -250,8 +250,8 @@ fn broken_vocabularies_are_errors() {
     let e = Spec::bpe(&[], &[]).kv("tokenizer.ggml.pre", Value::String("nonesuch".into())).error();
     assert!(e.starts_with("tokenizer.ggml.pre is 'nonesuch': Seed knows the pre-tokenizers 'smollm'"), "{e}");
     let mut spec = Spec::bpe(&[], &[]);
-    spec.model = "bert";
-    assert!(spec.error().contains("tokenizer.ggml.model is 'bert'"));
+    spec.model = "rwkv";
+    assert!(spec.error().contains("tokenizer.ggml.model is 'rwkv'"));
     let e = Spec::bpe(&[], &[]).token("a", 1).error();
     assert_eq!(e, "duplicate token \"a\": ids 97 and 256");
     // A one-token SentencePiece vocabulary: the default BOS id (1) is outside it.
@@ -273,6 +273,30 @@ fn broken_vocabularies_are_errors() {
     let e = Tokenizer::from_gguf(&file).unwrap_err();
     assert!(matches!(e, TokenizerError::Gguf(_)), "{e}");
     assert!(e.to_string().contains("tokenizer.ggml.tokens"), "{e}");
+}
+
+/// A WordPiece vocabulary: `▁` starts a word, continuations have no prefix.
+#[test]
+fn wordpiece_covers_normalized_words_with_the_longest_tokens() {
+    let texts =
+        ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "\u{2581}hello", "\u{2581}play", "ing", "\u{2581},", "\u{2581}!", "in"];
+    let mut b = GgufBuilder::new();
+    b.add_kv("tokenizer.ggml.model", Value::String("bert".into()));
+    b.add_kv("tokenizer.ggml.tokens", Value::Array(Array::String(texts.iter().map(|t| t.to_string()).collect())));
+    let types = texts.iter().map(|t| if t.starts_with('[') { 3 } else { 1 }).collect();
+    b.add_kv("tokenizer.ggml.token_type", Value::Array(Array::I32(types)));
+    b.add_kv("tokenizer.ggml.bos_token_id", Value::U32(2));
+    b.add_kv("tokenizer.ggml.unknown_token_id", Value::U32(1));
+    b.add_kv("tokenizer.ggml.seperator_token_id", Value::U32(3));
+    let tok = Tokenizer::from_gguf(&GgufFile::from_bytes(b.build()).unwrap()).unwrap();
+    // Accents dropped, lowercase, punctuation alone; "playing" is "▁play" + "ing" (longest first,
+    // not "in" + …); [CLS] … [SEP] with special tokens.
+    assert_eq!(tok.encode("Héllo, PLAYING!", true, false), [2, 4, 7, 5, 6, 8, 3]);
+    assert_eq!(tok.encode("Héllo, PLAYING!", false, false), [4, 7, 5, 6, 8]);
+    // A word that cannot be covered is one unknown token, whatever part of it matched.
+    assert_eq!(tok.encode("hello playx", false, false), [4, 1]);
+    assert_eq!(tok.encode("[SEP]hello", false, true), [3, 4]);
+    assert_eq!(tok.decode(&[4, 5, 6], false), b" hello playing");
 }
 
 #[test]

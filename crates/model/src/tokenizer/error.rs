@@ -23,7 +23,7 @@ pub enum TokenizerError {
         found: &'static str,
     },
     /// `tokenizer.ggml.model` names a tokenizer Seed does not implement.
-    #[error("tokenizer.ggml.model is '{model}': Seed reads 'gpt2' (byte-level BPE) and 'llama' (SentencePiece-style)")]
+    #[error("tokenizer.ggml.model is '{model}': Seed reads 'gpt2' (byte-level BPE), 'llama' (SentencePiece-style) and 'bert' (WordPiece)")]
     UnknownModel {
         /// The value found.
         model: String,

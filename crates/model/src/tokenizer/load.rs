@@ -21,6 +21,7 @@ use super::pretokenize::{known_names, pre_type};
 use super::special::SpecialTokens;
 use super::spm::ByteFallback;
 use super::vocab::{byte_token_text, parse_byte_token, Attr, Vocab};
+use super::wpm::Wpm;
 use super::{Model, Tokenizer, TokenizerError};
 use crate::gguf::{Array, GgufFile, Value};
 
@@ -104,9 +105,10 @@ const ALWAYS_RENDERED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<
 
 pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer, TokenizerError> {
     let model_name = gguf.get_str("tokenizer.ggml.model")?;
-    let byte_level = match model_name {
-        "gpt2" => true,
-        "llama" => false,
+    let (byte_level, wordpiece) = match model_name {
+        "gpt2" => (true, false),
+        "llama" => (false, false),
+        "bert" => (false, true),
         other => return Err(TokenizerError::UnknownModel { model: other.to_owned() }),
     };
     let texts = gguf.get_str_array("tokenizer.ggml.tokens")?;
@@ -122,10 +124,14 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer, TokenizerError> {
 
     // Defaults as llama.cpp sets them per tokenizer model, dropped when outside the vocabulary.
     let in_vocab = |id: u32| (id as usize) < n;
-    let (default_bos, default_eos, default_unk) = if byte_level { (11, 11, None) } else { (1, 2, Some(0)) };
+    let (default_bos, default_eos, default_unk) = match (byte_level, wordpiece) {
+        (true, _) => (11, Some(11), None),
+        (false, true) => (101, None, Some(100)), // [CLS], no EOS, [UNK]
+        (false, false) => (1, Some(2), Some(0)),
+    };
     let ids = SpecialIds {
         bos: read_id(gguf, "tokenizer.ggml.bos_token_id", n)?.or(Some(default_bos).filter(|&i| in_vocab(i))),
-        eos: read_id(gguf, "tokenizer.ggml.eos_token_id", n)?.or(Some(default_eos).filter(|&i| in_vocab(i))),
+        eos: read_id(gguf, "tokenizer.ggml.eos_token_id", n)?.or(default_eos.filter(|&i| in_vocab(i))),
         unk: read_id(gguf, "tokenizer.ggml.unknown_token_id", n)?.or(default_unk.filter(|&i| in_vocab(i))),
         eot: read_id(gguf, "tokenizer.ggml.eot_token_id", n)?,
         eom: read_id(gguf, "tokenizer.ggml.eom_token_id", n)?,
@@ -135,7 +141,11 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer, TokenizerError> {
     let fim_rep = read_id(gguf, "tokenizer.ggml.fim_rep_token_id", n)?;
     let fim_sep = read_id(gguf, "tokenizer.ggml.fim_sep_token_id", n)?;
 
-    let (model, add_bos_default, clean_spaces) = if byte_level {
+    let (model, add_bos_default, clean_spaces) = if wordpiece {
+        // llama.cpp's key name (sic); [SEP] by default.
+        let sep = read_id(gguf, "tokenizer.ggml.seperator_token_id", n)?.or(Some(102).filter(|&i| in_vocab(i)));
+        (Model::Wpm { wpm: Box::new(Wpm::new(&vocab)), sep }, true, true)
+    } else if byte_level {
         let pre_name = optional(gguf, "tokenizer.ggml.pre", |k| gguf.get_str(k))?.unwrap_or("");
         let pre = pre_type(pre_name)
             .ok_or_else(|| TokenizerError::UnknownPreTokenizer { pre: pre_name.to_owned(), known: known_names() })?;
@@ -152,7 +162,7 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer, TokenizerError> {
     let add_bos = optional(gguf, "tokenizer.ggml.add_bos_token", |k| gguf.get_bool(k))?.unwrap_or(add_bos_default);
     let add_eos = optional(gguf, "tokenizer.ggml.add_eos_token", |k| gguf.get_bool(k))?.unwrap_or(false);
     let add_space_prefix =
-        optional(gguf, "tokenizer.ggml.add_space_prefix", |k| gguf.get_bool(k))?.unwrap_or(!byte_level);
+        optional(gguf, "tokenizer.ggml.add_space_prefix", |k| gguf.get_bool(k))?.unwrap_or(!byte_level && !wordpiece);
     if add_bos && ids.bos.is_none() {
         return Err(TokenizerError::MissingSpecialToken { flag: "add_bos_token", key: "bos_token_id" });
     }

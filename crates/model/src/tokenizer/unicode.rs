@@ -4,12 +4,14 @@
 //!   [`unicode_table`](super::unicode_table), which is llama.cpp's own table, so word
 //!   boundaries fall where llama.cpp puts them) plus whether it is white space
 //!   (Unicode's `White_Space` property, the set llama.cpp uses for `\s`).
+//! - [`lowercase`] and [`nfd_base`]: llama.cpp's one-codepoint lowercase and NFD maps
+//!   (WordPiece normalizes with them).
 //! - [`byte_to_char`] / [`char_to_byte`]: byte-level BPE vocabularies spell every byte
 //!   as one printable character: the printable Latin-1 bytes stand for themselves,
 //!   the other 68 bytes (controls, space, DEL, NBSP, soft hyphen, ...) become
 //!   U+0100, U+0101, ... in byte order (so space is `Ġ`, U+0120, and newline `Ċ`).
 
-use super::unicode_table::CATEGORY_RUNS;
+use super::unicode_table::{CATEGORY_RUNS, LOWERCASE, NFD_RANGES};
 
 /// Class bits, one per general-category class (`\p{N}`, `\p{L}`, ...), plus white space.
 mod bits {
@@ -17,6 +19,8 @@ mod bits {
     pub const NUMBER: u16 = 0x02;
     pub const LETTER: u16 = 0x04;
     pub const PUNCTUATION: u16 = 0x20;
+    pub const SYMBOL: u16 = 0x40;
+    pub const CONTROL: u16 = 0x80;
     pub const WHITESPACE: u16 = 0x100;
 }
 
@@ -57,6 +61,16 @@ impl CharInfo {
         self.0 & bits::PUNCTUATION != 0
     }
 
+    /// `\p{S}`.
+    pub fn is_symbol(self) -> bool {
+        self.0 & bits::SYMBOL != 0
+    }
+
+    /// `\p{C}`.
+    pub fn is_control(self) -> bool {
+        self.0 & bits::CONTROL != 0
+    }
+
     /// `\s`.
     pub fn is_whitespace(self) -> bool {
         self.0 & bits::WHITESPACE != 0
@@ -65,6 +79,21 @@ impl CharInfo {
     /// A real codepoint (anything but [`CharInfo::NONE`]).
     pub fn exists(self) -> bool {
         self.0 != 0
+    }
+}
+
+/// The lowercase of `cp` as llama.cpp's table gives it (one codepoint; `cp` itself when none).
+pub fn lowercase(cp: u32) -> u32 {
+    LOWERCASE.binary_search_by_key(&cp, |&(from, _)| from).map_or(cp, |i| LOWERCASE[i].1)
+}
+
+/// The first codepoint of `cp`'s canonical decomposition (its base letter, the marks
+/// dropped), as llama.cpp's NFD table gives it; `cp` itself when it does not decompose.
+pub fn nfd_base(cp: u32) -> u32 {
+    let i = NFD_RANGES.partition_point(|&(first, _, _)| first <= cp);
+    match i.checked_sub(1).map(|i| NFD_RANGES[i]) {
+        Some((first, last, base)) if first <= cp && cp <= last => base,
+        _ => cp,
     }
 }
 
