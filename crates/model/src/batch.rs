@@ -86,7 +86,7 @@ pub struct Workspace {
     /// Attention's buffers.
     pub(crate) attn: AttnScratch,
     /// A mixture of experts' buffers.
-    pub(crate) moe: crate::qwen3moe::MoeScratch,
+    pub(crate) moe: crate::moe::MoeScratch,
     n_vocab: usize,
 }
 

@@ -1,13 +1,15 @@
 //! The decoder stack the Llama-family architectures share (`llama`, `qwen2`,
-//! `qwen3`, `qwen3moe`): pre-norm blocks
+//! `qwen3`, `qwen3moe`, `seed_oss`): pre-norm blocks
 //! `x += Wo · attn(rope(q), rope(k), v)` and `x += ffn(n(x))` with RMSNorm `n`,
 //! grouped-query attention over the paged cache, and an output matrix that is the
 //! token embedding when the file has no `output.weight`.
 //!
 //! What differs between the architectures is data, chosen at load by their own
-//! files: Q/K/V biases ([`AttnOptions::biases`]), a per-head RMSNorm on queries and
-//! keys before RoPE ([`AttnOptions::qk_norm`]), the RoPE pairing, and the
-//! feed-forward block ([`Ffn`]: dense SwiGLU or a mixture of experts).
+//! files: Q/K/V biases ([`BlockOptions::biases`]), a per-head RMSNorm on queries and
+//! keys before RoPE ([`BlockOptions::qk_norm`]), the pre-FFN norm's tensor name, the
+//! RoPE pairing, and the feed-forward block ([`Ffn`]: dense SwiGLU or a mixture of
+//! experts, [`crate::moe`]). The head width comes from `attention.key_length`, so
+//! `n_head × head_dim` need not equal `n_embd` (Seed-OSS).
 
 use std::sync::Arc;
 
@@ -21,16 +23,24 @@ use crate::error::ModelError;
 use crate::gguf::GgufFile;
 use crate::hparams::HParams;
 use crate::kv_cache::KvCache;
-use crate::qwen3moe::MoeFfn;
+use crate::moe::MoeFfn;
 use crate::weights::{load_vector, Matrix};
 
-/// Which optional parts an architecture's attention block has.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct AttnOptions {
+/// What differs between the architectures' blocks: optional parts and tensor names.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BlockOptions {
     /// Biases on the Q, K and V projections (`attn_{q,k,v}.bias`).
     pub biases: bool,
     /// Per-head RMSNorm of queries and keys before RoPE (`attn_{q,k}_norm`).
     pub qk_norm: bool,
+    /// The name of the RMSNorm weight before the feed-forward block: `ffn_norm`, or
+    /// `post_attention_norm` where the converter stores it so (`seed_oss`).
+    pub ffn_norm: &'static str,
+}
+
+impl BlockOptions {
+    /// Llama's blocks: no biases, no Q/K norm, `ffn_norm`.
+    pub(crate) const LLAMA: BlockOptions = BlockOptions { biases: false, qk_norm: false, ffn_norm: "ffn_norm" };
 }
 
 /// One block's attention weights.
@@ -50,7 +60,7 @@ impl Attention {
         file: &Arc<GgufFile>,
         hp: &HParams,
         i: usize,
-        opts: AttnOptions,
+        opts: BlockOptions,
     ) -> Result<Attention, ModelError> {
         let (e, q, kd, vd) = (hp.n_embd, hp.q_dim(), hp.k_dim(), hp.v_dim());
         let name = |t: &str| format!("blk.{i}.{t}.weight");
@@ -120,7 +130,7 @@ impl DenseFfn {
 pub(crate) enum Ffn {
     /// Dense SwiGLU.
     Dense(DenseFfn),
-    /// Mixture of experts (see [`crate::qwen3moe`]).
+    /// Mixture of experts (see [`crate::moe`]).
     Moe(MoeFfn),
 }
 
@@ -132,24 +142,24 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
-    /// Loads block `i`: attention with `opts`, `ffn_norm`, and the feed-forward `ffn`.
+    /// Loads block `i`: attention and the pre-FFN norm as `opts` say, and the feed-forward `ffn`.
     pub(crate) fn load(
         file: &Arc<GgufFile>,
         hp: &HParams,
         i: usize,
-        opts: AttnOptions,
+        opts: BlockOptions,
         ffn: Ffn,
     ) -> Result<Layer, ModelError> {
         Ok(Layer {
             attn: Attention::load(file, hp, i, opts)?,
-            ffn_norm: load_vector(file, &format!("blk.{i}.ffn_norm.weight"), hp.n_embd)?,
+            ffn_norm: load_vector(file, &format!("blk.{i}.{}.weight", opts.ffn_norm), hp.n_embd)?,
             ffn,
         })
     }
 }
 
 /// A loaded decoder stack: the forward pass of the Llama family (`llama`, `qwen2`,
-/// `qwen3`, `qwen3moe`); each architecture's file says only what it loads.
+/// `qwen3`, `qwen3moe`, `seed_oss`); each architecture's file says only what it loads.
 pub struct Decoder {
     hp: HParams,
     tok_embd: Matrix, // (n_vocab, n_embd)

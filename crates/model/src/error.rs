@@ -21,7 +21,7 @@ pub enum ModelError {
         problem: String,
     },
     /// The architecture has no forward pass in Seed.
-    #[error("architecture '{0}' is not supported (supported: {supported})", supported = crate::SUPPORTED_ARCHITECTURES.join(", "))]
+    #[error("architecture '{0}' is not supported (supported: {supported})", supported = crate::supported_architectures().collect::<Vec<_>>().join(", "))]
     UnsupportedArchitecture(String),
     /// A tensor the architecture needs is absent.
     #[error("tensor '{0}' is missing")]

@@ -2,11 +2,13 @@
 //!
 //! - [`gguf`]: the GGUF reader (the file is hostile input);
 //! - [`hparams`], [`weights`]: hyper-parameters and weights, checked against each other;
-//! - [`llama`], [`qwen2`], [`qwen3`], [`qwen3moe`], [`gemma3`]: one file per architecture, each
-//!   with `forward(batch, kv) -> logits`; the first four share the decoder stack in `decoder`;
+//! - [`llama`], [`qwen2`], [`qwen3`], [`qwen3moe`], [`seed_oss`], [`gemma3`]: one file per
+//!   architecture, listed once in the table `ARCHITECTURES`; all but Gemma 3 share the decoder
+//!   stack in `decoder` and say only what they load (a mixture of experts is `moe`);
 //! - [`attention`], [`kv_cache`], [`batch`]: what the architectures share: paged KV
 //!   cache, causal attention over it, and the multi-sequence batch;
-//! - [`tokenizer`]: byte-level BPE (gpt2) and SentencePiece-style (llama) vocabularies;
+//! - [`tokenizer`]: byte-level BPE (gpt2), SentencePiece-style (llama) and WordPiece (bert)
+//!   vocabularies;
 //! - [`chat`]: the chat template, rendered in a sandbox;
 //! - [`sampler`]: choosing the next token (the random number passed in);
 //! - [`session`]: one sequence with its own cache, for the command line and tests.
@@ -30,11 +32,13 @@ pub mod grammar;
 pub mod hparams;
 pub mod kv_cache;
 pub mod llama;
+mod moe;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
 pub mod recommended;
 pub mod sampler;
+pub mod seed_oss;
 pub mod session;
 pub mod tokenizer;
 pub mod weights;
@@ -50,46 +54,52 @@ use chat::ChatTemplate;
 use gguf::GgufFile;
 use tokenizer::Tokenizer;
 
-/// Architectures with a forward pass, by their `general.architecture` name.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "gemma3", "qwen2", "qwen3", "qwen3moe"];
+/// One architecture: its `general.architecture` name and how its weights load.
+struct Architecture {
+    name: &'static str,
+    load: fn(&Arc<GgufFile>, HParams) -> Result<Model, ModelError>,
+}
 
-/// A model's forward pass, chosen by architecture.
+/// Every architecture with a forward pass; adding one is one row (and its file).
+static ARCHITECTURES: &[Architecture] = &[
+    Architecture { name: "llama", load: |f, hp| Ok(Model::Decoder(llama::load(f, hp)?)) },
+    Architecture { name: "gemma3", load: |f, hp| Ok(Model::Gemma3(gemma3::Gemma3::load(f, hp)?)) },
+    Architecture { name: "qwen2", load: |f, hp| Ok(Model::Decoder(qwen2::load(f, hp)?)) },
+    Architecture { name: "qwen3", load: |f, hp| Ok(Model::Decoder(qwen3::load(f, hp)?)) },
+    Architecture { name: "qwen3moe", load: |f, hp| Ok(Model::Decoder(qwen3moe::load(f, hp)?)) },
+    Architecture { name: "seed_oss", load: |f, hp| Ok(Model::Decoder(seed_oss::load(f, hp)?)) },
+];
+
+/// The `general.architecture` names Seed runs.
+pub fn supported_architectures() -> impl Iterator<Item = &'static str> {
+    ARCHITECTURES.iter().map(|a| a.name)
+}
+
+/// A model's forward pass.
 pub enum Model {
-    /// `llama`.
-    Llama(Decoder),
+    /// The shared Llama-family decoder (`llama`, `qwen2`, `qwen3`, `qwen3moe`, `seed_oss`).
+    Decoder(Decoder),
     /// `gemma3`.
     Gemma3(gemma3::Gemma3),
-    /// `qwen2`.
-    Qwen2(Decoder),
-    /// `qwen3`.
-    Qwen3(Decoder),
-    /// `qwen3moe`.
-    Qwen3Moe(Decoder),
 }
 
 impl Model {
     /// Loads the architecture named in `file`'s metadata.
     pub fn load(file: &Arc<GgufFile>) -> Result<Model, ModelError> {
-        let arch = file.get_str("general.architecture")?;
-        if !SUPPORTED_ARCHITECTURES.contains(&arch) {
-            return Err(ModelError::UnsupportedArchitecture(arch.to_string()));
-        }
+        let name = file.get_str("general.architecture")?;
+        let arch = ARCHITECTURES
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| ModelError::UnsupportedArchitecture(name.to_string()))?;
         let hp = HParams::from_gguf(file)?;
         // Repacked weights go side by side into huge-page slabs (`weights::packed`).
-        weights::packed(|| match hp.arch.as_str() {
-            "llama" => Ok(Model::Llama(llama::load(file, hp)?)),
-            "gemma3" => Ok(Model::Gemma3(gemma3::Gemma3::load(file, hp)?)),
-            "qwen2" => Ok(Model::Qwen2(qwen2::load(file, hp)?)),
-            "qwen3" => Ok(Model::Qwen3(qwen3::load(file, hp)?)),
-            "qwen3moe" => Ok(Model::Qwen3Moe(qwen3moe::load(file, hp)?)),
-            other => Err(ModelError::UnsupportedArchitecture(other.to_string())),
-        })
+        weights::packed(|| (arch.load)(file, hp))
     }
 
     /// The hyper-parameters.
     pub fn hparams(&self) -> &HParams {
         match self {
-            Model::Llama(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Qwen3Moe(m) => m.hparams(),
+            Model::Decoder(m) => m.hparams(),
             Model::Gemma3(m) => m.hparams(),
         }
     }
@@ -97,7 +107,7 @@ impl Model {
     /// Bytes of weights read by one decode step.
     pub fn weight_bytes(&self) -> usize {
         match self {
-            Model::Llama(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Qwen3Moe(m) => m.weight_bytes(),
+            Model::Decoder(m) => m.weight_bytes(),
             Model::Gemma3(m) => m.weight_bytes(),
         }
     }
@@ -111,7 +121,7 @@ impl Model {
         pool: &ThreadPool,
     ) -> Result<(), ModelError> {
         match self {
-            Model::Llama(m) | Model::Qwen2(m) | Model::Qwen3(m) | Model::Qwen3Moe(m) => m.forward(batch, kv, ws, pool),
+            Model::Decoder(m) => m.forward(batch, kv, ws, pool),
             Model::Gemma3(m) => m.forward(batch, kv, ws, pool),
         }
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kernels::ops::RopeStyle;
 
-use crate::decoder::{AttnOptions, Decoder, DenseFfn, Ffn, Layer};
+use crate::decoder::{BlockOptions, Decoder, DenseFfn, Ffn, Layer};
 use crate::error::ModelError;
 use crate::gguf::GgufFile;
 use crate::hparams::HParams;
@@ -19,7 +19,7 @@ use crate::hparams::HParams;
 pub(crate) fn load_dense(
     file: &Arc<GgufFile>,
     hp: HParams,
-    opts: AttnOptions,
+    opts: BlockOptions,
     rope: RopeStyle,
 ) -> Result<Decoder, ModelError> {
     let layers = (0..hp.n_layer)
@@ -30,5 +30,5 @@ pub(crate) fn load_dense(
 
 /// Loads the weights of `file`, checking every shape against `hp`.
 pub fn load(file: &Arc<GgufFile>, hp: HParams) -> Result<Decoder, ModelError> {
-    load_dense(file, hp, AttnOptions::default(), RopeStyle::Interleaved)
+    load_dense(file, hp, BlockOptions::LLAMA, RopeStyle::Interleaved)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use kernels::ops::RopeStyle;
 
-use crate::decoder::{AttnOptions, Decoder};
+use crate::decoder::{BlockOptions, Decoder};
 use crate::error::ModelError;
 use crate::gguf::GgufFile;
 use crate::hparams::HParams;
@@ -18,6 +18,6 @@ use crate::llama::load_dense;
 
 /// Loads the weights of `file`, checking every shape against `hp`.
 pub fn load(file: &Arc<GgufFile>, hp: HParams) -> Result<Decoder, ModelError> {
-    let opts = AttnOptions { biases: false, qk_norm: true };
+    let opts = BlockOptions { qk_norm: true, ..BlockOptions::LLAMA };
     load_dense(file, hp, opts, RopeStyle::Neox)
 }

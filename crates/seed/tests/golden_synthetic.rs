@@ -1,5 +1,5 @@
-//! The synthetic Qwen-family models (`qwen2`, `qwen3`, `qwen3moe`, each in Q8_0
-//! and Q4_K_M) against llama.cpp's outputs, with the rules of the fixtures'
+//! The synthetic Qwen-family models (`qwen2`, `qwen3`, `qwen3moe`) and Seed-OSS
+//! (`seed_oss`), each in Q8_0 and Q4_K_M, against llama.cpp's outputs, with the rules of the fixtures'
 //! README: prompt ids exact; teacher-forced log-probs within 0.15 nats at every
 //! position and 0.05 on average; the same argmax wherever llama.cpp's top-2 margin
 //! exceeds 0.15; greedy tokens identical up to the first position whose margin is
@@ -112,6 +112,18 @@ fn qwen3moe_q8_0() {
 #[test]
 fn qwen3moe_q4_k_m() {
     check("qwen3moe-tiny-q4_k_m", "qwen3moe");
+}
+
+/// Seed-OSS: Q/K/V biases, a head width (64) that is not `n_embd / n_head` (32), the pre-FFN
+/// norm stored as `post_attention_norm`, RoPE base 1e7, the tied output.
+#[test]
+fn seed_oss_q8_0() {
+    check("seed_oss-tiny-q8_0", "seed_oss");
+}
+
+#[test]
+fn seed_oss_q4_k_m() {
+    check("seed_oss-tiny-q4_k_m", "seed_oss");
 }
 
 /// Largest |Δ logit| between the six prompts run as one batch (prefill, then one

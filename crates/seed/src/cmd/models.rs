@@ -26,6 +26,6 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
     println!("\ncache: {}", catalogue::seed_home()?.join("models").display());
-    println!("architectures: {}", model::SUPPORTED_ARCHITECTURES.join(", "));
+    println!("architectures: {}", model::supported_architectures().collect::<Vec<_>>().join(", "));
     Ok(())
 }
