@@ -13,6 +13,7 @@
 mod budget;
 pub mod pyjson;
 pub mod tools;
+mod xml_calls;
 
 use minijinja::machinery::{make_string_output, Vm};
 use minijinja::value::Kwargs;
@@ -233,6 +234,25 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String, ChatTemplateError> {
+        self.render_with(messages, tools, add_generation_prompt, &serde_json::Map::new())
+    }
+
+    /// [`ChatTemplate::render_with_tools`] with further template variables, as the keyword
+    /// arguments of `apply_chat_template(…, **kwargs)` (`chat_template_kwargs` in vLLM's and
+    /// llama.cpp's APIs: `enable_thinking` for Qwen 3, `thinking_budget` for Seed-OSS). They
+    /// cannot replace [`RESERVED_VARIABLES`]; a name among them is an error.
+    pub fn render_with(
+        &self,
+        messages: &[Message],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, ChatTemplateError> {
+        if let Some(name) = extra.keys().find(|k| RESERVED_VARIABLES.contains(&k.as_str())) {
+            return Err(ChatTemplateError::Render(format!(
+                "`{name}` is set by the chat itself, not by an extra variable"
+            )));
+        }
         let compiled = budget::compile(NAME, &self.source).map_err(|e| ChatTemplateError::Syntax(describe(&e)))?;
         let ctx = minijinja::context! {
             messages => Value::from_serialize(messages),
@@ -240,6 +260,7 @@ impl ChatTemplate {
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.as_str(),
             eos_token => self.eos_token.as_str(),
+            ..Value::from_serialize(extra)
         };
         let budget = budget::Budget::start(self.memory);
         let mut text = String::new();
@@ -264,6 +285,9 @@ impl ChatTemplate {
         }
     }
 }
+
+/// The template variables the chat sets, which extra variables may not replace.
+pub const RESERVED_VARIABLES: &[&str] = &["messages", "tools", "add_generation_prompt", "bos_token", "eos_token"];
 
 /// An error with its position and the chain of causes, on one line.
 fn describe(e: &minijinja::Error) -> String {
@@ -478,6 +502,21 @@ mod tests {
         let src = "{{ bos_token }}{% for m in messages %}{{ m.content.strip().upper() }}{% if m.role.startswith('us') %}!{% endif %}{% endfor %}{{ eos_token }}";
         let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
         assert_eq!(t.render(&[Message::new("user", "  hi ")], false).unwrap(), "<s>HI!</s>");
+    }
+
+    #[test]
+    fn extra_variables_reach_the_template_but_cannot_replace_the_chats_own() {
+        let src = "{% if enable_thinking is defined and not enable_thinking %}/no_think {% endif %}\
+                   {{ thinking_budget | default(-1) }} {{ messages | length }}";
+        let t = ChatTemplate::new(src, "", "").unwrap();
+        let msgs = [Message::new("user", "hi")];
+        assert_eq!(t.render(&msgs, true).unwrap(), "-1 1");
+        let extra: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(r#"{"enable_thinking": false, "thinking_budget": 512}"#).unwrap();
+        assert_eq!(t.render_with(&msgs, None, true, &extra).unwrap(), "/no_think 512 1");
+        let extra: serde_json::Map<String, serde_json::Value> = serde_json::from_str(r#"{"messages": []}"#).unwrap();
+        let err = t.render_with(&msgs, None, true, &extra).unwrap_err().to_string();
+        assert!(err.contains("`messages` is set by the chat itself"), "{err}");
     }
 
     #[test]

@@ -195,6 +195,20 @@ fn bad_inputs() -> Vec<(&'static str, &'static str, String, u16, Option<&'static
         ("tools of the wrong type", CHAT, c(json!({"tools": "calculator"})), 400, Some("tools")),
         ("tool_choice of the wrong type", CHAT, c(json!({"tool_choice": 12})), 400, Some("tool_choice")),
         ("tool_choice asking for a tool", CHAT, c(json!({"tool_choice": "required"})), 400, Some("tool_choice")),
+        (
+            "chat_template_kwargs of the wrong type",
+            CHAT,
+            c(json!({"chat_template_kwargs": "enable_thinking=false"})),
+            400,
+            Some("chat_template_kwargs"),
+        ),
+        (
+            "chat_template_kwargs replacing the messages",
+            CHAT,
+            c(json!({"chat_template_kwargs": {"messages": []}})),
+            400,
+            Some("chat_template_kwargs.messages"),
+        ),
         // llama-server's tokenizer routes.
         ("tokenize without content", "/tokenize", json!({}).to_string(), 400, Some("content")),
         ("tokenize content of the wrong type", "/tokenize", json!({"content": 5}).to_string(), 400, Some("content")),

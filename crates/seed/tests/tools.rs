@@ -1,7 +1,8 @@
 //! Tool calling on the real default model (SmolLM2, in process): `tools` with `tool_choice`
 //! `required`, a named function and `auto`, whole and streamed, in the generic format (SmolLM2's
 //! template has no tool syntax) and in the Hermes format (the same model behind a ChatML template
-//! that shows tools the way Qwen's does). Forced calls name a given tool with arguments valid
+//! that shows tools the way Qwen's does), and in Seed-OSS's tag format (behind a template that shows
+//! tools as Seed-OSS's does). Forced calls name a given tool with arguments valid
 //! against its schema; streams send each call's id and name once and its arguments in pieces, and
 //! put together equal the whole answer; a conversation carrying calls and their results renders;
 //! a tool schema that cannot be compiled is a 400 naming `tools`.
@@ -299,6 +300,89 @@ async fn the_hermes_format_renders_tools_as_json_lines_and_reads_calls_back() {
     );
 }
 
+/// A ChatML template that shows tools as Seed-OSS's does (Python-like signatures in the system
+/// turn, calls as `<seed:tool_call>` blocks of `<function=…>` and `<parameter=…>` tags, results
+/// in `tool` turns), with the thinking budget as a template variable. Written for this test.
+const SEED_TEMPLATE: &str = r#"{%- if tools %}<|im_start|>system
+{% if thinking_budget is defined %}Thinking budget: {{ thinking_budget }}.
+{% endif %}You may call these functions:
+{% for t in tools %}def {{ t.function.name }}({% for name, spec in t.function.parameters.properties.items() %}{{ name }}: {{ spec.type }}{% if not loop.last %}, {% endif %}{% endfor %}):
+    """{{ t.function.description }}"""
+{% endfor %}To call one, answer with
+<seed:tool_call>
+<function=NAME>
+<parameter=ARG>VALUE</parameter>
+</function>
+</seed:tool_call><|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == 'assistant' %}<|im_start|>assistant
+{% if message.content %}{{ message.content }}{% endif %}
+{%- for call in message.tool_calls or [] %}
+<seed:tool_call>
+<function={{ call.function.name }}>
+{% for k, v in call.function.arguments | items %}<parameter={{ k }}>{{ v }}</parameter>
+{% endfor %}</function>
+</seed:tool_call>{% endfor %}<|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"#;
+
+/// The default model behind [`SEED_TEMPLATE`].
+fn seed_state() -> AppState {
+    static S: OnceLock<AppState> = OnceLock::new();
+    S.get_or_init(|| {
+        let path = seed::catalogue::ensure_model(MODEL_ID).expect("model");
+        let mut m = LoadedModel::open(&path).expect("load");
+        m.chat_template = Some(m.compile_template(SEED_TEMPLATE).expect("template"));
+        let m = Arc::new(m);
+        AppState::ready(config(), Arc::clone(&m), engine_for(m, 256, 64))
+    })
+    .clone()
+}
+
+#[tokio::test]
+async fn the_seed_oss_format_calls_with_one_tag_per_parameter() {
+    let s = seed_state();
+    required_named_and_streamed(&s).await;
+    auto_answers(&s).await;
+    // A conversation with a call and its result renders the call back as tags; the template
+    // also sees `chat_template_kwargs`.
+    let body = json!({"model": "any", "max_tokens": 8, "temperature": 0, "tools": [weather()],
+    "chat_template_kwargs": {"thinking_budget": 512},
+    "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\", \"unit\": \"celsius\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C"}
+    ]});
+    let r = post(&s, CHAT, &body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let m = serving::model();
+    let t = m.compile_template(SEED_TEMPLATE).expect("template");
+    let mut msgs = vec![model::chat::Message::new("user", "Hi")];
+    msgs.push(model::chat::Message {
+        role: "assistant".into(),
+        tool_calls: vec![model::chat::ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city": "Paris", "unit": "celsius"}"#.into(),
+        }],
+        ..model::chat::Message::default()
+    });
+    let kwargs = serde_json::from_value(json!({"thinking_budget": 512})).expect("map");
+    let text = t.render_with(&msgs, Some(&json!([weather()])), true, &kwargs).expect("render");
+    assert!(text.contains("Thinking budget: 512."), "{text}");
+    assert!(text.contains("def get_weather(city: string, unit: string):"), "{text}");
+    assert!(
+        text.contains("<function=get_weather>\n<parameter=city>Paris</parameter>\n<parameter=unit>celsius</parameter>\n</function>"),
+        "{text}"
+    );
+}
+
 /// How many of `text`'s tokens the plan's grammar takes before refusing one (all: `None`).
 fn refused_at(plan: &model::chat::tools::Plan, text: &str) -> Option<usize> {
     let m = serving::model();
@@ -348,4 +432,23 @@ fn auto_grammars_let_text_through_until_the_trigger_then_only_calls() {
         None
     );
     assert!(refused_at(&llama, r#"{"name": "get_weather", "arguments": {}}"#).is_some());
+    // Seed-OSS: text until `<seed:tool_call>`, then only a given tool, its parameters in order,
+    // values of their schema (here enums and a string of at most 30 characters).
+    let seed = plan(Format::SeedOss, Choice::Auto);
+    let call = "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Paris</parameter>\n\
+                <parameter=unit>celsius</parameter>\n</function>\n</seed:tool_call>";
+    assert_eq!(refused_at(&seed, "<seed:think>Easy.</seed:think> It is {sunny} <b>today</b>."), None);
+    assert_eq!(refused_at(&seed, &format!("Let me check.\n{call}")), None);
+    let time = "<seed:tool_call>\n<function=get_time>\n<parameter=zone>Europe/Paris</parameter>\n</function>\n</seed:tool_call>";
+    assert_eq!(refused_at(&plan(Format::SeedOss, Choice::Required), time), None);
+    for bad in [
+        "<seed:tool_call>\n<function=get_mail>",
+        "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Berlin",
+        "<seed:tool_call>\n<function=get_weather>\n<parameter=unit>celsius",
+        "<seed:tool_call>\n<function=get_time>\n<parameter=zone>This zone name is far longer than thirty characters",
+        "<seed:tool_call>\nI will call it now",
+    ] {
+        assert!(refused_at(&seed, &format!("Sure. {bad}")).is_some(), "{bad}");
+    }
+    assert_eq!(refused_at(&plan(Format::SeedOss, Choice::Required), "Sure."), Some(0));
 }

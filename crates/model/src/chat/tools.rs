@@ -7,6 +7,8 @@
 //!   one block per call, after any text;
 //! - [`Format::Llama3`] (Llama 3.1–3.3): the answer is `{"name": …, "parameters": …}` (calls
 //!   separated by `;`), optionally after `<|python_tag|>`;
+//! - [`Format::SeedOss`] (ByteDance Seed-OSS): `<seed:tool_call>` around `<function=…>` with one
+//!   `<parameter=…>` tag per argument, values as raw text typed by the tool's schema;
 //! - [`Format::Generic`], for templates with no tool syntax (SmolLM2, Gemma 3): the tools and
 //!   the answer's shape are described in the system message, and the whole answer is one JSON
 //!   object, `{"tool_calls": [{"name": …, "arguments": …}]}` or `{"response": "…"}`.
@@ -23,6 +25,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::pyjson;
+use super::xml_calls::{self, XmlStream};
 use super::Message;
 use crate::grammar::Spec;
 
@@ -62,12 +65,17 @@ pub enum Format {
     Llama3,
     /// A JSON answer described in the system message (templates without tools).
     Generic,
+    /// `<seed:tool_call>\n<function=…>\n<parameter=…>…</parameter>\n</function>\n</seed:tool_call>`
+    /// (ByteDance Seed-OSS; see [`super::xml_calls`]).
+    SeedOss,
 }
 
 impl Format {
     /// The format a chat template's source shows.
     pub fn detect(template: &str) -> Format {
-        if template.contains("<tool_call>") {
+        if template.contains(xml_calls::OPEN) {
+            Format::SeedOss
+        } else if template.contains("<tool_call>") {
             Format::Hermes
         } else if template.contains("<|start_header_id|>") && template.contains("tools") {
             Format::Llama3
@@ -82,6 +90,7 @@ impl Format {
             Format::Hermes => "hermes",
             Format::Llama3 => "llama3",
             Format::Generic => "generic",
+            Format::SeedOss => "seed_oss",
         }
     }
 }
@@ -253,6 +262,7 @@ impl Plan {
                      TEXT: /(?s:.*)/\n"
                 ))
             }
+            Format::SeedOss => Spec::Lark(xml_calls::grammar(&self.callable(), forced, self.parallel)),
             Format::Llama3 => {
                 let body = inline_json(&self.calls_schema("parameters"));
                 let more = if self.parallel { " (\"; \" call)*" } else { "" };
@@ -275,6 +285,10 @@ impl Plan {
         }
         let whole = || Parsed { content: text.to_string(), calls: Vec::new() };
         match self.format {
+            Format::SeedOss => match xml_calls::parse(text, &self.tools) {
+                Some((content, calls)) => Parsed { content, calls },
+                None => whole(),
+            },
             Format::Hermes => {
                 let Some(start) = text.find(HERMES_OPEN) else { return whole() };
                 let mut calls = Vec::new();
@@ -337,7 +351,11 @@ impl Plan {
 
     /// A reader for an answer as it is generated.
     pub fn stream(&self) -> Stream {
-        Stream::new(if self.active() { Some(self.format) } else { None })
+        let mut stream = Stream::new(if self.active() { Some(self.format) } else { None });
+        if self.active() && self.format == Format::SeedOss {
+            stream.xml = Some(XmlStream::new(self.tools.clone()));
+        }
+        stream
     }
 }
 
@@ -458,6 +476,8 @@ pub struct Stream {
     calls: usize,
     /// The generic format's `response` was read (so what was hidden is not text).
     responded: bool,
+    /// The reader of the tag format, which does all the reading when set.
+    xml: Option<XmlStream>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -480,11 +500,22 @@ enum State {
 
 impl Stream {
     fn new(format: Option<Format>) -> Stream {
-        Stream { format, pending: String::new(), hidden: String::new(), state: State::Text, calls: 0, responded: false }
+        Stream {
+            format,
+            pending: String::new(),
+            hidden: String::new(),
+            state: State::Text,
+            calls: 0,
+            responded: false,
+            xml: None,
+        }
     }
 
     /// Reads `text`, the answer's next piece.
     pub fn push(&mut self, text: &str) -> Vec<Event> {
+        if let Some(xml) = &mut self.xml {
+            return xml.push(text);
+        }
         self.pending.push_str(text);
         let mut out = Vec::new();
         match self.format {
@@ -505,6 +536,9 @@ impl Stream {
 
     /// The answer ended: whatever is held back.
     pub fn finish(&mut self) -> Vec<Event> {
+        if let Some(xml) = &mut self.xml {
+            return xml.finish();
+        }
         let rest = std::mem::take(&mut self.pending);
         let mut out = Vec::new();
         match self.state {
@@ -536,6 +570,8 @@ impl Stream {
             State::Between => {
                 let t = self.pending.trim_start();
                 let t = match format {
+                    // Read by its own `XmlStream`; never here.
+                    Format::SeedOss => None,
                     Format::Hermes => {
                         if t.len() < HERMES_OPEN.len() && HERMES_OPEN.starts_with(t) {
                             return false;
@@ -630,6 +666,11 @@ impl Stream {
     /// The `Text` state: text passes until the format's trigger.
     fn text(&mut self, format: Format, out: &mut Vec<Event>) -> bool {
         match format {
+            // Read by its own `XmlStream`; never here.
+            Format::SeedOss => {
+                out.push(Event::Content(std::mem::take(&mut self.pending)));
+                false
+            }
             Format::Hermes => {
                 if let Some(i) = self.pending.find(HERMES_OPEN) {
                     let text: String = self.pending.drain(..i).collect();
@@ -716,7 +757,7 @@ fn whole_string_prefix(text: &str) -> (usize, bool) {
 
 /// How many bytes at the end of `text` to hold back because they may begin `marker` (or are
 /// whitespace that would be trimmed before it).
-fn held_tail(text: &str, marker: &str) -> usize {
+pub(super) fn held_tail(text: &str, marker: &str) -> usize {
     let mut keep = 0;
     for n in (1..marker.len()).rev() {
         if text.len() >= n && text.is_char_boundary(text.len() - n) && marker.starts_with(&text[text.len() - n..]) {
@@ -780,8 +821,20 @@ mod tests {
         }
     }
 
+    fn forecast() -> Tool {
+        let parameters = json!({"type": "object", "properties": {
+            "days": {"type": "integer"}, "hourly": {"type": "boolean"}, "place": {"type": "object"},
+            "note": {"type": "string"}}});
+        Tool {
+            name: "forecast".into(),
+            description: None,
+            parameters: parameters.clone(),
+            definition: json!({"type": "function", "function": {"name": "forecast", "parameters": parameters}}),
+        }
+    }
+
     fn plan(format: Format, choice: Choice) -> Plan {
-        Plan { format, tools: vec![weather()], choice, parallel: true }
+        Plan { format, tools: vec![weather(), forecast()], choice, parallel: true }
     }
 
     fn call(name: &str, arguments: &str) -> Call {
@@ -814,6 +867,25 @@ mod tests {
                 Format::Generic,
                 "{\"tool_calls\": [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Pa\\\"ris}{ é 😀\"}}]}",
                 Parsed { content: String::new(), calls: vec![call("get_weather", paris), call("get_weather", odd)] },
+            ),
+            (Format::SeedOss, "It is sunny < 30 C.", Parsed { content: "It is sunny < 30 C.".into(), calls: vec![] }),
+            (
+                Format::SeedOss,
+                "<seed:think>Weather, then.</seed:think>\n<seed:tool_call>\n<function=get_weather>\n<parameter=city>Paris</parameter>\n</function>\n</seed:tool_call>",
+                Parsed { content: "<seed:think>Weather, then.</seed:think>".into(), calls: vec![call("get_weather", paris)] },
+            ),
+            (
+                // Values typed by the schema: numbers, booleans and objects as JSON, text as text
+                // (quotes, braces, `<`, new lines and all); no parameters is `{}`.
+                Format::SeedOss,
+                "<seed:tool_call>\n<function=forecast>\n<parameter=days>3</parameter>\n<parameter=hourly>true</parameter>\n<parameter=place>{\"lat\": 1.5}</parameter>\n<parameter=note>a \"<b>\"}{\nline é 😀</parameter>\n</function>\n</seed:tool_call>\n<seed:tool_call>\n<function=forecast>\n</function>\n</seed:tool_call>",
+                Parsed {
+                    content: String::new(),
+                    calls: vec![
+                        call("forecast", r#"{"days": 3, "hourly": true, "place": {"lat":1.5}, "note": "a \"<b>\"}{\nline é 😀"}"#),
+                        call("forecast", "{}"),
+                    ],
+                },
             ),
             (
                 Format::Generic,
@@ -869,7 +941,7 @@ mod tests {
             // Arguments come in pieces, each call's name once.
             let names = events.iter().filter(|e| matches!(e, Event::Call { .. })).count();
             assert_eq!(names, want.calls.len());
-            if !want.calls.is_empty() {
+            if want.calls.iter().any(|c| c.arguments != "{}") {
                 assert!(events.iter().filter(|e| matches!(e, Event::Arguments { .. })).count() > want.calls.len());
             }
         }
@@ -905,6 +977,7 @@ mod tests {
         assert_eq!(Format::detect("{% if tools %}<tool_call>{% endif %}"), Format::Hermes);
         assert_eq!(Format::detect("<|start_header_id|>{% if tools %}{% endif %}"), Format::Llama3);
         assert_eq!(Format::detect("<|im_start|>{{ m.content }}"), Format::Generic);
+        assert_eq!(Format::detect("{{ '<seed:tool_call>' }}"), Format::SeedOss);
     }
 
     #[test]

@@ -48,8 +48,22 @@ pub struct RunArgs {
     /// constrained; an answer cut by --max-tokens is a prefix of such JSON).
     #[arg(long, value_name = "FILE")]
     json_schema: Option<std::path::PathBuf>,
+    /// Further chat-template variables as a JSON object, like llama.cpp's flag of that name:
+    /// `{"enable_thinking": false}` (Qwen 3), `{"thinking_budget": 512}` (Seed-OSS).
+    #[arg(long, value_name = "JSON", value_parser = parse_kwargs)]
+    chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
     #[command(flatten)]
     sampling: SamplingArgs,
+}
+
+/// A JSON object of template variables, none of the chat's own.
+fn parse_kwargs(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+    match map.keys().find(|k| model::chat::RESERVED_VARIABLES.contains(&k.as_str())) {
+        Some(name) => Err(format!("`{name}` is set by the chat itself")),
+        None => Ok(map),
+    }
 }
 
 /// The answer limit when `--max-tokens` is not given: long enough for any ordinary answer,
@@ -141,6 +155,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         model: model_args.model.clone(),
         messages: Vec::new(),
         system: args.system.clone(),
+        template_kwargs: args.chat_template_kwargs.clone().unwrap_or_default(),
         opts: GenerateOptions { max_tokens: args.max_tokens, sampling, logprobs: None, constraint },
         verbose: args.verbose,
         last: None,
@@ -214,6 +229,8 @@ struct Chat {
     model: String,
     messages: Vec<Message>,
     system: Option<String>,
+    /// `--chat-template-kwargs`.
+    template_kwargs: serde_json::Map<String, serde_json::Value>,
     opts: GenerateOptions,
     verbose: bool,
     last: Option<AnswerStats>,
@@ -480,7 +497,7 @@ impl Chat {
                     }
                 }
                 self.messages.push(Message::new("user", input));
-                loaded.tokenize_chat_prompt(&template.render(&self.messages, true)?)
+                loaded.tokenize_chat_prompt(&template.render_with(&self.messages, None, true, &self.template_kwargs)?)
             }
             None => loaded.tokenizer.encode(input, true, true),
         };

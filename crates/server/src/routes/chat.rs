@@ -185,6 +185,7 @@ pub async fn start(
     let mut meter = crate::meter::meter_for(state, caller, &req.model, conversation)?;
     let model = Arc::clone(&backend.model);
     let tools = req.tools;
+    let kwargs = req.template_kwargs;
     let rendered = tokio::task::spawn_blocking(move || -> Result<(Vec<u32>, Plan), ApiError> {
         let compiled = match &own_template {
             Some(source) => Some(
@@ -207,7 +208,7 @@ pub async fn start(
         let mut messages = messages;
         let tools_var = plan.prepare(&mut messages);
         let text = template
-            .render_with_tools(&messages, tools_var.as_ref(), true)
+            .render_with(&messages, tools_var.as_ref(), true, &kwargs)
             .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
         Ok((model.tokenize_chat_prompt(&text), plan))
     })

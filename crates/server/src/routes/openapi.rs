@@ -427,6 +427,12 @@ fn chat_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
             ] }),
     );
     p.insert(
+        "chat_template_kwargs".into(),
+        json!({ "type": "object", "nullable": true, "description": "Further chat-template variables, as vLLM and \
+            llama.cpp take them (`enable_thinking`, `thinking_budget`); not `messages`, `tools`, \
+            `add_generation_prompt`, `bos_token` or `eos_token`." }),
+    );
+    p.insert(
         "parallel_tool_calls".into(),
         json!({ "type": "boolean", "nullable": true, "description": "More than one call per answer (default true)." }),
     );

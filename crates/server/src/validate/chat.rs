@@ -17,6 +17,8 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     /// The tools offered and what to do with them.
     pub tools: Tools,
+    /// Further chat-template variables (`chat_template_kwargs`, as vLLM and llama.cpp take them).
+    pub template_kwargs: serde_json::Map<String, Value>,
     /// Everything else.
     pub params: GenParams,
 }
@@ -42,7 +44,24 @@ pub fn parse(body: &Value, ctx: Context) -> Result<ChatRequest, ApiError> {
             format!("`{param}` and `tools` exclude each other (or send `tool_choice: \"none\"`)"),
         ));
     }
-    Ok(ChatRequest { model, messages, tools, params })
+    let template_kwargs = template_kwargs(&f)?;
+    Ok(ChatRequest { model, messages, tools, template_kwargs, params })
+}
+
+/// `chat_template_kwargs`: an object of further template variables, none of the chat's own.
+fn template_kwargs(f: &Fields) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let map = match f.get("chat_template_kwargs") {
+        None | Some(Value::Null) => return Ok(serde_json::Map::new()),
+        Some(Value::Object(map)) => map,
+        Some(other) => return Err(wrong_type("chat_template_kwargs", "an object of template variables", other)),
+    };
+    if let Some(name) = map.keys().find(|k| model::chat::RESERVED_VARIABLES.contains(&k.as_str())) {
+        return Err(ApiError::invalid(
+            format!("chat_template_kwargs.{name}"),
+            format!("`{name}` is set by the request itself, not by chat_template_kwargs"),
+        ));
+    }
+    Ok(map.clone())
 }
 
 fn messages(f: &Fields, ctx: Context) -> Result<Vec<Message>, ApiError> {
