@@ -12,6 +12,7 @@
 
 mod budget;
 pub mod pyjson;
+pub mod reasoning;
 pub mod tools;
 mod xml_calls;
 

@@ -383,6 +383,64 @@ async fn the_seed_oss_format_calls_with_one_tag_per_parameter() {
     );
 }
 
+/// A ChatML template whose generation prompt opens the reasoning, as DeepSeek R1's does: the
+/// answer is reasoning until `</think>`. Written for this test.
+const THINK_TEMPLATE: &str = "{%- for message in messages %}<|im_start|>{{ message.role }}\n\
+    {{ message.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n\
+    {% endif %}{# the answer closes its reasoning with </think> #}";
+
+#[tokio::test]
+async fn reasoning_comes_apart_from_the_answer_whole_and_streamed() {
+    static S: OnceLock<AppState> = OnceLock::new();
+    let s = S
+        .get_or_init(|| {
+            let path = seed::catalogue::ensure_model(MODEL_ID).expect("model");
+            let mut m = LoadedModel::open(&path).expect("load");
+            m.chat_template = Some(m.compile_template(THINK_TEMPLATE).expect("template"));
+            let m = Arc::new(m);
+            AppState::ready(config(), Arc::clone(&m), engine_for(m, 256, 64))
+        })
+        .clone();
+    let body = |extra: Value| {
+        let mut b = json!({"model": "any", "max_tokens": 12, "temperature": 0,
+            "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+        if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        b
+    };
+    // The default model never writes `</think>`: its whole answer is reasoning.
+    let r = post(&s, CHAT, &body(json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    let m = &v["choices"][0]["message"];
+    let reasoning = m["reasoning_content"].as_str().unwrap_or_else(|| panic!("reasoning: {v}")).to_string();
+    assert!(!reasoning.is_empty());
+    assert_eq!(m["content"], "", "{v}");
+    // Streamed: `reasoning_content` deltas that put together are the same.
+    let r = post(&s, CHAT, &body(json!({"stream": true}))).await;
+    let mut streamed = String::new();
+    for frame in sse_frames(&r.text) {
+        if frame == "[DONE]" {
+            continue;
+        }
+        let c: Value = serde_json::from_str(&frame).expect("chunk");
+        if let Some(t) = c["choices"][0]["delta"]["reasoning_content"].as_str() {
+            streamed.push_str(t);
+        }
+        assert!(c["choices"][0]["delta"]["content"].as_str().unwrap_or_default().is_empty(), "{frame}");
+    }
+    assert_eq!(streamed, reasoning);
+    // `reasoning_format: none` leaves it in the text.
+    let r = post(&s, CHAT, &body(json!({"reasoning_format": "none"}))).await;
+    let v = r.json();
+    assert_eq!(v["choices"][0]["message"]["content"], json!(reasoning), "{v}");
+    assert!(v["choices"][0]["message"]["reasoning_content"].is_null(), "{v}");
+    let r = post(&s, CHAT, &body(json!({"reasoning_format": "hidden"}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_envelope(&r.json());
+}
+
 /// How many of `text`'s tokens the plan's grammar takes before refusing one (all: `None`).
 fn refused_at(plan: &model::chat::tools::Plan, text: &str) -> Option<usize> {
     let m = serving::model();
@@ -407,7 +465,13 @@ fn auto_grammars_let_text_through_until_the_trigger_then_only_calls() {
         parameters: v["function"]["parameters"].clone(),
         definition: v,
     };
-    let plan = |format, choice| Plan { format, tools: vec![tool(weather()), tool(clock())], choice, parallel: true };
+    let plan = |format, choice| Plan {
+        format,
+        tools: vec![tool(weather()), tool(clock())],
+        choice,
+        parallel: true,
+        thinking: None,
+    };
     let hermes = plan(Format::Hermes, Choice::Auto);
     let call = r#"{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}"#;
     assert_eq!(refused_at(&hermes, "Any text at all, {braces} and <tags> too."), None);

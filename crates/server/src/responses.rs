@@ -29,6 +29,8 @@ pub fn to_chat(body: &Value) -> Result<Value, ApiError> {
     }
     let mut out = Map::new();
     out.insert("model".into(), json!(f.required_string("model")?));
+    // Reasoning stays in the text: this API shape has no field for it here.
+    out.insert("reasoning_format".into(), json!("none"));
     if let Some(max) = f.integer("max_output_tokens", 1, i64::MAX)? {
         out.insert("max_tokens".into(), json!(max));
     }
@@ -354,6 +356,8 @@ impl Events {
     fn events(&mut self, events: Vec<tools::Event>, out: &mut Vec<Frame>) {
         for e in events {
             match e {
+                // Never sent: the request asks for reasoning in the text (`reasoning_format`).
+                tools::Event::Reasoning(_) => {}
                 tools::Event::Content(text) => {
                     if !matches!(self.open, Some((_, true))) {
                         self.close_item(out);

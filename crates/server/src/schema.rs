@@ -102,6 +102,9 @@ pub struct ChatMessage {
     pub role: &'static str,
     /// The text; null when the answer is only tool calls.
     pub content: Option<String>,
+    /// The model's reasoning, read out of its thinking tags (llama.cpp's and vLLM's field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     /// Always null.
     pub refusal: Option<String>,
     /// The tools the answer calls, when it calls any.
@@ -239,6 +242,9 @@ pub struct Delta {
     /// New text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// New reasoning text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     /// New tool calls or pieces of their arguments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,

@@ -103,7 +103,7 @@ pub fn response_metered(sub: Submission, api: Api, head: Head, include_usage: bo
     shaped(sub, Box::new(shape), guard)
 }
 
-/// A chat stream whose choices may call `plan`'s tools.
+/// A chat stream whose choices are read by `plan`: tool calls, reasoning apart.
 pub fn chat_with_tools(sub: Submission, head: Head, include_usage: bool, guard: MeterGuard, plan: Plan) -> Response {
     let shape = OpenAi::new(Api::Chat, head, include_usage, sub.n_choices, Some(&plan));
     shaped(sub, Box::new(shape), guard)
@@ -270,7 +270,7 @@ impl Shape for OpenAi {
     fn open(&mut self) -> Vec<Frame> {
         if self.api == Api::Chat {
             for index in 0..self.offsets.len() {
-                let delta = Delta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
+                let delta = Delta { role: Some("assistant"), content: Some(String::new()), ..Delta::default() };
                 self.push_chat(ChunkChoice { index, delta, logprobs: None, finish_reason: None });
             }
         }
@@ -340,7 +340,7 @@ impl OpenAi {
                     lp.map(|l| ChatLogprobs { content: vec![ChatTokenLogprob::from_engine(l)], refusal: None });
                 let delta = match end {
                     Some(_) => Delta::default(),
-                    None => Delta { role: None, content: Some(text), tool_calls: None },
+                    None => Delta { content: Some(text), ..Delta::default() },
                 };
                 self.push_chat(ChunkChoice { index, delta, logprobs, finish_reason: finish });
             }
@@ -374,6 +374,7 @@ impl OpenAi {
         for e in events {
             let delta = match e {
                 tools::Event::Content(text) => Delta { content: Some(text), ..Delta::default() },
+                tools::Event::Reasoning(text) => Delta { reasoning_content: Some(text), ..Delta::default() },
                 tools::Event::Call { index: call, name } => {
                     if let Some(c) = self.tools.as_mut().and_then(|t| t.calls.get_mut(index)) {
                         *c += 1;

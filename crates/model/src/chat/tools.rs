@@ -25,6 +25,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::pyjson;
+use super::reasoning::{Piece, ThinkStream, Thinking};
 use super::xml_calls::{self, XmlStream};
 use super::Message;
 use crate::grammar::Spec;
@@ -106,6 +107,9 @@ pub struct Plan {
     pub choice: Choice,
     /// More than one call per answer.
     pub parallel: bool,
+    /// The model's thinking tags, when its reasoning is to be read apart from the answer
+    /// (see [`super::reasoning`]); `None` keeps it in the text.
+    pub thinking: Option<Thinking>,
 }
 
 /// One call read from an answer.
@@ -349,9 +353,27 @@ impl Plan {
         }
     }
 
+    /// Reads a whole answer: its reasoning (empty unless [`Plan::thinking`] is set), then the
+    /// rest as [`Plan::parse`] reads it.
+    pub fn parse_answer(&self, text: &str) -> (String, Parsed) {
+        match &self.thinking {
+            Some(t) => {
+                let (reasoning, content) = t.split(text);
+                (reasoning, self.parse(&content))
+            }
+            None => (String::new(), self.parse(text)),
+        }
+    }
+
+    /// Whether answers need reading (tools take part, or reasoning is read apart).
+    pub fn reads(&self) -> bool {
+        self.active() || self.thinking.is_some()
+    }
+
     /// A reader for an answer as it is generated.
     pub fn stream(&self) -> Stream {
         let mut stream = Stream::new(if self.active() { Some(self.format) } else { None });
+        stream.think = self.thinking.map(ThinkStream::new);
         if self.active() && self.format == Format::SeedOss {
             stream.xml = Some(XmlStream::new(self.tools.clone()));
         }
@@ -452,6 +474,8 @@ pub enum Event {
         /// The function.
         name: String,
     },
+    /// Reasoning text (with [`Plan::thinking`]), apart from the answer.
+    Reasoning(String),
     /// More of a call's arguments text.
     Arguments {
         /// Which call.
@@ -478,6 +502,8 @@ pub struct Stream {
     responded: bool,
     /// The reader of the tag format, which does all the reading when set.
     xml: Option<XmlStream>,
+    /// With thinking tags: the reader that takes the reasoning out first.
+    think: Option<ThinkStream>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,11 +534,31 @@ impl Stream {
             calls: 0,
             responded: false,
             xml: None,
+            think: None,
         }
     }
 
     /// Reads `text`, the answer's next piece.
     pub fn push(&mut self, text: &str) -> Vec<Event> {
+        let Some(think) = &mut self.think else { return self.push_answer(text) };
+        let pieces = think.push(text);
+        self.after_thinking(pieces)
+    }
+
+    /// Reasoning as events; answer text through the answer's reader.
+    fn after_thinking(&mut self, pieces: Vec<Piece>) -> Vec<Event> {
+        let mut out = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Reasoning(t) => out.push(Event::Reasoning(t)),
+                Piece::Content(t) => out.extend(self.push_answer(&t)),
+            }
+        }
+        out
+    }
+
+    /// Reads a piece of the answer proper (past any reasoning).
+    fn push_answer(&mut self, text: &str) -> Vec<Event> {
         if let Some(xml) = &mut self.xml {
             return xml.push(text);
         }
@@ -536,6 +582,18 @@ impl Stream {
 
     /// The answer ended: whatever is held back.
     pub fn finish(&mut self) -> Vec<Event> {
+        let mut out = match self.think.take() {
+            Some(mut think) => {
+                let pieces = think.finish();
+                self.after_thinking(pieces)
+            }
+            None => Vec::new(),
+        };
+        out.extend(self.finish_answer());
+        out
+    }
+
+    fn finish_answer(&mut self) -> Vec<Event> {
         if let Some(xml) = &mut self.xml {
             return xml.finish();
         }
@@ -834,7 +892,7 @@ mod tests {
     }
 
     fn plan(format: Format, choice: Choice) -> Plan {
-        Plan { format, tools: vec![weather(), forecast()], choice, parallel: true }
+        Plan { format, tools: vec![weather(), forecast()], choice, parallel: true, thinking: None }
     }
 
     fn call(name: &str, arguments: &str) -> Call {
@@ -906,9 +964,35 @@ mod tests {
                     p.calls.push(call(&name, ""));
                 }
                 Event::Arguments { index, text } => p.calls[index].arguments.push_str(&text),
+                Event::Reasoning(_) => panic!("no reasoning without thinking tags"),
             }
         }
         p
+    }
+
+    #[test]
+    fn reasoning_is_read_before_the_calls() {
+        let template = "{{ '<seed:tool_call>' }} {{ '<seed:think>' }} {{ '</seed:think>' }}";
+        let mut p = plan(Format::SeedOss, Choice::Auto);
+        p.thinking = Thinking::for_prompt(template, "<seed:bos>assistant\n");
+        let text = "<seed:think>Paris, so get_weather.</seed:think>\n<seed:tool_call>\n<function=get_weather>\n\
+                    <parameter=city>Paris</parameter>\n</function>\n</seed:tool_call>";
+        let (reasoning, parsed) = p.parse_answer(text);
+        assert_eq!(reasoning, "Paris, so get_weather.");
+        assert_eq!(parsed, Parsed { content: String::new(), calls: vec![call("get_weather", r#"{"city": "Paris"}"#)] });
+        for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let mut s = p.stream();
+            let mut events = s.push(&text[..cut]);
+            events.extend(s.push(&text[cut..]));
+            events.extend(s.finish());
+            let thought: String = events
+                .iter()
+                .filter_map(|e| if let Event::Reasoning(t) = e { Some(t.as_str()) } else { None })
+                .collect();
+            assert_eq!(thought, reasoning, "cut at {cut}");
+            events.retain(|e| !matches!(e, Event::Reasoning(_)));
+            assert_eq!(assemble(events), parsed, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -22,7 +22,8 @@ use crate::schema::{
 use crate::sse::{self, Api};
 use crate::state::{unix_now, AppState};
 use crate::validate::{self, Context};
-use model::chat::tools::{Call, Format, Plan};
+use model::chat::reasoning::Thinking;
+use model::chat::tools::{Call, Choice, Format, Plan};
 
 /// A call read from an answer, with a fresh id.
 pub fn call_body(c: Call) -> ToolCallBody {
@@ -90,7 +91,7 @@ async fn run(
     let started = start(state, caller, body, "chatcmpl-").await?;
     if started.params.stream {
         let Started { sub, guard, head, params, plan, .. } = started;
-        if plan.active() {
+        if plan.reads() {
             return Ok(sse::chat_with_tools(sub, head, params.include_usage, guard, plan));
         }
         return Ok(sse::response_metered(sub, Api::Chat, head, params.include_usage, guard));
@@ -101,7 +102,7 @@ async fn run(
         .into_iter()
         .enumerate()
         .map(|(index, r)| {
-            let parsed = plan.parse(&r.text);
+            let (reasoning, parsed) = plan.parse_answer(&r.text);
             let called = !parsed.calls.is_empty();
             let tool_calls: Vec<ToolCallBody> = parsed.calls.into_iter().map(call_body).collect();
             let content = (!called || !parsed.content.is_empty()).then_some(parsed.content);
@@ -111,7 +112,13 @@ async fn run(
             };
             ChatChoice {
                 index,
-                message: ChatMessage { role: "assistant", content, refusal: None, tool_calls },
+                message: ChatMessage {
+                    role: "assistant",
+                    content,
+                    reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
+                    refusal: None,
+                    tool_calls,
+                },
                 logprobs: logprobs.map(|_| ChatLogprobs {
                     content: r.logprobs.iter().map(|(lp, _)| ChatTokenLogprob::from_engine(lp)).collect(),
                     refusal: None,
@@ -186,6 +193,7 @@ pub async fn start(
     let model = Arc::clone(&backend.model);
     let tools = req.tools;
     let kwargs = req.template_kwargs;
+    let separate_reasoning = req.separate_reasoning;
     let rendered = tokio::task::spawn_blocking(move || -> Result<(Vec<u32>, Plan), ApiError> {
         let compiled = match &own_template {
             Some(source) => Some(
@@ -199,17 +207,25 @@ pub async fn start(
             .as_ref()
             .or(model.chat_template.as_ref())
             .ok_or_else(|| ApiError::bad_request("no chat template"))?;
-        let plan = Plan {
+        let mut plan = Plan {
             format: Format::detect(template.source()),
             choice: tools.choice(),
             tools: tools.tools,
             parallel: tools.parallel,
+            thinking: None,
         };
         let mut messages = messages;
         let tools_var = plan.prepare(&mut messages);
         let text = template
             .render_with(&messages, tools_var.as_ref(), true, &kwargs)
             .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+        if separate_reasoning {
+            plan.thinking = Thinking::for_prompt(template.source(), &text).map(|mut t| {
+                // A call forced from the first token leaves no room for reasoning.
+                t.inside &= !plan.active() || plan.choice == Choice::Auto;
+                t
+            });
+        }
         Ok((model.tokenize_chat_prompt(&text), plan))
     })
     .await

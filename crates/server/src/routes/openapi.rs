@@ -433,6 +433,12 @@ fn chat_request(limits: &Limits, models: &[String], n_vocab: Option<usize>, cont
             `add_generation_prompt`, `bos_token` or `eos_token`." }),
     );
     p.insert(
+        "reasoning_format".into(),
+        json!({ "type": "string", "enum": ["auto", "deepseek", "none"], "nullable": true,
+            "description": "A thinking model's reasoning: read out of its tags into `reasoning_content` \
+            (`auto`, `deepseek`: the default) or left in the text (`none`)." }),
+    );
+    p.insert(
         "parallel_tool_calls".into(),
         json!({ "type": "boolean", "nullable": true, "description": "More than one call per answer (default true)." }),
     );

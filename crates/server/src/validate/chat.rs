@@ -19,6 +19,9 @@ pub struct ChatRequest {
     pub tools: Tools,
     /// Further chat-template variables (`chat_template_kwargs`, as vLLM and llama.cpp take them).
     pub template_kwargs: serde_json::Map<String, Value>,
+    /// Whether a thinking model's reasoning is read out of the text (`reasoning_format`
+    /// `auto`/`deepseek`, the default) or left in it (`none`), as llama.cpp's server offers.
+    pub separate_reasoning: bool,
     /// Everything else.
     pub params: GenParams,
 }
@@ -45,7 +48,17 @@ pub fn parse(body: &Value, ctx: Context) -> Result<ChatRequest, ApiError> {
         ));
     }
     let template_kwargs = template_kwargs(&f)?;
-    Ok(ChatRequest { model, messages, tools, template_kwargs, params })
+    let separate_reasoning = match f.string("reasoning_format")? {
+        None | Some("auto") | Some("deepseek") => true,
+        Some("none") => false,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "reasoning_format",
+                format!("`{other}` is not a reasoning format: `auto`, `deepseek` or `none`"),
+            ))
+        }
+    };
+    Ok(ChatRequest { model, messages, tools, template_kwargs, separate_reasoning, params })
 }
 
 /// `chat_template_kwargs`: an object of further template variables, none of the chat's own.
