@@ -270,17 +270,22 @@ To call one, answer with <tool_call>
 {%- if add_generation_prompt %}<|im_start|>assistant
 {% endif %}"#;
 
-/// The default model behind [`HERMES_TEMPLATE`].
-fn hermes_state() -> AppState {
-    static S: OnceLock<AppState> = OnceLock::new();
-    S.get_or_init(|| {
+/// The default model behind `template`, served once per `cell`.
+fn behind(cell: &'static OnceLock<AppState>, template: &str) -> AppState {
+    cell.get_or_init(|| {
         let path = seed::catalogue::ensure_model(MODEL_ID).expect("model");
         let mut m = LoadedModel::open(&path).expect("load");
-        m.chat_template = Some(m.compile_template(HERMES_TEMPLATE).expect("template"));
+        m.chat_template = Some(m.compile_template(template).expect("template"));
         let m = Arc::new(m);
         AppState::ready(config(), Arc::clone(&m), engine_for(m, 256, 64))
     })
     .clone()
+}
+
+/// The default model behind [`HERMES_TEMPLATE`].
+fn hermes_state() -> AppState {
+    static S: OnceLock<AppState> = OnceLock::new();
+    behind(&S, HERMES_TEMPLATE)
 }
 
 #[tokio::test]
@@ -334,14 +339,7 @@ const SEED_TEMPLATE: &str = r#"{%- if tools %}<|im_start|>system
 /// The default model behind [`SEED_TEMPLATE`].
 fn seed_state() -> AppState {
     static S: OnceLock<AppState> = OnceLock::new();
-    S.get_or_init(|| {
-        let path = seed::catalogue::ensure_model(MODEL_ID).expect("model");
-        let mut m = LoadedModel::open(&path).expect("load");
-        m.chat_template = Some(m.compile_template(SEED_TEMPLATE).expect("template"));
-        let m = Arc::new(m);
-        AppState::ready(config(), Arc::clone(&m), engine_for(m, 256, 64))
-    })
-    .clone()
+    behind(&S, SEED_TEMPLATE)
 }
 
 #[tokio::test]
@@ -392,15 +390,7 @@ const THINK_TEMPLATE: &str = "{%- for message in messages %}<|im_start|>{{ messa
 #[tokio::test]
 async fn reasoning_comes_apart_from_the_answer_whole_and_streamed() {
     static S: OnceLock<AppState> = OnceLock::new();
-    let s = S
-        .get_or_init(|| {
-            let path = seed::catalogue::ensure_model(MODEL_ID).expect("model");
-            let mut m = LoadedModel::open(&path).expect("load");
-            m.chat_template = Some(m.compile_template(THINK_TEMPLATE).expect("template"));
-            let m = Arc::new(m);
-            AppState::ready(config(), Arc::clone(&m), engine_for(m, 256, 64))
-        })
-        .clone();
+    let s = behind(&S, THINK_TEMPLATE);
     let body = |extra: Value| {
         let mut b = json!({"model": "any", "max_tokens": 12, "temperature": 0,
             "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
