@@ -269,6 +269,8 @@ fn quantizations_are_picked_and_missing_ones_listed() {
         ("mmproj-m-F16.gguf".to_string(), Arc::new(noise(100, 4))),
     ];
     hub.repos.insert("org/M-GGUF".into(), RepoFiles { files: files.clone(), ..RepoFiles::default() });
+    let one = vec![("one-Q8_0.gguf".to_string(), Arc::new(noise(1000, 5)))];
+    hub.repos.insert("org/One-GGUF".into(), RepoFiles { files: one, ..RepoFiles::default() });
     let hub = Arc::new(hub);
     let base = start(hub.clone());
     let home = tempfile::tempdir().unwrap();
@@ -292,6 +294,14 @@ fn quantizations_are_picked_and_missing_ones_listed() {
     // One file by its path.
     let out = seed(home.path(), &base, None, &["pull", "hf.co/org/M-GGUF/m-UD-Q4_K_M.gguf"]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // A repository with one model and no Q4_K_M: the reference without a tag takes it, and
+    // later runs find it without asking the hub (here: with the hub unreachable).
+    let out = seed(home.path(), &base, None, &["pull", "hf.co/org/One-GGUF"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = seed(home.path(), "http://127.0.0.1:1", None, &["pull", "hf.co/org/One-GGUF"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("one-Q8_0.gguf"), "{}", stdout(&out));
 
     // A missing quantization lists the ones there are (not the projector).
     let out = seed(home.path(), &base, None, &["pull", "hf.co/org/M-GGUF:Q2_K"]);

@@ -109,7 +109,15 @@ pub fn resolve(reference: &Reference, sources: &Sources) -> anyhow::Result<PathB
             let remote = Remote::new(repo, None, sources);
             let files = remote.list()?;
             let chosen = listing::choose(&files, quant.as_deref(), &repo.to_string())?;
-            remote.fetch(&chosen)
+            let path = remote.fetch(&chosen)?;
+            if quant.is_none() {
+                // What the reference without a tag means, for the next run without the network.
+                let dir = repo_dir(repo, None)?;
+                if let Ok(rel) = path.strip_prefix(&dir) {
+                    let _ = std::fs::write(dir.join(DEFAULT_FILE), rel.to_string_lossy().as_bytes());
+                }
+            }
+            Ok(path)
         }
         Reference::File { repo, revision, path } => {
             let remote = Remote::new(repo, revision.as_deref(), sources);
@@ -165,10 +173,21 @@ fn repo_dir(repo: &Repo, revision: Option<&str>) -> anyhow::Result<PathBuf> {
     Ok(models_dir()?.join(repo.hub.host()).join(&repo.owner).join(name))
 }
 
+/// The file in a repository's cache folder that names the model its reference without a tag
+/// resolved to (Q4_K_M, or the only model when there was none).
+const DEFAULT_FILE: &str = ".default";
+
 /// A cached model of `repo` that carries `quant` (default Q4_K_M), chosen as
-/// [`listing::choose`] would.
+/// [`listing::choose`] would; without a tag, also the model an earlier pull chose.
 fn cached_quant(repo: &Repo, quant: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
     let dir = repo_dir(repo, None)?;
+    if quant.is_none() {
+        let named = fs::read_to_string(dir.join(DEFAULT_FILE)).ok();
+        let rel = named.as_deref().map(str::trim).filter(|r| reference::check_path(r).is_ok());
+        if let Some(path) = rel.map(|r| dir.join(r)).filter(|p| p.is_file()) {
+            return Ok(Some(path));
+        }
+    }
     let wanted = quant.unwrap_or(listing::DEFAULT_QUANT);
     let mut found: Vec<String> = gguf_files(&dir)
         .into_iter()
