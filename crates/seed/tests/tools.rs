@@ -489,10 +489,10 @@ fn auto_grammars_let_text_through_until_the_trigger_then_only_calls() {
     // Seed-OSS: text until `<seed:tool_call>`, then only a given tool, its parameters in order,
     // values of their schema (here enums and a string of at most 30 characters).
     let seed = plan(Format::SeedOss, Choice::Auto);
-    let call = "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Paris</parameter>\n\
-                <parameter=unit>celsius</parameter>\n</function>\n</seed:tool_call>";
+    let seed_call = "<seed:tool_call>\n<function=get_weather>\n<parameter=city>Paris</parameter>\n\
+                     <parameter=unit>celsius</parameter>\n</function>\n</seed:tool_call>";
     assert_eq!(refused_at(&seed, "<seed:think>Easy.</seed:think> It is {sunny} <b>today</b>."), None);
-    assert_eq!(refused_at(&seed, &format!("Let me check.\n{call}")), None);
+    assert_eq!(refused_at(&seed, &format!("Let me check.\n{seed_call}")), None);
     let time = "<seed:tool_call>\n<function=get_time>\n<parameter=zone>Europe/Paris</parameter>\n</function>\n</seed:tool_call>";
     assert_eq!(refused_at(&plan(Format::SeedOss, Choice::Required), time), None);
     for bad in [
@@ -505,4 +505,20 @@ fn auto_grammars_let_text_through_until_the_trigger_then_only_calls() {
         assert!(refused_at(&seed, &format!("Sure. {bad}")).is_some(), "{bad}");
     }
     assert_eq!(refused_at(&plan(Format::SeedOss, Choice::Required), "Sure."), Some(0));
+    // A thinking model: its reasoning comes first and is free — a trigger inside it starts no
+    // call — then text or calls as before.
+    let template = "{{ '<think>' }}{{ '</think>' }}";
+    let mut thinking = plan(Format::Hermes, Choice::Auto);
+    thinking.thinking = model::chat::reasoning::Thinking::for_prompt(template, "assistant\n");
+    let musing = "<think>I could write <tool_call> here, or not.</think>\n";
+    assert!(refused_at(&hermes, &format!("{musing}It is sunny.")).is_some(), "without thinking, the trigger binds");
+    assert_eq!(refused_at(&thinking, &format!("{musing}It is sunny.")), None);
+    assert_eq!(refused_at(&thinking, &format!("{musing}<tool_call>\n{call}\n</tool_call>")), None);
+    assert!(refused_at(&thinking, &format!("{musing}<tool_call>\nI will call it now")).is_some());
+    assert_eq!(refused_at(&thinking, "No thinking at all."), None);
+    thinking.thinking = model::chat::reasoning::Thinking::for_prompt(template, "assistant\n<think>\n");
+    assert_eq!(
+        refused_at(&thinking, &format!("Hm, <tool_call> maybe.</think><tool_call>\n{call}\n</tool_call>")),
+        None
+    );
 }

@@ -28,6 +28,16 @@ impl Thinking {
         Some(Thinking { open, close, inside: prompt.trim_end().ends_with(open) })
     }
 
+    /// The opening tag.
+    pub fn open(&self) -> &'static str {
+        self.open
+    }
+
+    /// The closing tag.
+    pub fn close(&self) -> &'static str {
+        self.close
+    }
+
     /// Splits a whole answer into its reasoning and its text.
     pub fn split(&self, text: &str) -> (String, String) {
         let mut stream = ThinkStream::new(*self);

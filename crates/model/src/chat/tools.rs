@@ -227,8 +227,20 @@ impl Plan {
         }
     }
 
-    /// The grammar the answer must follow, or `None` when tools take no part.
+    /// The grammar the answer must follow, or `None` when tools take no part. With thinking
+    /// tags and `auto`, the reasoning comes first and is free: a trigger written inside it does
+    /// not start a call.
     pub fn grammar(&self) -> Option<Spec> {
+        let spec = self.tools_grammar()?;
+        match (&self.thinking, &self.choice, &spec) {
+            (Some(t), Choice::Auto, Spec::Lark(lark)) => {
+                Some(Spec::Lark(think_first(lark, t).unwrap_or_else(|| lark.clone())))
+            }
+            _ => Some(spec),
+        }
+    }
+
+    fn tools_grammar(&self) -> Option<Spec> {
         if !self.active() {
             return None;
         }
@@ -379,6 +391,57 @@ impl Plan {
         }
         stream
     }
+}
+
+/// An `auto` tool grammar (`start: TEXT | head …`, `head[lazy]: TEXT "<trigger>"`) with the
+/// reasoning first. The lexer does not backtrack, so the reasoning must be a lexeme no other
+/// can begin: when the prompt opened it, the answer starts with `thought` (everything up to the
+/// closing tag); else either with the opening tag and `thought`, or with text that does not
+/// begin with the opening tag (`TEXT_NT`: `TEXT` and not `<open>…`). `None` when `lark` does not
+/// have that shape.
+fn think_first(lark: &str, t: &Thinking) -> Option<String> {
+    let lit = |s: &str| Value::String(s.to_string()).to_string();
+    let mut lines: Vec<String> = Vec::new();
+    let mut answer = None;
+    let mut head = None;
+    for line in lark.lines() {
+        if let Some(rest) = line.strip_prefix("start:") {
+            answer = Some(rest.to_string());
+            lines.push(format!("answer:{rest}"));
+        } else {
+            if let Some(rest) = line.strip_prefix("head[lazy]: TEXT ") {
+                head = Some(rest.to_string());
+            }
+            lines.push(line.to_string());
+        }
+    }
+    let (answer, head) = (answer?, head?);
+    let regex_open: String = t
+        .open()
+        .chars()
+        .map(|c| if "\\.+*?()|[]{}^$#&-~/".contains(c) { format!("\\{c}") } else { c.to_string() })
+        .collect();
+    let mut out = vec![lines.first()?.clone()];
+    if t.inside {
+        out.push("start: thought answer".into());
+        out.push(format!("thought[lazy]: TEXT {}", lit(t.close())));
+    } else {
+        let plain: Vec<String> = answer
+            .split(' ')
+            .map(|w| match w {
+                "TEXT" => "TEXT_NT".to_string(),
+                "head" => "head_nt".to_string(),
+                w => w.to_string(),
+            })
+            .collect();
+        out.push("start: thought answer | answer_nt".into());
+        out.push(format!("thought[lazy]: {} TEXT {}", lit(t.open()), lit(t.close())));
+        out.push(format!("answer_nt:{}", plain.join(" ")));
+        out.push(format!("head_nt[lazy]: TEXT_NT {head}"));
+        out.push(format!("TEXT_NT: /(?s:.*)/ & ~/{regex_open}(?s:.*)/"));
+    }
+    out.extend(lines.into_iter().skip(1));
+    Some(out.join("\n") + "\n")
 }
 
 /// `%json {…}` of a schema compiled without free whitespace (as [`crate::grammar`] does for
