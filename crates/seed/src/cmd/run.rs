@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use model::chat::reasoning::{Piece, ThinkStream, Thinking};
 use model::chat::Message;
 use model::sampler::SamplingParams;
 use model::session::Session;
@@ -489,7 +490,7 @@ impl Chat {
 
     /// Adds the user's turn, streams the answer, and records it.
     fn answer(&mut self, loaded: &LoadedModel, session: &mut Session, input: &str) -> anyhow::Result<()> {
-        let prompt = match &loaded.chat_template {
+        let (prompt, thinking) = match &loaded.chat_template {
             Some(template) => {
                 if self.messages.is_empty() {
                     if let Some(system) = &self.system {
@@ -497,18 +498,21 @@ impl Chat {
                     }
                 }
                 self.messages.push(Message::new("user", input));
-                loaded.tokenize_chat_prompt(&template.render_with(&self.messages, None, true, &self.template_kwargs)?)
+                let text = template.render_with(&self.messages, None, true, &self.template_kwargs)?;
+                (loaded.tokenize_chat_prompt(&text), Thinking::for_prompt(template.source(), &text))
             }
-            None => loaded.tokenizer.encode(input, true, true),
+            None => (loaded.tokenizer.encode(input, true, true), None),
         };
         self.stop.store(false, Ordering::SeqCst);
         self.answering.store(true, Ordering::SeqCst);
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
+        // On a terminal, a thinking model's reasoning is shown dimmed, without its tags.
+        let mut shown = Shown::new(thinking.filter(|_| std::io::stdout().is_terminal()));
         let result = generate(session, &loaded.tokenizer, &prompt, &self.opts, Some(&self.stop), |_, bytes| {
-            let _ = out.write_all(bytes);
-            let _ = out.flush();
+            shown.push(bytes, &mut out);
         });
+        shown.finish(&mut out);
         self.answering.store(false, Ordering::SeqCst);
         let result = result?;
         writeln!(out)?;
@@ -546,6 +550,64 @@ impl Chat {
         }
         self.last = Some(stats);
         Ok(())
+    }
+}
+
+/// An answer on its way to the terminal: bytes as they come, or — for a thinking model — the
+/// reasoning dimmed and the answer plain (whole characters only, so a split character waits).
+struct Shown {
+    think: Option<ThinkStream>,
+    bytes: Vec<u8>,
+    /// The last thing written was reasoning (the answer then starts on a new line).
+    thinking: bool,
+}
+
+impl Shown {
+    const DIM: &'static str = "\x1b[2m";
+    const PLAIN: &'static str = "\x1b[0m";
+
+    fn new(thinking: Option<Thinking>) -> Shown {
+        Shown { think: thinking.map(ThinkStream::new), bytes: Vec::new(), thinking: false }
+    }
+
+    fn push(&mut self, bytes: &[u8], out: &mut impl Write) {
+        let Some(think) = &mut self.think else {
+            let _ = out.write_all(bytes);
+            let _ = out.flush();
+            return;
+        };
+        self.bytes.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.bytes) {
+            Ok(s) => s.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        let text = String::from_utf8_lossy(&self.bytes[..valid]).into_owned();
+        self.bytes.drain(..valid);
+        let pieces = think.push(&text);
+        self.write(pieces, out);
+    }
+
+    fn finish(&mut self, out: &mut impl Write) {
+        if let Some(think) = &mut self.think {
+            let rest = String::from_utf8_lossy(&std::mem::take(&mut self.bytes)).into_owned();
+            let mut pieces = think.push(&rest);
+            pieces.extend(think.finish());
+            self.write(pieces, out);
+        }
+    }
+
+    fn write(&mut self, pieces: Vec<Piece>, out: &mut impl Write) {
+        for p in pieces {
+            let _ = match p {
+                Piece::Reasoning(t) => {
+                    self.thinking = true;
+                    write!(out, "{}{t}{}", Self::DIM, Self::PLAIN)
+                }
+                Piece::Content(t) if std::mem::take(&mut self.thinking) => write!(out, "\n\n{t}"),
+                Piece::Content(t) => write!(out, "{t}"),
+            };
+        }
+        let _ = out.flush();
     }
 }
 
@@ -623,5 +685,34 @@ impl Input {
             }
         }
         Ok(Some(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasoning_is_shown_dimmed_and_the_answer_on_its_own_line() {
+        let thinking = Thinking::for_prompt("{{ '<think>' }}{{ '</think>' }}", "assistant\n");
+        let mut out = Vec::new();
+        let mut shown = Shown::new(thinking);
+        // "é" cut between two pieces waits for its second byte.
+        let text = "<think>Hmm é</think>\n\nParis.".as_bytes();
+        let cut = text.iter().position(|&b| b == 0xC3).expect("é") + 1;
+        shown.push(&text[..cut], &mut out);
+        shown.push(&text[cut..], &mut out);
+        shown.finish(&mut out);
+        let shown_text = String::from_utf8(out).expect("UTF-8");
+        assert_eq!(
+            shown_text.replace(Shown::DIM, "<dim>").replace(Shown::PLAIN, "</dim>"),
+            "<dim>Hmm </dim><dim>é</dim>\n\nParis."
+        );
+        // Without thinking tags the bytes pass as they are.
+        let mut out = Vec::new();
+        let mut plain = Shown::new(None);
+        plain.push(text, &mut out);
+        plain.finish(&mut out);
+        assert_eq!(out, text);
     }
 }
