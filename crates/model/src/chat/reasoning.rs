@@ -4,8 +4,9 @@
 //! taken out of the answer's text and returned on its own (`reasoning_content`).
 //!
 //! The tags come from the chat template. Some templates end the prompt inside the thinking
-//! (DeepSeek R1's adds `<think>\n`), so the answer starts with reasoning and has only the
-//! closing tag; [`Thinking::for_prompt`] sees that in the rendered prompt. An answer whose
+//! (DeepSeek R1's adds `<think>\n`; Seed-OSS's, for a thinking budget of 0, its opening tag and
+//! a budget note), so the answer starts with reasoning and has only the closing tag;
+//! [`Thinking::for_prompt`] sees that in the rendered prompt. An answer whose
 //! reasoning never closes (cut by `max_tokens`) is all reasoning; an answer that does not
 //! open with the tag (after white space) is all answer.
 
@@ -25,7 +26,11 @@ impl Thinking {
     /// whether the answer starts inside them; `None` for templates of models that do not think.
     pub fn for_prompt(template: &str, prompt: &str) -> Option<Thinking> {
         let &(open, close) = TAGS.iter().find(|(open, close)| template.contains(open) && template.contains(close))?;
-        Some(Thinking { open, close, inside: prompt.trim_end().ends_with(open) })
+        // Inside when the prompt's last opening tag has no closing tag after it: DeepSeek R1's
+        // `…<think>\n`, Seed-OSS's `…<seed:think><seed:cot_budget_reflect>` (a budget of 0); not
+        // Qwen 3's `<think>\n\n</think>\n\n` (thinking off) nor earlier turns' closed reasoning.
+        let inside = prompt.rfind(open).is_some_and(|o| prompt.rfind(close).is_none_or(|c| c < o));
+        Some(Thinking { open, close, inside })
     }
 
     /// The opening tag.
@@ -178,6 +183,12 @@ mod tests {
         assert!(r1.inside);
         let seed = Thinking::for_prompt("'<seed:think>' '</seed:think>'", "assistant\n").unwrap();
         assert_eq!(seed.split("<seed:think>hm</seed:think>\nHi."), ("hm".into(), "Hi.".into()));
+        // Seed-OSS with a thinking budget of 0 opens the reasoning and its budget note itself.
+        let zero = "<seed:bos>assistant\n<seed:think><seed:cot_budget_reflect>";
+        assert!(Thinking::for_prompt("'<seed:think>' '</seed:think>'", zero).unwrap().inside);
+        // Qwen 3 with thinking off closes it in the prompt; earlier turns' reasoning is closed.
+        assert!(!Thinking::for_prompt(QWEN3, "assistant\n<think>\n\n</think>\n\n").unwrap().inside);
+        assert!(!Thinking::for_prompt(QWEN3, "<think>a</think>b<|im_start|>assistant\n").unwrap().inside);
     }
 
     #[test]
