@@ -505,6 +505,12 @@ fn auto_grammars_let_text_through_until_the_trigger_then_only_calls() {
         assert!(refused_at(&seed, &format!("Sure. {bad}")).is_some(), "{bad}");
     }
     assert_eq!(refused_at(&plan(Format::SeedOss, Choice::Required), "Sure."), Some(0));
+    // Qwen3-Coder: the same tags inside `<tool_call>`, each value on lines of its own.
+    let coder = plan(Format::QwenCoder, Choice::Auto);
+    let coder_call = "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n\
+                      <parameter=unit>\ncelsius\n</parameter>\n</function>\n</tool_call>";
+    assert_eq!(refused_at(&coder, &format!("I will look it up.\n{coder_call}")), None);
+    assert!(refused_at(&coder, "<tool_call>\n<function=get_weather>\n<parameter=city>Paris").is_some());
     // A thinking model: its reasoning comes first and is free — a trigger inside it starts no
     // call — then text or calls as before.
     let template = "{{ '<think>' }}{{ '</think>' }}";

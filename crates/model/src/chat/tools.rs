@@ -9,6 +9,7 @@
 //!   separated by `;`), optionally after `<|python_tag|>`;
 //! - [`Format::SeedOss`] (ByteDance Seed-OSS): `<seed:tool_call>` around `<function=…>` with one
 //!   `<parameter=…>` tag per argument, values as raw text typed by the tool's schema;
+//!   [`Format::QwenCoder`] (Qwen3-Coder) the same inside `<tool_call>`, values on their own lines;
 //! - [`Format::Generic`], for templates with no tool syntax (SmolLM2, Gemma 3): the tools and
 //!   the answer's shape are described in the system message, and the whole answer is one JSON
 //!   object, `{"tool_calls": [{"name": …, "arguments": …}]}` or `{"response": "…"}`.
@@ -69,13 +70,17 @@ pub enum Format {
     /// `<seed:tool_call>\n<function=…>\n<parameter=…>…</parameter>\n</function>\n</seed:tool_call>`
     /// (ByteDance Seed-OSS; see [`super::xml_calls`]).
     SeedOss,
+    /// The same tags inside `<tool_call>`, each value on lines of its own (Qwen3-Coder).
+    QwenCoder,
 }
 
 impl Format {
     /// The format a chat template's source shows.
     pub fn detect(template: &str) -> Format {
-        if template.contains(xml_calls::OPEN) {
+        if template.contains(xml_calls::SEED.open) {
             Format::SeedOss
+        } else if template.contains("<tool_call>") && template.contains("<function=") {
+            Format::QwenCoder
         } else if template.contains("<tool_call>") {
             Format::Hermes
         } else if template.contains("<|start_header_id|>") && template.contains("tools") {
@@ -92,6 +97,7 @@ impl Format {
             Format::Llama3 => "llama3",
             Format::Generic => "generic",
             Format::SeedOss => "seed_oss",
+            Format::QwenCoder => "qwen3_coder",
         }
     }
 }
@@ -278,7 +284,9 @@ impl Plan {
                      TEXT: /(?s:.*)/\n"
                 ))
             }
-            Format::SeedOss => Spec::Lark(xml_calls::grammar(&self.callable(), forced, self.parallel)),
+            Format::SeedOss | Format::QwenCoder => {
+                Spec::Lark(xml_calls::grammar(&self.callable(), forced, self.parallel, &self.tags()))
+            }
             Format::Llama3 => {
                 let body = inline_json(&self.calls_schema("parameters"));
                 let more = if self.parallel { " (\"; \" call)*" } else { "" };
@@ -301,7 +309,7 @@ impl Plan {
         }
         let whole = || Parsed { content: text.to_string(), calls: Vec::new() };
         match self.format {
-            Format::SeedOss => match xml_calls::parse(text, &self.tools) {
+            Format::SeedOss | Format::QwenCoder => match xml_calls::parse(text, &self.tools, &self.tags()) {
                 Some((content, calls)) => Parsed { content, calls },
                 None => whole(),
             },
@@ -377,6 +385,15 @@ impl Plan {
         }
     }
 
+    /// The tag format's tags (Seed-OSS's unless the format is Qwen3-Coder's).
+    fn tags(&self) -> xml_calls::Tags {
+        if self.format == Format::QwenCoder {
+            xml_calls::QWEN_CODER
+        } else {
+            xml_calls::SEED
+        }
+    }
+
     /// Whether answers need reading (tools take part, or reasoning is read apart).
     pub fn reads(&self) -> bool {
         self.active() || self.thinking.is_some()
@@ -386,8 +403,8 @@ impl Plan {
     pub fn stream(&self) -> Stream {
         let mut stream = Stream::new(if self.active() { Some(self.format) } else { None });
         stream.think = self.thinking.map(ThinkStream::new);
-        if self.active() && self.format == Format::SeedOss {
-            stream.xml = Some(XmlStream::new(self.tools.clone()));
+        if self.active() && matches!(self.format, Format::SeedOss | Format::QwenCoder) {
+            stream.xml = Some(XmlStream::new(self.tools.clone(), self.tags()));
         }
         stream
     }
@@ -692,7 +709,7 @@ impl Stream {
                 let t = self.pending.trim_start();
                 let t = match format {
                     // Read by its own `XmlStream`; never here.
-                    Format::SeedOss => None,
+                    Format::SeedOss | Format::QwenCoder => None,
                     Format::Hermes => {
                         if t.len() < HERMES_OPEN.len() && HERMES_OPEN.starts_with(t) {
                             return false;
@@ -788,7 +805,7 @@ impl Stream {
     fn text(&mut self, format: Format, out: &mut Vec<Event>) -> bool {
         match format {
             // Read by its own `XmlStream`; never here.
-            Format::SeedOss => {
+            Format::SeedOss | Format::QwenCoder => {
                 out.push(Event::Content(std::mem::take(&mut self.pending)));
                 false
             }
@@ -1009,6 +1026,14 @@ mod tests {
                 },
             ),
             (
+                Format::QwenCoder,
+                "I will look.\n<tool_call>\n<function=forecast>\n<parameter=days>\n3\n</parameter>\n<parameter=note>\ntwo\nlines\n</parameter>\n</function>\n</tool_call>",
+                Parsed {
+                    content: "I will look.".into(),
+                    calls: vec![call("forecast", r#"{"days": 3, "note": "two\nlines"}"#)],
+                },
+            ),
+            (
                 Format::Generic,
                 "{\"response\": \"Sunny \\\"and\\\" warm \\u00e9\\ud83d\\ude00 \\n done\"}",
                 Parsed { content: "Sunny \"and\" warm é😀 \n done".into(), calls: vec![] },
@@ -1125,6 +1150,7 @@ mod tests {
         assert_eq!(Format::detect("<|start_header_id|>{% if tools %}{% endif %}"), Format::Llama3);
         assert_eq!(Format::detect("<|im_start|>{{ m.content }}"), Format::Generic);
         assert_eq!(Format::detect("{{ '<seed:tool_call>' }}"), Format::SeedOss);
+        assert_eq!(Format::detect("<tool_call>\n<function=example_function_name>"), Format::QwenCoder);
     }
 
     #[test]

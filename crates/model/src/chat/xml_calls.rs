@@ -1,4 +1,5 @@
-//! Tool calls written as tags, one parameter per tag (ByteDance Seed-OSS):
+//! Tool calls written as tags, one parameter per tag (ByteDance Seed-OSS; Qwen3-Coder writes the
+//! same inside `<tool_call>`, each value on lines of its own):
 //!
 //! ```text
 //! <seed:tool_call>
@@ -19,9 +20,22 @@ use serde_json::{json, Value};
 
 use super::tools::{held_tail, Call, Event, Tool};
 
-/// The tags around one call.
-pub(super) const OPEN: &str = "<seed:tool_call>";
-const CLOSE: &str = "</seed:tool_call>";
+/// The tags around one call, and where values stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Tags {
+    /// Opens a call.
+    pub open: &'static str,
+    /// Closes it.
+    pub close: &'static str,
+    /// Values stand on lines of their own (`<parameter=x>\nvalue\n</parameter>`).
+    pub lines: bool,
+}
+
+/// Seed-OSS: `<seed:tool_call>`, values inline.
+pub(super) const SEED: Tags = Tags { open: "<seed:tool_call>", close: "</seed:tool_call>", lines: false };
+/// Qwen3-Coder: `<tool_call>`, values on their own lines.
+pub(super) const QWEN_CODER: Tags = Tags { open: "<tool_call>", close: "</tool_call>", lines: true };
+
 const FUNCTION: &str = "<function=";
 const FUNCTION_END: &str = "</function>";
 const PARAMETER: &str = "<parameter=";
@@ -58,12 +72,12 @@ fn tool<'a>(tools: &'a [Tool], name: &str) -> Option<&'a Tool> {
     tools.iter().find(|t| t.name == name)
 }
 
-/// Reads the calls after the first [`OPEN`]; `None` when they do not read as calls.
-pub(super) fn parse(text: &str, tools: &[Tool]) -> Option<(String, Vec<Call>)> {
-    let start = text.find(OPEN)?;
+/// Reads the calls after the first opening tag; `None` when they do not read as calls.
+pub(super) fn parse(text: &str, tools: &[Tool], tags: &Tags) -> Option<(String, Vec<Call>)> {
+    let start = text.find(tags.open)?;
     let mut calls = Vec::new();
     let mut rest = &text[start..];
-    while let Some(after) = rest.trim_start().strip_prefix(OPEN) {
+    while let Some(after) = rest.trim_start().strip_prefix(tags.open) {
         let body = after.trim_start().strip_prefix(FUNCTION)?;
         let (name, mut body) = body.split_once('>')?;
         let t = tool(tools, name);
@@ -82,7 +96,7 @@ pub(super) fn parse(text: &str, tools: &[Tool]) -> Option<(String, Vec<Call>)> {
         }
         arguments.push_str(if arguments.is_empty() { "{}" } else { "}" });
         calls.push(Call { name: name.to_string(), arguments });
-        rest = body.trim_start().strip_prefix(CLOSE)?;
+        rest = body.trim_start().strip_prefix(tags.close)?;
     }
     if !rest.trim().is_empty() {
         return None;
@@ -91,8 +105,9 @@ pub(super) fn parse(text: &str, tools: &[Tool]) -> Option<(String, Vec<Call>)> {
 }
 
 /// The Lark grammar for calls of `callable`: from the first token when `forced`, else free
-/// text until [`OPEN`]; one call, or several with `parallel`.
-pub(super) fn grammar(callable: &[&Tool], forced: bool, parallel: bool) -> String {
+/// text until the opening tag; one call, or several with `parallel`.
+pub(super) fn grammar(callable: &[&Tool], forced: bool, parallel: bool, tags: &Tags) -> String {
+    let nl = if tags.lines { "\n" } else { "" };
     let lit = |s: &str| Value::String(s.to_string()).to_string();
     let mut rules = Vec::new();
     let mut functions = Vec::new();
@@ -107,11 +122,12 @@ pub(super) fn grammar(callable: &[&Tool], forced: bool, parallel: bool) -> Strin
             .unwrap_or_default();
         for (p, (name, schema)) in props.into_iter().flatten().enumerate() {
             let rule = format!("f{f}p{p}");
-            let open = lit(&format!("{PARAMETER}{name}>"));
+            let open = lit(&format!("{PARAMETER}{name}>{nl}"));
+            let end = lit(&format!("{nl}{PARAMETER_END}"));
             rules.push(match value_rule(schema) {
-                Some(v) => format!("{rule}: {open} {rule}v {} \"\\n\"\n{rule}v: {v}", lit(PARAMETER_END)),
+                Some(v) => format!("{rule}: {open} {rule}v {end} \"\\n\"\n{rule}v: {v}"),
                 // Free text up to the closing tag.
-                None => format!("{rule}: {open} {rule}v \"\\n\"\n{rule}v[lazy]: TEXT {}", lit(PARAMETER_END)),
+                None => format!("{rule}: {open} {rule}v \"\\n\"\n{rule}v[lazy]: TEXT {end}"),
             });
             seq.push(if required.contains(&name.as_str()) { rule } else { format!("{rule}?") });
         }
@@ -120,8 +136,11 @@ pub(super) fn grammar(callable: &[&Tool], forced: bool, parallel: bool) -> Strin
         functions.push(format!("f{f}"));
     }
     let more = if parallel { " (\"\\n\" call)*" } else { "" };
-    let head =
-        if forced { "start: call".to_string() } else { format!("start: TEXT | head \"\\n\" function {}", lit(CLOSE)) };
+    let head = if forced {
+        "start: call".to_string()
+    } else {
+        format!("start: TEXT | head \"\\n\" function {}", lit(tags.close))
+    };
     format!(
         "%llguidance {{}}\n{head}{more}\n\
          call: {} \"\\n\" function {}\n\
@@ -129,9 +148,9 @@ pub(super) fn grammar(callable: &[&Tool], forced: bool, parallel: bool) -> Strin
          function: {}\n\
          {}\n\
          TEXT: /(?s:.*)/\n",
-        lit(OPEN),
-        lit(CLOSE),
-        lit(OPEN),
+        lit(tags.open),
+        lit(tags.close),
+        lit(tags.open),
         functions.join(" | "),
         rules.join("\n"),
     )
@@ -176,6 +195,7 @@ fn value_rule(schema: &Value) -> Option<String> {
 #[derive(Debug)]
 pub(super) struct XmlStream {
     tools: Vec<Tool>,
+    tags: Tags,
     pending: String,
     /// What was held back since the text stopped passing (shown if no call comes of it).
     hidden: String,
@@ -199,8 +219,8 @@ enum XmlState {
 }
 
 impl XmlStream {
-    pub(super) fn new(tools: Vec<Tool>) -> XmlStream {
-        XmlStream { tools, pending: String::new(), hidden: String::new(), state: XmlState::Text, calls: 0 }
+    pub(super) fn new(tools: Vec<Tool>, tags: Tags) -> XmlStream {
+        XmlStream { tools, tags, pending: String::new(), hidden: String::new(), state: XmlState::Text, calls: 0 }
     }
 
     pub(super) fn push(&mut self, text: &str) -> Vec<Event> {
@@ -238,7 +258,7 @@ impl XmlStream {
                 false
             }
             XmlState::Text => {
-                if let Some(i) = self.pending.find(OPEN) {
+                if let Some(i) = self.pending.find(self.tags.open) {
                     let text: String = self.pending.drain(..i).collect();
                     let kept = text.trim_end();
                     if !kept.is_empty() {
@@ -248,7 +268,7 @@ impl XmlStream {
                     self.state = XmlState::Between;
                     return true;
                 }
-                let send = self.pending.len() - held_tail(&self.pending, OPEN);
+                let send = self.pending.len() - held_tail(&self.pending, self.tags.open);
                 let text: String = self.pending.drain(..send).collect();
                 if !text.is_empty() {
                     out.push(Event::Content(text));
@@ -257,10 +277,10 @@ impl XmlStream {
             }
             XmlState::Between => {
                 let t = self.pending.trim_start();
-                if t.is_empty() || Self::may_become(t, OPEN) {
+                if t.is_empty() || Self::may_become(t, self.tags.open) {
                     return false;
                 }
-                let Some(after) = t.strip_prefix(OPEN) else {
+                let Some(after) = t.strip_prefix(self.tags.open) else {
                     self.state = XmlState::Done;
                     return true;
                 };
@@ -308,10 +328,10 @@ impl XmlStream {
             }
             XmlState::AfterCall => {
                 let t = self.pending.trim_start();
-                if t.is_empty() || Self::may_become(t, CLOSE) {
+                if t.is_empty() || Self::may_become(t, self.tags.close) {
                     return false;
                 }
-                match t.strip_prefix(CLOSE) {
+                match t.strip_prefix(self.tags.close) {
                     Some(rest) => {
                         self.hide(self.pending.len() - rest.len());
                         self.state = XmlState::Between;
