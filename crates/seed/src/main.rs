@@ -34,6 +34,8 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Perplexity of a text file, scored as llama-perplexity does.
     Perplexity(cmd::perplexity::PerplexityArgs),
+    /// Write a model in another type (Q8_0, Q4_K_M, … or back to F32), as llama-quantize does.
+    Quantize(cmd::quantize::QuantizeArgs),
     /// A model's tokens for a text, like llama-tokenize (vocabulary-only files too).
     Tokenize(cmd::tokenize::TokenizeArgs),
     /// Serve the OpenAI-compatible HTTP API (chat, completions, streaming, metrics).
@@ -64,6 +66,7 @@ fn main() -> Result<()> {
         Command::Perplexity(args) => cmd::perplexity::run(args),
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Quantize(args) => cmd::quantize::run(args),
         Command::Tokenize(args) => cmd::tokenize::run(args),
         Command::Keys(args) => cmd::keys::run(args),
         Command::Usage(args) => cmd::usage::run(args),

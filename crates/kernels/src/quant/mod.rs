@@ -2,10 +2,12 @@
 //! 8-bit formats activations are quantized to before a dot product.
 //!
 //! Each format module has the `#[repr(C)]` block (ggml's field names, a compile-time
-//! size check), a scalar `dequantize_row`, a scalar `quantize_row` (for tests: it
-//! makes valid blocks, not the best ones) and the scalar reference `vec_dot` against
-//! the format's activation type. These scalar functions are the definition of the
-//! numerics; the SIMD kernels in `x86` are tested against them.
+//! size check), a scalar `dequantize_row`, a scalar `quantize_row` and the scalar
+//! reference `vec_dot` against the format's activation type. These scalar functions
+//! are the definition of the numerics; the SIMD kernels in `x86` are tested against
+//! them. `quantize_row` is ggml's reference quantizer bit for bit (the scale
+//! searches are in [`search`]): it is what `seed quantize` writes, and what
+//! `llama-quantize` writes without an importance matrix for the same input.
 //!
 //! | weights | activations quantized to |
 //! |---|---|
@@ -13,6 +15,8 @@
 //! | Q4_1 | Q8_1 (`s = d·Σq`) |
 //! | Q4_K, Q5_K, Q6_K | Q8_K (with `bsums`) |
 //! | F16 / BF16 / F32 | f16 / bf16 / f32 |
+//!
+//! Q5_1 is read and written (dequantized, quantized) but has no kernels yet.
 
 pub mod float;
 pub mod order;
@@ -20,15 +24,18 @@ pub mod q4_0;
 pub mod q4_1;
 pub mod q4_k;
 pub mod q5_0;
+pub mod q5_1;
 pub mod q5_k;
 pub mod q6_k;
 pub mod q8;
 pub mod q8_k;
+pub mod search;
 
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
 pub use q4_k::BlockQ4K;
 pub use q5_0::BlockQ5_0;
+pub use q5_1::BlockQ5_1;
 pub use q5_k::BlockQ5K;
 pub use q6_k::BlockQ6K;
 pub use q8::{BlockQ8_0, BlockQ8_1};
@@ -98,7 +105,7 @@ pub(crate) fn cast_blocks<T: Pod>(ty: GgmlType, bytes: &[u8]) -> Result<&[T], Ke
 
 /// Dequantizes one row: `src` is exactly one row's bytes, `dst.len()` its element count.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
-    if !ty.is_supported() {
+    if !ty.has_codec() {
         return Err(KernelError::UnsupportedType(ty));
     }
     let cols = dst.len();
@@ -113,6 +120,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
         GgmlType::Q4_0 => q4_0::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q4_1 => q4_1::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q5_0 => q5_0::dequantize_row(cast_blocks(ty, src)?, dst),
+        GgmlType::Q5_1 => q5_1::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q8_0 => q8::dequantize_row_q8_0(cast_blocks(ty, src)?, dst),
         GgmlType::Q4_K => q4_k::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q5_K => q5_k::dequantize_row(cast_blocks(ty, src)?, dst),
@@ -122,10 +130,11 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
     Ok(())
 }
 
-/// Quantizes `src` into one row of `ty` (`dst` = exactly one row's bytes). Simple
-/// quantizers meant for tests and tools: they make valid, reasonable blocks.
+/// Quantizes `src` into one row of `ty` (`dst` = exactly one row's bytes) with
+/// ggml's reference quantizer for the type: the bytes `llama-quantize` writes
+/// for the same values when it has no importance matrix.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
-    if !ty.is_supported() {
+    if !ty.has_codec() {
         return Err(KernelError::UnsupportedType(ty));
     }
     let cols = src.len();
@@ -150,13 +159,28 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
         GgmlType::Q4_0 => q4_0::quantize_row(src, blocks!()),
         GgmlType::Q4_1 => q4_1::quantize_row(src, blocks!()),
         GgmlType::Q5_0 => q5_0::quantize_row(src, blocks!()),
-        GgmlType::Q8_0 => q8::quantize_row_q8_0(src, blocks!()),
+        GgmlType::Q5_1 => q5_1::quantize_row(src, blocks!()),
+        GgmlType::Q8_0 => q8::quantize_row_q8_0_ref(src, blocks!()),
         GgmlType::Q4_K => q4_k::quantize_row(src, blocks!()),
         GgmlType::Q5_K => q5_k::quantize_row(src, blocks!()),
         GgmlType::Q6_K => q6_k::quantize_row(src, blocks!()),
         _ => return Err(KernelError::UnsupportedType(ty)),
     }
     Ok(())
+}
+
+/// The smallest and largest element of `x`, compared as ggml's quantizers do.
+pub(crate) fn min_max(x: &[f32]) -> (f32, f32) {
+    let (mut min, mut max) = (f32::MAX, -f32::MAX);
+    for &v in x {
+        if v < min {
+            min = v;
+        }
+        if v > max {
+            max = v;
+        }
+    }
+    (min, max)
 }
 
 /// Largest absolute value of `x` (0 for an empty slice).

@@ -30,14 +30,16 @@ pub fn dequantize_row(x: &[BlockQ4_0], y: &mut [f32]) {
     }
 }
 
-/// Quantizes `x` into Q4_0 blocks (the value of largest magnitude maps to −8).
+/// Quantizes `x` into Q4_0 blocks as ggml's reference quantizer does (what
+/// `llama-quantize` writes): the value of largest magnitude maps to −8, the others
+/// to `trunc(x/d + 8.5)` capped at 15.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ4_0]) {
     assert_eq!(x.len(), y.len() * QK);
     for (block, out) in x.chunks_exact(QK).zip(y.iter_mut()) {
-        let d = f16::from_f32(signed_max(block) / -8.0);
-        let id = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
-        let q = |v: f32| ((v * id).round() + 8.0).clamp(0.0, 15.0) as u8;
-        out.d = d;
+        let d = signed_max(block) / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
+        out.d = f16::from_f32(d);
         for j in 0..QK / 2 {
             out.qs[j] = q(block[j]) | (q(block[j + QK / 2]) << 4);
         }

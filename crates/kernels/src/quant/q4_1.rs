@@ -32,18 +32,17 @@ pub fn dequantize_row(x: &[BlockQ4_1], y: &mut [f32]) {
     }
 }
 
-/// Quantizes `x` into Q4_1 blocks (minimum to maximum in 15 steps).
+/// Quantizes `x` into Q4_1 blocks as ggml's reference quantizer does: minimum to
+/// maximum in 15 steps, quants `trunc((x − min)/d + 0.5)` capped at 15.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ4_1]) {
     assert_eq!(x.len(), y.len() * QK);
     for (block, out) in x.chunks_exact(QK).zip(y.iter_mut()) {
-        let min = block.iter().copied().fold(f32::INFINITY, f32::min);
-        let max = block.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let d = f16::from_f32((max - min) / 15.0);
-        let m = f16::from_f32(min);
-        let id = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
-        let q = |v: f32| ((v - m.to_f32()) * id).round().clamp(0.0, 15.0) as u8;
-        out.d = d;
-        out.m = m;
+        let (min, max) = super::min_max(block);
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let q = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
+        out.d = f16::from_f32(d);
+        out.m = f16::from_f32(min);
         for j in 0..QK / 2 {
             out.qs[j] = q(block[j]) | (q(block[j + QK / 2]) << 4);
         }

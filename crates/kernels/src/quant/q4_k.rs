@@ -13,6 +13,7 @@ use half::f16;
 use crate::QK_K;
 
 use super::order::{fma8, hsum8};
+use super::search::{make_qkx2_quants, nearest_int, rms_plus_abs_weights, Qkx2};
 use super::BlockQ8K;
 
 /// A Q4_K super-block.
@@ -82,39 +83,83 @@ pub fn dequantize_row(x: &[BlockQ4K], y: &mut [f32]) {
     }
 }
 
-/// Quantizes `x` into Q4_K super-blocks: each sub-block spans its minimum (or 0)
-/// to its maximum in 15 steps; the steps and minimums are quantized to 6 bits.
+/// Quantizes `x` into Q4_K super-blocks as ggml's reference quantizer does (what
+/// `llama-quantize` writes without an importance matrix): each sub-block's scale
+/// and minimum from [`make_qkx2_quants`] (21 trial scales, weights `rms + |x|`),
+/// both rounded to 6 bits against the largest of each, then every weight
+/// requantized with the rounded values.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ4K]) {
     assert_eq!(x.len(), y.len() * QK_K);
+    let search = Qkx2 { nmax: 15, rmin: -1.0, rdelta: 0.1, nstep: 20 };
     for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let mut step = [0.0f32; 8];
-        let mut low = [0.0f32; 8];
-        for (j, sub) in block.chunks_exact(32).enumerate() {
-            let min = sub.iter().copied().fold(0.0f32, f32::min);
-            let max = sub.iter().copied().fold(min, f32::max);
-            step[j] = (max - min) / 15.0;
-            low[j] = -min;
-        }
-        let d = f16::from_f32(step.iter().copied().fold(0.0, f32::max) / 63.0);
-        let dmin = f16::from_f32(low.iter().copied().fold(0.0, f32::max) / 63.0);
-        let six = |v: f32, s: f16| if s.to_f32() > 0.0 { (v / s.to_f32()).round().clamp(0.0, 63.0) as u8 } else { 0 };
-        let sc: [u8; 8] = std::array::from_fn(|j| six(step[j], d));
-        let m: [u8; 8] = std::array::from_fn(|j| six(low[j], dmin));
-        let mut q = [0u8; QK_K];
-        for (j, sub) in block.chunks_exact(32).enumerate() {
-            let s = d.to_f32() * f32::from(sc[j]);
-            let off = dmin.to_f32() * f32::from(m[j]);
-            for (qi, &v) in q[32 * j..32 * j + 32].iter_mut().zip(sub) {
-                *qi = if s > 0.0 { ((v + off) / s).round().clamp(0.0, 15.0) as u8 } else { 0 };
-            }
-        }
-        out.d = d;
-        out.dmin = dmin;
+        let KScales { sc, m, max_scale, max_min, quants: mut l } = k_scales(block, search);
+        out.d = f16::from_f32(max_scale / 63.0);
+        out.dmin = f16::from_f32(max_min / 63.0);
         out.scales = pack_scales(&sc, &m);
+        requantize_k(block, out.d, out.dmin, &sc, &m, 15, &mut l);
         for i in 0..4 {
-            for l in 0..32 {
-                out.qs[32 * i + l] = q[64 * i + l] | (q[64 * i + 32 + l] << 4);
+            for j in 0..32 {
+                out.qs[32 * i + j] = l[64 * i + j] | (l[64 * i + 32 + j] << 4);
             }
+        }
+    }
+}
+
+/// What the first steps of the Q4_K and Q5_K quantizers find for a super-block.
+pub(super) struct KScales {
+    /// The 6-bit sub-block scales.
+    pub sc: [u8; 8],
+    /// The 6-bit sub-block minimums.
+    pub m: [u8; 8],
+    /// The largest sub-block scale (63 steps of `d`).
+    pub max_scale: f32,
+    /// The largest sub-block minimum (63 steps of `dmin`).
+    pub max_min: f32,
+    /// The quants of the search.
+    pub quants: [u8; QK_K],
+}
+
+/// The first steps Q4_K and Q5_K share: per sub-block [`make_qkx2_quants`], then
+/// the 6-bit scales and minimums.
+pub(super) fn k_scales(block: &[f32], search: Qkx2) -> KScales {
+    let mut l = [0u8; QK_K];
+    let mut aux = [0u8; 32];
+    let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for (j, sub) in block.chunks_exact(32).enumerate() {
+        let sub: &[f32; 32] = sub.try_into().expect("32 values");
+        let w = rms_plus_abs_weights(sub);
+        let out: &mut [u8; 32] = (&mut l[32 * j..32 * j + 32]).try_into().expect("32 quants");
+        let (s, m) = make_qkx2_quants(search, sub, &w, out, &mut aux);
+        (scales[j], mins[j]) = (s, m);
+        if s > max_scale {
+            max_scale = s;
+        }
+        if m > max_min {
+            max_min = m;
+        }
+    }
+    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    // ggml stores nearest_int's result in a u8 (wrapping) before capping it at 63.
+    let six = |v: f32| (nearest_int(v) as u8).min(63);
+    let sc = scales.map(|s| six(inv_scale * s));
+    let m = mins.map(|v| six(inv_min * v));
+    KScales { sc, m, max_scale, max_min, quants: l }
+}
+
+/// Requantizes each sub-block of `block` into `l` with its rounded scale and
+/// minimum, as `nearest_int((x + dmin·m)/(d·sc))` in `0..=nmax`; a sub-block whose
+/// scale rounded to 0 keeps the quants of the search.
+pub(super) fn requantize_k(block: &[f32], d: f16, dmin: f16, sc: &[u8; 8], m: &[u8; 8], nmax: i32, l: &mut [u8; QK_K]) {
+    for (j, sub) in block.chunks_exact(32).enumerate() {
+        let dj = d.to_f32() * f32::from(sc[j]);
+        if dj == 0.0 {
+            continue;
+        }
+        let dm = dmin.to_f32() * f32::from(m[j]);
+        for (q, &v) in l[32 * j..32 * j + 32].iter_mut().zip(sub) {
+            *q = nearest_int((v + dm) / dj).clamp(0, nmax) as u8;
         }
     }
 }

@@ -44,15 +44,16 @@ pub fn dequantize_row(x: &[BlockQ5_0], y: &mut [f32]) {
     }
 }
 
-/// Quantizes `x` into Q5_0 blocks (the value of largest magnitude maps to −16).
+/// Quantizes `x` into Q5_0 blocks as ggml's reference quantizer does: the value of
+/// largest magnitude maps to −16, the others to `trunc(x/d + 16.5)` capped at 31.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ5_0]) {
     assert_eq!(x.len(), y.len() * QK);
     for (block, out) in x.chunks_exact(QK).zip(y.iter_mut()) {
-        let d = f16::from_f32(signed_max(block) / -16.0);
-        let id = if d.to_f32() != 0.0 { 1.0 / d.to_f32() } else { 0.0 };
-        let q = |v: f32| ((v * id).round() + 16.0).clamp(0.0, 31.0) as u32;
+        let d = signed_max(block) / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let q = |v: f32| u32::from(((v * id + 16.5) as i8).min(31) as u8);
         let mut qh = 0u32;
-        out.d = d;
+        out.d = f16::from_f32(d);
         for j in 0..QK / 2 {
             let (lo, hi) = (q(block[j]), q(block[j + QK / 2]));
             out.qs[j] = ((lo & 0x0F) | ((hi & 0x0F) << 4)) as u8;

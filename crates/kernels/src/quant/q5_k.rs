@@ -12,7 +12,9 @@ use half::f16;
 use crate::QK_K;
 
 use super::order::{fma8, hsum8};
+use super::q4_k::{k_scales, requantize_k, KScales};
 use super::q4_k::{pack_scales, unpack_scales};
+use super::search::Qkx2;
 use super::BlockQ8K;
 
 /// A Q5_K super-block.
@@ -66,36 +68,23 @@ pub fn dequantize_row(x: &[BlockQ5K], y: &mut [f32]) {
     }
 }
 
-/// Quantizes `x` into Q5_K super-blocks: each sub-block spans its minimum (or 0)
-/// to its maximum in 31 steps; the steps and minimums are quantized to 6 bits.
+/// Quantizes `x` into Q5_K super-blocks as ggml's reference quantizer does: as
+/// Q4_K ([`super::q4_k::quantize_row`]) with 5-bit quants and 16 trial scales.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ5K]) {
     assert_eq!(x.len(), y.len() * QK_K);
+    let search = Qkx2 { nmax: 31, rmin: -0.5, rdelta: 0.1, nstep: 15 };
     for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let mut step = [0.0f32; 8];
-        let mut low = [0.0f32; 8];
-        for (j, sub) in block.chunks_exact(32).enumerate() {
-            let min = sub.iter().copied().fold(0.0f32, f32::min);
-            let max = sub.iter().copied().fold(min, f32::max);
-            step[j] = (max - min) / 31.0;
-            low[j] = -min;
-        }
-        let d = f16::from_f32(step.iter().copied().fold(0.0, f32::max) / 63.0);
-        let dmin = f16::from_f32(low.iter().copied().fold(0.0, f32::max) / 63.0);
-        let six = |v: f32, s: f16| if s.to_f32() > 0.0 { (v / s.to_f32()).round().clamp(0.0, 63.0) as u8 } else { 0 };
-        let sc: [u8; 8] = std::array::from_fn(|j| six(step[j], d));
-        let m: [u8; 8] = std::array::from_fn(|j| six(low[j], dmin));
-        out.d = d;
-        out.dmin = dmin;
+        let KScales { sc, m, max_scale, max_min, quants: mut l } = k_scales(block, search);
+        out.d = f16::from_f32(max_scale / 63.0);
+        out.dmin = f16::from_f32(max_min / 63.0);
         out.scales = pack_scales(&sc, &m);
+        requantize_k(block, out.d, out.dmin, &sc, &m, 31, &mut l);
         out.qh = [0; QK_K / 8];
-        out.qs = [0; QK_K / 2];
-        for (j, sub) in block.chunks_exact(32).enumerate() {
-            let s = d.to_f32() * f32::from(sc[j]);
-            let off = dmin.to_f32() * f32::from(m[j]);
-            for (l, &v) in sub.iter().enumerate() {
-                let q = if s > 0.0 { ((v + off) / s).round().clamp(0.0, 31.0) as u8 } else { 0 };
-                out.qs[32 * (j / 2) + l] |= if j % 2 == 0 { q & 0x0F } else { (q & 0x0F) << 4 };
-                out.qh[l] |= (q >> 4) << j;
+        for i in 0..4 {
+            for j in 0..32 {
+                let (lo, hi) = (l[64 * i + j], l[64 * i + 32 + j]);
+                out.qs[32 * i + j] = (lo & 0x0F) | ((hi & 0x0F) << 4);
+                out.qh[j] |= ((lo >> 4) << (2 * i)) | ((hi >> 4) << (2 * i + 1));
             }
         }
     }

@@ -12,7 +12,8 @@ use half::f16;
 use crate::QK_K;
 
 use super::order::{fma8, hsum8};
-use super::{signed_max, BlockQ8K};
+use super::search::{make_qx_quants, nearest_int, GROUP_MAX_EPS};
+use super::BlockQ8K;
 
 /// A Q6_K super-block.
 #[repr(C)]
@@ -64,30 +65,49 @@ pub fn dequantize_row(x: &[BlockQ6K], y: &mut [f32]) {
     }
 }
 
-/// Quantizes `x` into Q6_K super-blocks: each group of 16 maps its element of
-/// largest magnitude to −32; the group scales are quantized to 8 bits.
+/// Quantizes `x` into Q6_K super-blocks as ggml's reference quantizer does: each
+/// group of 16 gets its scale from [`make_qx_quants`], the scales are rounded to
+/// 8 bits against the one of largest magnitude (which maps to −128), then every
+/// weight is requantized with its rounded scale.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ6K]) {
     assert_eq!(x.len(), y.len() * QK_K);
     for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
-        let step: [f32; 16] = std::array::from_fn(|g| signed_max(&block[16 * g..16 * g + 16]) / -32.0);
-        let d = f16::from_f32(step.iter().fold(0.0f32, |m, s| m.max(s.abs())) / 127.0);
-        let id = if d.to_f32() > 0.0 { 1.0 / d.to_f32() } else { 0.0 };
-        let sc: [i8; 16] = std::array::from_fn(|g| (step[g] * id).round().clamp(-128.0, 127.0) as i8);
-        let mut q = [0u8; QK_K];
-        for (i, (qi, &v)) in q.iter_mut().zip(block).enumerate() {
-            let s = d.to_f32() * f32::from(sc[i / 16]);
-            let l = if s != 0.0 { (v / s).round().clamp(-32.0, 31.0) as i32 } else { 0 };
-            *qi = (l + 32) as u8;
+        let mut l = [0i8; QK_K];
+        let mut scales = [0.0f32; QK_K / 16];
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for (g, sub) in block.chunks_exact(16).enumerate() {
+            let sub: &[f32; 16] = sub.try_into().expect("16 values");
+            let s = make_qx_quants(32, sub, (&mut l[16 * g..16 * g + 16]).try_into().expect("16 quants"));
+            scales[g] = s;
+            if s.abs() > max_abs_scale {
+                max_abs_scale = s.abs();
+                max_scale = s;
+            }
         }
-        out.d = d;
-        out.scales = sc;
+        if max_abs_scale < GROUP_MAX_EPS {
+            *out = BlockQ6K::zeroed();
+            continue;
+        }
+        let iscale = -128.0 / max_scale;
+        out.d = f16::from_f32(1.0 / iscale);
+        out.scales = scales.map(|s| nearest_int(iscale * s).min(127) as i8);
+        for (g, sub) in block.chunks_exact(16).enumerate() {
+            let d = out.d.to_f32() * f32::from(out.scales[g]);
+            if d == 0.0 {
+                continue;
+            }
+            for (q, &v) in l[16 * g..16 * g + 16].iter_mut().zip(sub) {
+                *q = (nearest_int(v / d).clamp(-32, 31) + 32) as i8;
+            }
+        }
+        let q = l.map(|v| v as u8);
         for half in 0..2 {
             let q = &q[128 * half..128 * half + 128];
-            for l in 0..32 {
-                out.ql[64 * half + l] = (q[l] & 0x0F) | ((q[l + 64] & 0x0F) << 4);
-                out.ql[64 * half + l + 32] = (q[l + 32] & 0x0F) | ((q[l + 96] & 0x0F) << 4);
-                out.qh[32 * half + l] =
-                    (q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) | ((q[l + 96] >> 4) << 6);
+            for j in 0..32 {
+                out.ql[64 * half + j] = (q[j] & 0x0F) | ((q[j + 64] & 0x0F) << 4);
+                out.ql[64 * half + j + 32] = (q[j + 32] & 0x0F) | ((q[j + 96] & 0x0F) << 4);
+                out.qh[32 * half + j] =
+                    (q[j] >> 4) | ((q[j + 32] >> 4) << 2) | ((q[j + 64] >> 4) << 4) | ((q[j + 96] >> 4) << 6);
             }
         }
     }

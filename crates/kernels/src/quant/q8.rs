@@ -64,6 +64,22 @@ pub fn quantize_row_q8_0(x: &[f32], y: &mut [BlockQ8_0]) {
     }
 }
 
+/// Quantizes weights into Q8_0 blocks as ggml's reference quantizer does (what
+/// `llama-quantize` writes): `d = amax/127` and `round(x · (1/d))` with ties away
+/// from zero. Activations use [`quantize_row_q8_0`], which rounds as ggml's SIMD
+/// code does (`x · 127/amax`, ties to even); the two differ in the last bit.
+pub fn quantize_row_q8_0_ref(x: &[f32], y: &mut [BlockQ8_0]) {
+    assert_eq!(x.len(), y.len() * QK, "quantize_row_q8_0_ref: {} elements into {} blocks", x.len(), y.len());
+    for (block, out) in x.chunks_exact(QK).zip(y.iter_mut()) {
+        let d = amax(block) / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.d = f16::from_f32(d);
+        for (q, &v) in out.qs.iter_mut().zip(block) {
+            *q = (v * id).round() as i8;
+        }
+    }
+}
+
 /// Quantizes `x` (a multiple of 32 elements) into Q8_1 blocks.
 pub fn quantize_row_q8_1(x: &[f32], y: &mut [BlockQ8_1]) {
     assert_eq!(x.len(), y.len() * QK, "quantize_row_q8_1: {} elements into {} blocks", x.len(), y.len());

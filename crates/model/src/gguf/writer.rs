@@ -1,4 +1,5 @@
-//! Writing GGUF files, for tests and fuzzing.
+//! Writing GGUF files: [`index_bytes`] for `seed quantize`, which streams the data
+//! itself; [`GgufBuilder`] for tests and fuzzing.
 //!
 //! [`GgufBuilder`] lays out a valid file (version 3, alignment 32, tensor data
 //! packed in order and padded like ggml does). For broken files it can override
@@ -168,6 +169,57 @@ impl GgufBuilder {
         buf.resize(data_start + next, 0);
         buf
     }
+}
+
+/// One tensor of a file's index, for [`index_bytes`].
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub ty: GgmlType,
+    /// Dimensions in ggml order.
+    pub dims: Vec<usize>,
+}
+
+impl TensorEntry {
+    /// Bytes of the tensor's data, or `None` if a row is not whole blocks.
+    pub fn size(&self) -> Option<usize> {
+        let row = self.ty.row_size(*self.dims.first()?)?;
+        self.dims[1..].iter().try_fold(row, |n, &d| n.checked_mul(d))
+    }
+}
+
+/// The bytes of a GGUF file before its data section (header, kvs, tensor index and
+/// the padding after it), for writers that stream the data themselves. Tensors are
+/// placed as ggml places them: in order, each at the next multiple of `alignment`.
+/// Returns the bytes and each tensor's offset within the data section, or `None` if
+/// a tensor's rows are not whole blocks.
+pub fn index_bytes(kvs: &[(String, Value)], tensors: &[TensorEntry], alignment: usize) -> Option<(Vec<u8>, Vec<u64>)> {
+    let mut buf = Vec::new();
+    buf.extend_from_slice(&MAGIC);
+    write_u32(&mut buf, 3);
+    write_u64(&mut buf, tensors.len() as u64);
+    write_u64(&mut buf, kvs.len() as u64);
+    for (key, value) in kvs {
+        write_string(&mut buf, key.as_bytes());
+        write_value(&mut buf, value);
+    }
+    let mut offsets = Vec::with_capacity(tensors.len());
+    let mut next = 0usize;
+    for t in tensors {
+        write_string(&mut buf, t.name.as_bytes());
+        write_u32(&mut buf, u32::try_from(t.dims.len()).ok()?);
+        for &d in &t.dims {
+            write_u64(&mut buf, d as u64);
+        }
+        write_u32(&mut buf, t.ty.id());
+        write_u64(&mut buf, next as u64);
+        offsets.push(next as u64);
+        next = align_up(next.checked_add(t.size()?)?, alignment);
+    }
+    buf.resize(align_up(buf.len(), alignment), 0);
+    Some((buf, offsets))
 }
 
 /// Appends a u32, little-endian.

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod migrate;
 pub mod models;
 pub mod perplexity;
+pub mod quantize;
 pub mod run;
 pub mod serve;
 pub mod tokenize;
