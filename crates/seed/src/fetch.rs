@@ -141,12 +141,9 @@ fn assemble(entry: &Entry, wheels: &[PathBuf], out: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
+/// What a failed write reports (a full disk named as such; nothing is kept).
 fn write_error(e: io::Error, path: &Path) -> anyhow::Error {
-    if e.raw_os_error() == Some(28) {
-        anyhow::anyhow!("no space left on the device while writing {}; nothing was stored", path.display())
-    } else {
-        anyhow::Error::new(e).context(format!("writing {}", path.display()))
-    }
+    crate::hub::download::write_error(e, path, 0)
 }
 
 /// Lowercase hex of `bytes`.

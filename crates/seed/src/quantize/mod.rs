@@ -150,29 +150,24 @@ pub fn quantize(
         plans.iter().map(|(t, p)| TensorEntry { name: t.name.clone(), ty: p.to, dims: t.dims.clone() }).collect();
     let (index, _) = index_bytes(&kvs, &entries, file.alignment).expect("every planned tensor is whole blocks");
     let write_err = |source| QuantizeError::Write { path: output.into(), source };
-    let dir = output.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", output.file_name().map_or("out".into(), |n| n.to_string_lossy())))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(write_err)?;
+    let tmp = crate::atomic::create_beside(output).map_err(write_err)?;
     let mut out = BufWriter::with_capacity(1 << 20, tmp);
     out.write_all(&index).map_err(write_err)?;
     let total = plans.len();
     let mut written = 0usize;
     for (i, (info, p)) in plans.iter().enumerate() {
-        let data = convert(&file, info, p, opts.threads)?;
+        let converted = convert(&file, info, p, opts.threads)?;
+        let data = converted.bytes();
         debug_assert_eq!(data.len(), p.bytes_out);
-        out.write_all(&data).map_err(write_err)?;
+        out.write_all(data).map_err(write_err)?;
         let padded = data.len().next_multiple_of(file.alignment);
         out.write_all(&vec![0u8; padded - data.len()]).map_err(write_err)?;
         written += padded;
         progress(i + 1, total, p);
     }
     let tmp = out.into_inner().map_err(|e| write_err(e.into_error()))?;
-    tmp.as_file().sync_all().map_err(write_err)?;
     debug_assert_eq!(tmp.as_file().metadata().map(|m| m.len()).ok(), Some((index.len() + written) as u64));
-    tmp.persist(output).map_err(|e| write_err(e.error))?;
+    crate::atomic::commit(tmp, output).map_err(write_err)?;
     Ok(plans.into_iter().map(|(_, p)| p).collect())
 }
 
@@ -219,16 +214,36 @@ fn is_float(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
 }
 
-/// The output tensor's bytes.
-fn convert(file: &GgufFile, info: &TensorInfo, p: &TensorPlan, threads: usize) -> Result<Vec<u8>, QuantizeError> {
+/// A tensor's output bytes: the input's own when its type stays, else converted.
+enum Converted<'a> {
+    Same(&'a [u8]),
+    /// u32 words so that every block type's alignment holds, and the byte length.
+    New(Vec<u32>, usize),
+}
+
+impl Converted<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Converted::Same(b) => b,
+            Converted::New(words, len) => &bytemuck::cast_slice::<u32, u8>(words)[..*len],
+        }
+    }
+}
+
+/// The output tensor's bytes, converted row by row on `threads` threads.
+fn convert<'a>(
+    file: &'a GgufFile,
+    info: &TensorInfo,
+    p: &TensorPlan,
+    threads: usize,
+) -> Result<Converted<'a>, QuantizeError> {
     let src = file.tensor_data(info);
     if p.to == p.from {
-        return Ok(src.to_vec());
+        return Ok(Converted::Same(src));
     }
     let cols = info.dims[0];
     let rows = info.n_elements() / cols;
     let (row_in, row_out) = (p.from.row_size(cols).expect("a valid tensor"), p.to.row_size(cols).expect("planned"));
-    // u32 words so that every block type's alignment holds.
     let mut words = vec![0u32; (rows * row_out).div_ceil(4)];
     let dst = &mut bytemuck::cast_slice_mut::<u32, u8>(&mut words)[..rows * row_out];
     let threads = threads.clamp(1, rows.max(1));
@@ -240,15 +255,22 @@ fn convert(file: &GgufFile, info: &TensorInfo, p: &TensorPlan, threads: usize) -
             .map(|(j, out)| {
                 let first = j * per;
                 s.spawn(move || -> Result<(), QuantizeError> {
-                    let mut values = vec![0.0f32; cols];
+                    let mut buf = vec![0.0f32; cols];
                     for (k, out_row) in out.chunks_exact_mut(row_out).enumerate() {
                         let r = first + k;
                         let in_row = &src[r * row_in..(r + 1) * row_in];
-                        dequantize_row(p.from, in_row, &mut values).expect("a planned, valid row");
+                        // F32 rows are used where they lie (tensor data is aligned).
+                        let values: &[f32] = match bytemuck::try_cast_slice(in_row) {
+                            Ok(v) if p.from == GgmlType::F32 => v,
+                            _ => {
+                                dequantize_row(p.from, in_row, &mut buf).expect("a planned, valid row");
+                                &buf
+                            }
+                        };
                         if let Some(&value) = values.iter().find(|v| !v.is_finite()) {
                             return Err(QuantizeError::NotFinite { name: p.name.clone(), row: r, value });
                         }
-                        quantize_row(p.to, &values, out_row).expect("a planned type and whole blocks");
+                        quantize_row(p.to, values, out_row).expect("a planned type and whole blocks");
                     }
                     Ok(())
                 })
@@ -257,7 +279,7 @@ fn convert(file: &GgufFile, info: &TensorInfo, p: &TensorPlan, threads: usize) -
         jobs.into_iter().try_for_each(|j| j.join().expect("a quantizing thread panicked"))
     });
     result?;
-    Ok(bytemuck::cast_slice::<u32, u8>(&words)[..rows * row_out].to_vec())
+    Ok(Converted::New(words, rows * row_out))
 }
 
 /// The input's kvs in order, with `general.quantization_version` and
