@@ -3,6 +3,7 @@
 //! and the one-sequence generation loop, shared by the binary and by the
 //! integration tests that need real models.
 
+pub mod atomic;
 pub mod bench;
 pub mod catalogue;
 pub mod fetch;
