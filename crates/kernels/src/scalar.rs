@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use crate::matmul::{interleaved_block, Acts, GemmFn, Layout, Out, QMatrix};
 use crate::quant::order::is_repacked;
-use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q5_k, q6_k, q8};
+use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8};
 use crate::GgmlType;
 
 /// The scalar kernel for a matrix of `ty` (a supported type) with `rows` rows in
@@ -29,6 +29,7 @@ pub(crate) fn gemm_fn(ty: GgmlType, rows: usize, layout: Layout) -> GemmFn {
         GgmlType::Q4_0 => gemm_q4_0_plain,
         GgmlType::Q4_1 => gemm_q4_1,
         GgmlType::Q5_0 => gemm_q5_0,
+        GgmlType::Q5_1 => gemm_q5_1,
         GgmlType::Q8_0 => gemm_q8_0,
         GgmlType::Q4_K if repacked => gemm_q4_k_repacked,
         GgmlType::Q4_K => gemm_q4_k_plain,
@@ -124,6 +125,7 @@ scalar_gemm!(gemm_q4_0_plain, Q8_0, q4_0::vec_dot);
 scalar_gemm!(gemm_q4_0_repacked, Q8_0, q4_0::vec_dot_repacked);
 scalar_gemm!(gemm_q4_1, Q8_1, q4_1::vec_dot);
 scalar_gemm!(gemm_q5_0, Q8_0, q5_0::vec_dot);
+scalar_gemm!(gemm_q5_1, Q8_1, q5_1::vec_dot);
 scalar_gemm!(gemm_q8_0, Q8_0, q8::vec_dot_q8_0);
 scalar_gemm!(gemm_q4_k_plain, Q8K, q4_k::vec_dot);
 

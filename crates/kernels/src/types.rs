@@ -155,13 +155,7 @@ impl GgmlType {
     /// Whether Seed's kernels can compute with weights of this type.
     pub fn is_supported(self) -> bool {
         use GgmlType::*;
-        matches!(self, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q8_0 | Q4_K | Q5_K | Q6_K)
-    }
-
-    /// Whether Seed can convert this type to and from f32 ([`crate::quant::dequantize_row`],
-    /// [`crate::quant::quantize_row`]): every supported type, and Q5_1.
-    pub fn has_codec(self) -> bool {
-        self.is_supported() || self == GgmlType::Q5_1
+        matches!(self, F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
     }
 
     /// The ggml name, e.g. `Q4_K`.

@@ -20,6 +20,8 @@ fn round_trip_tolerance(ty: GgmlType) -> f32 {
         GgmlType::Q4_0 => 1.0 / 8.0 + 1.0 / 256.0,
         // Min to max (up to 2) in 15 steps.
         GgmlType::Q4_1 => 1.0 / 15.0 + 1.0 / 256.0,
+        // Min to max in 31 steps (half a step each way, plus f16 rounding of d and m).
+        GgmlType::Q5_1 => 1.0 / 31.0 + 1.0 / 256.0,
         // 6-bit scales and minimums on top of the 4-bit steps.
         GgmlType::Q4_K => 0.09,
         GgmlType::Q5_K => 0.05,
@@ -65,8 +67,8 @@ fn qmatrix_checks_what_a_file_controls() {
         Err(KernelError::Misaligned { align: 4, .. }) => {}
         other => panic!("misaligned f32 accepted: {other:?}"),
     }
-    match QMatrix::new(GgmlType::Q5_1, 1, 32, &bytes[..24]) {
-        Err(e @ KernelError::UnsupportedType(GgmlType::Q5_1)) => assert!(e.to_string().contains("Q5_1")),
+    match QMatrix::new(GgmlType::Q2_K, 1, 256, &bytes[..84]) {
+        Err(e @ KernelError::UnsupportedType(GgmlType::Q2_K)) => assert!(e.to_string().contains("Q2_K")),
         other => panic!("unsupported type accepted: {other:?}"),
     }
     match QMatrix::new(GgmlType::Q8_0, usize::MAX / 2, 32, &bytes[..34]) {

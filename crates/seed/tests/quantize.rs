@@ -5,14 +5,16 @@
 //!
 //! The first tests build their small input files themselves: no download.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::synthetic::{generator, regenerate, sha256, shared};
 use kernels::quant::dequantize_row;
 use kernels::GgmlType;
 use model::gguf::{GgufBuilder, GgufFile, Value};
 use seed::quantize::{quantize, FileType, Options, QuantizeError};
-use sha2::{Digest, Sha256};
 
 /// A tiny two-layer "qwen3" in F32 with deterministic values: rows of 256 so that
 /// the K-quants apply, an untied output.
@@ -226,48 +228,13 @@ fn the_command_names_the_types_it_writes() {
 
 // ---- byte identity with llama-quantize, on the synthetic fixtures ----
 
-/// `../shared/` beside the repository root.
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
-
-/// A python3 that has numpy and gguf: the system's, else a venv the test makes
-/// (pip, as an ordinary client) under the target directory.
-fn python() -> PathBuf {
-    let has = |py: &Path| {
-        Command::new(py).args(["-c", "import numpy, gguf"]).output().map(|o| o.status.success()).unwrap_or(false)
-    };
-    let system = PathBuf::from("python3");
-    if has(&system) {
-        return system;
-    }
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("synthetic-venv");
-    let py = venv.join("bin/python3");
-    if !has(&py) {
-        let ok = Command::new("python3").args(["-m", "venv"]).arg(&venv).status().map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "python3 -m venv {} failed", venv.display());
-        let ok = Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet", "numpy==2.4.6", "gguf==0.19.0"])
-            .status()
-            .map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "pip could not install numpy and gguf");
-    }
-    py
-}
-
-fn sha256(path: &Path) -> String {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[test]
 fn synthetic_models_are_byte_identical_to_llama_quantize() {
-    let (script, sums) =
-        (shared().join("tools/make_synthetic_models.py"), shared().join("golden/synthetic/SHA256SUMS"));
-    if !script.is_file() || !sums.is_file() {
+    let sums = shared().join("golden/synthetic/SHA256SUMS");
+    let Some(script) = generator().filter(|_| sums.is_file()) else {
         eprintln!("SKIPPED: the synthetic fixtures are not at {} (see the golden README)", shared().display());
         return;
-    }
+    };
     let sums = std::fs::read_to_string(&sums).expect("SHA256SUMS");
     let expected = |file: &str| -> String {
         match sums.lines().find_map(|l| l.strip_suffix(file).map(|h| h.trim().to_string())) {
@@ -279,19 +246,9 @@ fn synthetic_models_are_byte_identical_to_llama_quantize() {
             }
         }
     };
-    let donor = seed::catalogue::ensure_model("smollm2-135m-instruct").expect("SmolLM2 (the tokenizer donor)");
     let dir = tempfile::tempdir().expect("tempdir");
     for arch in ["qwen3", "qwen3moe"] {
-        let status = Command::new(python())
-            .arg(&script)
-            .arg("--tokenizer-from")
-            .arg(&donor)
-            .arg("--out-dir")
-            .arg(dir.path())
-            .args(["--arch", arch])
-            .output()
-            .expect("run the generator");
-        assert!(status.status.success(), "generator: {}", String::from_utf8_lossy(&status.stderr));
+        regenerate(&script, arch, dir.path());
     }
     // The regenerated F32 originals are the fixtures' (their README gives the sums).
     assert_eq!(

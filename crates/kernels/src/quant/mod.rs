@@ -12,11 +12,9 @@
 //! | weights | activations quantized to |
 //! |---|---|
 //! | Q4_0, Q5_0, Q8_0 | Q8_0 |
-//! | Q4_1 | Q8_1 (`s = d·Σq`) |
+//! | Q4_1, Q5_1 | Q8_1 (`s = d·Σq`) |
 //! | Q4_K, Q5_K, Q6_K | Q8_K (with `bsums`) |
 //! | F16 / BF16 / F32 | f16 / bf16 / f32 |
-//!
-//! Q5_1 is read and written (dequantized, quantized) but has no kernels yet.
 
 pub mod float;
 pub mod order;
@@ -69,7 +67,7 @@ impl DotType {
     pub fn of(ty: GgmlType) -> Option<DotType> {
         Some(match ty {
             GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => DotType::Q8_0,
-            GgmlType::Q4_1 => DotType::Q8_1,
+            GgmlType::Q4_1 | GgmlType::Q5_1 => DotType::Q8_1,
             GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => DotType::Q8K,
             GgmlType::F16 => DotType::F16,
             GgmlType::BF16 => DotType::BF16,
@@ -105,7 +103,7 @@ pub(crate) fn cast_blocks<T: Pod>(ty: GgmlType, bytes: &[u8]) -> Result<&[T], Ke
 
 /// Dequantizes one row: `src` is exactly one row's bytes, `dst.len()` its element count.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
-    if !ty.has_codec() {
+    if !ty.is_supported() {
         return Err(KernelError::UnsupportedType(ty));
     }
     let cols = dst.len();
@@ -134,7 +132,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
 /// ggml's reference quantizer for the type: the bytes `llama-quantize` writes
 /// for the same values when it has no importance matrix.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), KernelError> {
-    if !ty.has_codec() {
+    if !ty.is_supported() {
         return Err(KernelError::UnsupportedType(ty));
     }
     let cols = src.len();

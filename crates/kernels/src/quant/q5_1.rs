@@ -1,15 +1,12 @@
 //! Q5_1: 32 weights as 5-bit values with an f16 scale and minimum, `x = d·q + m`.
 //! The low 4 bits are packed like Q4_1; bit `j` of the little-endian `qh` word is
-//! bit 4 of element `j` (as Q5_0).
-//!
-//! Seed reads and writes this format (`seed quantize`, dequantizing a model to
-//! F32) but has no matrix kernels for it yet, so it is not
-//! [`GgmlType::is_supported`](crate::GgmlType::is_supported).
+//! bit 4 of element `j` (as Q5_0). Activations are Q8_1, as for Q4_1.
 
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::QK;
+use super::order::{fma8, group_dots, hsum8};
+use super::{BlockQ8_1, QK};
 
 /// A Q5_1 block.
 #[repr(C)]
@@ -68,6 +65,22 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ5_1]) {
         }
         out.qh = qh.to_le_bytes();
     }
+}
+
+/// Scalar reference dot product of Q5_1 weights with Q8_1 activations, in the
+/// order of ggml's x86 `ggml_vec_dot_q5_1_q8_1` (that of Q4_1: the `d·Σq` terms in
+/// 8 lanes, see [`super::order`]; the `m·s` terms in one fused multiply-add chain
+/// added last).
+pub fn vec_dot(x: &[BlockQ5_1], y: &[BlockQ8_1]) -> f32 {
+    assert_eq!(x.len(), y.len());
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
+    for (bx, by) in x.iter().zip(y) {
+        let q = quants(bx).map(|q| q as i32);
+        summs = bx.m.to_f32().mul_add(by.s.to_f32(), summs);
+        fma8(&mut acc, bx.d.to_f32() * by.d.to_f32(), &group_dots(&q, &by.qs));
+    }
+    hsum8(&acc) + summs
 }
 
 #[cfg(test)]

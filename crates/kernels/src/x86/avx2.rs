@@ -1,4 +1,4 @@
-//! AVX2 kernels of the 32-element formats (Q4_0, Q4_1, Q5_0, Q8_0), one block per
+//! AVX2 kernels of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), one block per
 //! 256-bit vector, for x86-64 CPUs without AVX-512 (and for Q8_0 on AVX-512 CPUs
 //! without VNNI). Activations are signed Q8 values; signed×signed products use the
 //! `|w|`, `sign(y, w)` trick so that `vpmaddubsw` can take them.
@@ -27,7 +27,7 @@ pub(crate) const ROWS: usize = 4;
 trait Legacy {
     /// Bytes per block.
     const BYTES: usize;
-    /// Quants are unsigned and there is a minimum `m` next to `d` (Q4_1).
+    /// Quants are unsigned and there is a minimum `m` next to `d` (Q4_1, Q5_1).
     const UNSIGNED: bool;
     /// The 32 quants of the block at `p`, in element order (signed unless `UNSIGNED`).
     unsafe fn quants(p: *const u8) -> __m256i;
@@ -81,6 +81,18 @@ impl Legacy for Q5_0 {
         let high = bytes_from_bits(p.add(2).cast::<u32>().read_unaligned());
         // (nibble | bit·16) − 16 = nibble − 16 where the bit is clear.
         _mm256_sub_epi8(nibbles(p.add(6)), _mm256_andnot_si256(high, _mm256_set1_epi8(16)))
+    }
+}
+
+struct Q5_1;
+impl Legacy for Q5_1 {
+    const BYTES: usize = 24;
+    const UNSIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn quants(p: *const u8) -> __m256i {
+        let high = bytes_from_bits(p.add(4).cast::<u32>().read_unaligned());
+        // nibble | bit·16: 0..32, so `vpmaddubsw`'s pair sums stay below 2·31·127.
+        _mm256_or_si256(nibbles(p.add(8)), _mm256_and_si256(high, _mm256_set1_epi8(16)))
     }
 }
 
@@ -260,4 +272,5 @@ entries!(tile[Q4_0], gemm_q4_0, gemm_q4_0_vex, gemm_q4_0_evex);
 entries!(tile_repacked[], gemm_q4_0_repacked, gemm_q4_0_repacked_vex, gemm_q4_0_repacked_evex);
 entries!(tile[Q4_1], gemm_q4_1, gemm_q4_1_vex, gemm_q4_1_evex);
 entries!(tile[Q5_0], gemm_q5_0, gemm_q5_0_vex, gemm_q5_0_evex);
+entries!(tile[Q5_1], gemm_q5_1, gemm_q5_1_vex, gemm_q5_1_evex);
 entries!(tile[Q8_0], gemm_q8_0, gemm_q8_0_vex, gemm_q8_0_evex);

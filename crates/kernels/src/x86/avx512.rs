@@ -1,4 +1,4 @@
-//! AVX-512 kernels of the 32-element formats (Q4_0, Q4_1, Q5_0, Q8_0) in ggml's
+//! AVX-512 kernels of the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) in ggml's
 //! order (see `quant::order`): per output, 8 f32 lanes, one fused multiply-add per
 //! block, then ggml's pairwise sum of the lanes.
 //!
@@ -26,7 +26,7 @@ pub(crate) const ROWS: usize = 4;
 pub(crate) trait Format {
     /// Bytes per block.
     const BYTES: usize;
-    /// There is a minimum `m` after `d` and an `m·s` chain (Q4_1).
+    /// There is a minimum `m` after `d` and an `m·s` chain (Q4_1, Q5_1).
     const MIN: bool;
     /// Log2 of the offset of the stored quants (0: none); the activations' group
     /// corrections must be made with this shift.
@@ -82,6 +82,21 @@ impl Format for Q5_0 {
         // Bit j of `qh` is element j's fifth bit: bytes 0..32 for `a`, 32..64 for `b`.
         let bits = u64::from(a.add(2).cast::<u32>().read_unaligned())
             | (u64::from(b.add(2).cast::<u32>().read_unaligned()) << 32);
+        _mm512_mask_add_epi8(q, bits, q, _mm512_set1_epi8(16))
+    }
+}
+
+/// Q5_1: `nibble | fifth bit · 16` as it is (no offset).
+pub(crate) struct Q5_1;
+impl Format for Q5_1 {
+    const BYTES: usize = 24;
+    const MIN: bool = true;
+    const SHIFT: u32 = 0;
+    #[inline(always)]
+    unsafe fn pair(a: *const u8, b: *const u8) -> __m512i {
+        let q = nibble_pair(a.add(8), b.add(8));
+        let bits = u64::from(a.add(4).cast::<u32>().read_unaligned())
+            | (u64::from(b.add(4).cast::<u32>().read_unaligned()) << 32);
         _mm512_mask_add_epi8(q, bits, q, _mm512_set1_epi8(16))
     }
 }
@@ -359,9 +374,11 @@ entry_interleaved!(q5_0x4_vnni, Q5_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2
 entry!(q4_0_plain, Q4_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
 entry!(q4_1_plain, Q4_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
 entry!(q5_0_plain, Q5_0, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
+entry!(q5_1_plain, Q5_1, "avx512f,avx512bw,avx512vl,avx2,fma,f16c", false);
 entry!(q4_0_vnni, Q4_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 entry!(q4_1_vnni, Q4_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 entry!(q5_0_vnni, Q5_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
+entry!(q5_1_vnni, Q5_1, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);
 // Q8_0 needs VNNI: `vpmaddubsw` would saturate on `(q + 128)·a` (the AVX2 kernel
 // serves AVX-512 CPUs without it).
 entry!(q8_0_vnni, Q8_0, "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c", true);

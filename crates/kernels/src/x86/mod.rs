@@ -73,6 +73,7 @@ fn select_256(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Pr
         Q4_0 => (q8, pick(avx2::gemm_q4_0, avx2::gemm_q4_0_vex, avx2::gemm_q4_0_evex), avx2::ROWS),
         Q4_1 => (q8, pick(avx2::gemm_q4_1, avx2::gemm_q4_1_vex, avx2::gemm_q4_1_evex), avx2::ROWS),
         Q5_0 => (q8, pick(avx2::gemm_q5_0, avx2::gemm_q5_0_vex, avx2::gemm_q5_0_evex), avx2::ROWS),
+        Q5_1 => (q8, pick(avx2::gemm_q5_1, avx2::gemm_q5_1_vex, avx2::gemm_q5_1_evex), avx2::ROWS),
         Q8_0 => (q8, pick(avx2::gemm_q8_0, avx2::gemm_q8_0_vex, avx2::gemm_q8_0_evex), avx2::ROWS),
         Q4_K if repacked => (Prep::Q8K, avx2_k::gemm_q4_k_repacked, avx2_k::ROWS),
         Q4_K => (Prep::Q8K, avx2_k::gemm_q4_k, avx2_k::ROWS),
@@ -119,6 +120,7 @@ fn select_512(ty: GgmlType, rows: usize, layout: Layout, isa: Isa) -> Option<(Pr
             (q8(avx512::Q4_0::SHIFT), k, avx512::ROWS)
         }
         Q4_1 => (q8(0), if vnni { avx512::q4_1_vnni } else { avx512::q4_1_plain }, avx512::ROWS),
+        Q5_1 => (q8(0), if vnni { avx512::q5_1_vnni } else { avx512::q5_1_plain }, avx512::ROWS),
         Q5_0 => {
             let k = if vnni { avx512::q5_0_vnni } else { avx512::q5_0_plain };
             (q8(avx512::Q5_0::SHIFT), k, avx512::ROWS)

@@ -9,13 +9,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Every weight type the kernels support.
-pub const TYPES: [GgmlType; 10] = [
+pub const TYPES: [GgmlType; 11] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::Q8_0,
     GgmlType::Q4_K,
     GgmlType::Q5_K,
@@ -79,7 +80,7 @@ pub fn random_weights(rng: &mut ChaCha8Rng, ty: GgmlType, rows: usize, cols: usi
             rng.fill(bytes);
             for b in bytes.chunks_exact_mut(ty.type_size()) {
                 match ty {
-                    GgmlType::Q4_1 => {
+                    GgmlType::Q4_1 | GgmlType::Q5_1 => {
                         b[0..2].copy_from_slice(&scale(rng, 0.001, 0.05, false));
                         b[2..4].copy_from_slice(&scale(rng, 0.0, 0.4, true));
                     }

@@ -193,7 +193,7 @@ fn plan<'f>(
             if !is_float(t.ty) && !dequantizing && !opts.allow_requantize {
                 return Err(QuantizeError::Requantize { name: t.name.clone(), ty: t.ty });
             }
-            if !t.ty.has_codec() {
+            if !t.ty.is_supported() {
                 return Err(QuantizeError::Unconvertible { name: t.name.clone(), ty: t.ty });
             }
         }

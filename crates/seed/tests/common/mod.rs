@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod golden;
+pub mod synthetic;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
