@@ -9,7 +9,7 @@ use bytemuck::Pod;
 
 use crate::matmul::{interleaved_block, Acts, GemmFn, Layout, Out, QMatrix};
 use crate::quant::order::is_repacked;
-use crate::quant::{self, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8};
+use crate::quant::{self, iq4, q2_k, q3_k, q4_0, q4_1, q4_k, q5_0, q5_1, q5_k, q6_k, q8};
 use crate::GgmlType;
 
 /// The scalar kernel for a matrix of `ty` (a supported type) with `rows` rows in
@@ -34,6 +34,10 @@ pub(crate) fn gemm_fn(ty: GgmlType, rows: usize, layout: Layout) -> GemmFn {
         GgmlType::Q4_K if repacked => gemm_q4_k_repacked,
         GgmlType::Q4_K => gemm_q4_k_plain,
         GgmlType::Q5_K => gemm_q5_k,
+        GgmlType::Q2_K => gemm_q2_k,
+        GgmlType::Q3_K => gemm_q3_k,
+        GgmlType::IQ4_NL => gemm_iq4_nl,
+        GgmlType::IQ4_XS => gemm_iq4_xs,
         GgmlType::Q6_K => gemm_q6_k,
         GgmlType::F16 => gemm_f16,
         GgmlType::BF16 => gemm_bf16,
@@ -133,6 +137,10 @@ scalar_gemm!(gemm_q4_k_plain, Q8K, q4_k::vec_dot);
 scalar_gemm!(gemm_q4_k_repacked, Q8K, q4_k::vec_dot_repacked);
 scalar_gemm!(gemm_q5_k, Q8K, q5_k::vec_dot);
 scalar_gemm!(gemm_q6_k, Q8K, q6_k::vec_dot);
+scalar_gemm!(gemm_q2_k, Q8K, q2_k::vec_dot);
+scalar_gemm!(gemm_q3_k, Q8K, q3_k::vec_dot);
+scalar_gemm!(gemm_iq4_nl, Q8_0, iq4::vec_dot_nl);
+scalar_gemm!(gemm_iq4_xs, Q8K, iq4::vec_dot_xs);
 scalar_gemm!(gemm_f16, F16, quant::float::vec_dot_f16);
 scalar_gemm!(gemm_bf16, BF16, quant::float::vec_dot_bf16);
 scalar_gemm!(gemm_f32, F32, quant::float::vec_dot_f32);

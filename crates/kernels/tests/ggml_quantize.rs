@@ -42,6 +42,10 @@ fn every_written_type_matches_ggml_byte_for_byte() {
         (GgmlType::Q4_K, "q4_k"),
         (GgmlType::Q5_K, "q5_k"),
         (GgmlType::Q6_K, "q6_k"),
+        (GgmlType::Q2_K, "q2_k"),
+        (GgmlType::Q3_K, "q3_k"),
+        (GgmlType::IQ4_NL, "iq4_nl"),
+        (GgmlType::IQ4_XS, "iq4_xs"),
         (GgmlType::F16, "f16"),
         (GgmlType::BF16, "bf16"),
     ];

@@ -9,8 +9,8 @@
 //!
 //! The fixtures (13–36 MB each) are not in the repository: they are read from
 //! `../shared/golden/synthetic/` beside the repository root when it is there, and
-//! each test says clearly that it skipped them when it is not. Q5_1's file is not
-//! shipped there; it is made (`common::synthetic::made`).
+//! each test says clearly that it skipped them when it is not. The Q5_1, Q2_K and
+//! IQ4_NL files are not shipped there; they are made (`common::synthetic::made`).
 
 mod common;
 
@@ -124,6 +124,28 @@ fn qwen3moe_q4_k_m() {
 #[test]
 fn qwen3_q5_1() {
     check("qwen3-tiny-q5_1", "qwen3");
+}
+
+/// The low-bit types of the mixes people download for larger models (scalar
+/// kernels so far); Q2_K's and IQ4_NL's files are made as Q5_1's is.
+#[test]
+fn qwen3_q2_k() {
+    check("qwen3-tiny-q2_k", "qwen3");
+}
+
+#[test]
+fn qwen3_q3_k_m() {
+    check("qwen3-tiny-q3_k_m", "qwen3");
+}
+
+#[test]
+fn qwen3_iq4_nl() {
+    check("qwen3-tiny-iq4_nl", "qwen3");
+}
+
+#[test]
+fn qwen3_iq4_xs() {
+    check("qwen3-tiny-iq4_xs", "qwen3");
 }
 
 /// Seed-OSS: Q/K/V biases, a head width (64) that is not `n_embd / n_head` (32), the pre-FFN

@@ -239,11 +239,13 @@ fn synthetic_models_are_byte_identical_to_llama_quantize() {
     let expected = |file: &str| -> String {
         match sums.lines().find_map(|l| l.strip_suffix(file).map(|h| h.trim().to_string())) {
             Some(h) => h,
-            // Q5_1 is not shipped; the fixtures' README gives its sum.
-            None => {
-                assert_eq!(file, "qwen3-tiny-q5_1.gguf");
-                "a32178cc8307bb7e98ca8c0502b0b07f8b2ec832b49dab01416fc621db3deed3".into()
-            }
+            // Not shipped: the fixtures' README gives their sums.
+            None => match file {
+                "qwen3-tiny-q5_1.gguf" => "a32178cc8307bb7e98ca8c0502b0b07f8b2ec832b49dab01416fc621db3deed3".into(),
+                "qwen3-tiny-q2_k.gguf" => "cadd20cfa0f644b9a99341a45a75f26c540469035f68bbe22ec1e7bf5263a96a".into(),
+                "qwen3-tiny-iq4_nl.gguf" => "2dcbae7ce679de65a6c66eee316c272b3bb85ebf13a2f9de1fad1222e8785ad4".into(),
+                other => panic!("no sum for {other}"),
+            },
         }
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -259,6 +261,10 @@ fn synthetic_models_are_byte_identical_to_llama_quantize() {
         ("qwen3", FileType::Q8_0, "q8_0"),
         ("qwen3", FileType::Q4KM, "q4_k_m"),
         ("qwen3", FileType::Q5_1, "q5_1"),
+        ("qwen3", FileType::Q2K, "q2_k"),
+        ("qwen3", FileType::Q3KM, "q3_k_m"),
+        ("qwen3", FileType::Iq4Nl, "iq4_nl"),
+        ("qwen3", FileType::Iq4Xs, "iq4_xs"),
         ("qwen3moe", FileType::Q8_0, "q8_0"),
         ("qwen3moe", FileType::Q4KM, "q4_k_m"),
     ] {

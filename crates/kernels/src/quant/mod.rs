@@ -11,13 +11,16 @@
 //!
 //! | weights | activations quantized to |
 //! |---|---|
-//! | Q4_0, Q5_0, Q8_0 | Q8_0 |
+//! | Q4_0, Q5_0, Q8_0, IQ4_NL | Q8_0 |
 //! | Q4_1, Q5_1 | Q8_1 (`s = d·Σq`) |
-//! | Q4_K, Q5_K, Q6_K | Q8_K (with `bsums`) |
+//! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS | Q8_K (with `bsums`) |
 //! | F16 / BF16 / F32 | f16 / bf16 / f32 |
 
 pub mod float;
+pub mod iq4;
 pub mod order;
+pub mod q2_k;
+pub mod q3_k;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q4_k;
@@ -29,6 +32,9 @@ pub mod q8;
 pub mod q8_k;
 pub mod search;
 
+pub use iq4::{BlockIq4Nl, BlockIq4Xs};
+pub use q2_k::BlockQ2K;
+pub use q3_k::BlockQ3K;
 pub use q4_0::BlockQ4_0;
 pub use q4_1::BlockQ4_1;
 pub use q4_k::BlockQ4K;
@@ -66,9 +72,11 @@ impl DotType {
     /// The activation format for weights of type `ty`, or `None` if `ty` is unsupported.
     pub fn of(ty: GgmlType) -> Option<DotType> {
         Some(match ty {
-            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => DotType::Q8_0,
+            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => DotType::Q8_0,
             GgmlType::Q4_1 | GgmlType::Q5_1 => DotType::Q8_1,
-            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => DotType::Q8K,
+            GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::IQ4_XS => {
+                DotType::Q8K
+            }
             GgmlType::F16 => DotType::F16,
             GgmlType::BF16 => DotType::BF16,
             GgmlType::F32 => DotType::F32,
@@ -120,6 +128,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), K
         GgmlType::Q5_0 => q5_0::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q5_1 => q5_1::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q8_0 => q8::dequantize_row_q8_0(cast_blocks(ty, src)?, dst),
+        GgmlType::Q2_K => q2_k::dequantize_row(cast_blocks(ty, src)?, dst),
+        GgmlType::Q3_K => q3_k::dequantize_row(cast_blocks(ty, src)?, dst),
+        GgmlType::IQ4_NL => iq4::dequantize_row_nl(cast_blocks(ty, src)?, dst),
+        GgmlType::IQ4_XS => iq4::dequantize_row_xs(cast_blocks(ty, src)?, dst),
         GgmlType::Q4_K => q4_k::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q5_K => q5_k::dequantize_row(cast_blocks(ty, src)?, dst),
         GgmlType::Q6_K => q6_k::dequantize_row(cast_blocks(ty, src)?, dst),
@@ -159,6 +171,10 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Ker
         GgmlType::Q5_0 => q5_0::quantize_row(src, blocks!()),
         GgmlType::Q5_1 => q5_1::quantize_row(src, blocks!()),
         GgmlType::Q8_0 => q8::quantize_row_q8_0_ref(src, blocks!()),
+        GgmlType::Q2_K => q2_k::quantize_row(src, blocks!()),
+        GgmlType::Q3_K => q3_k::quantize_row(src, blocks!()),
+        GgmlType::IQ4_NL => iq4::quantize_row_nl(src, blocks!()),
+        GgmlType::IQ4_XS => iq4::quantize_row_xs(src, blocks!()),
         GgmlType::Q4_K => q4_k::quantize_row(src, blocks!()),
         GgmlType::Q5_K => q5_k::quantize_row(src, blocks!()),
         GgmlType::Q6_K => q6_k::quantize_row(src, blocks!()),

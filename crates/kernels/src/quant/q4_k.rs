@@ -90,7 +90,7 @@ pub fn dequantize_row(x: &[BlockQ4K], y: &mut [f32]) {
 /// requantized with the rounded values.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ4K]) {
     assert_eq!(x.len(), y.len() * QK_K);
-    let search = Qkx2 { nmax: 15, rmin: -1.0, rdelta: 0.1, nstep: 20 };
+    let search = Qkx2 { nmax: 15, rmin: -1.0, rdelta: 0.1, nstep: 20, mad: false };
     for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let KScales { sc, m, max_scale, max_min, quants: mut l } = k_scales(block, search);
         out.d = f16::from_f32(max_scale / 63.0);

@@ -72,7 +72,7 @@ pub fn dequantize_row(x: &[BlockQ5K], y: &mut [f32]) {
 /// Q4_K ([`super::q4_k::quantize_row`]) with 5-bit quants and 16 trial scales.
 pub fn quantize_row(x: &[f32], y: &mut [BlockQ5K]) {
     assert_eq!(x.len(), y.len() * QK_K);
-    let search = Qkx2 { nmax: 31, rmin: -0.5, rdelta: 0.1, nstep: 15 };
+    let search = Qkx2 { nmax: 31, rmin: -0.5, rdelta: 0.1, nstep: 15, mad: false };
     for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let KScales { sc, m, max_scale, max_min, quants: mut l } = k_scales(block, search);
         out.d = f16::from_f32(max_scale / 63.0);

@@ -72,6 +72,64 @@ pub fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], out: &mut [i8; N]
     scale
 }
 
+/// ggml's `make_q3_quants` with `do_rmse` (what Q3_K's reference quantizer
+/// calls): symmetric quants `l ∈ [−nmax, nmax)` stored as `l + nmax`, refined by up
+/// to 5 passes that move single quants while the `x²`-weighted fit improves.
+pub fn make_q3_quants<const N: usize>(nmax: i32, x: &[f32; N], out: &mut [i8; N]) -> f32 {
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        out.fill(0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let mut l = [0i32; N];
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..N {
+        l[i] = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+        let w = x[i] * x[i];
+        sumlx += w * x[i] * l[i] as f32;
+        suml2 += w * l[i] as f32 * l[i] as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = 0;
+        for i in 0..N {
+            let w = x[i] * x[i];
+            let mut slx = sumlx - w * x[i] * l[i] as f32;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * l[i] as f32 * l[i] as f32;
+                let new_l = nearest_int(x[i] * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != l[i] {
+                    slx += w * x[i] * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l[i] = new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        if changed == 0 {
+            break;
+        }
+    }
+    for (o, &l) in out.iter_mut().zip(&l) {
+        *o = (l + nmax) as i8;
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
 /// The parameters of one [`make_qkx2_quants`] search.
 #[derive(Clone, Copy, Debug)]
 pub struct Qkx2 {
@@ -83,9 +141,11 @@ pub struct Qkx2 {
     pub rdelta: f32,
     /// Trials after the first (`nstep + 1` in all).
     pub nstep: i32,
+    /// Weigh absolute errors instead of squared ones (ggml's `use_mad`, Q2_K's choice).
+    pub mad: bool,
 }
 
-/// ggml's `make_qkx2_quants` with squared error (`use_mad` false): asymmetric
+/// ggml's `make_qkx2_quants`: asymmetric
 /// quants `l ∈ [0, nmax]` in `out` for `x ≈ scale·l − min`, found by trying
 /// `nstep + 1` inverse scales and solving the weighted least-squares scale and
 /// offset for each. Returns `(scale, min)` with `min ≥ 0` (what is subtracted).
@@ -123,7 +183,7 @@ pub fn make_qkx2_quants<const N: usize>(
     let error = |scale: f32, min: f32, q: &[u8; N]| {
         let terms: [f32; N] = std::array::from_fn(|i| {
             let diff = scale * f32::from(q[i]) + min - x[i];
-            weights[i] * (diff * diff)
+            weights[i] * if p.mad { diff.abs() } else { diff * diff }
         });
         terms.iter().fold(0.0f32, |acc, &t| acc + t)
     };
@@ -203,7 +263,7 @@ mod tests {
         let x: [f32; 32] = std::array::from_fn(|i| -1.0 + 0.5 * (i % 16) as f32);
         let w = rms_plus_abs_weights(&x);
         let (mut out, mut aux) = ([0u8; 32], [0u8; 32]);
-        let p = Qkx2 { nmax: 15, rmin: -1.0, rdelta: 0.1, nstep: 20 };
+        let p = Qkx2 { nmax: 15, rmin: -1.0, rdelta: 0.1, nstep: 20, mad: false };
         let (scale, min) = make_qkx2_quants(p, &x, &w, &mut out, &mut aux);
         for (i, &v) in x.iter().enumerate() {
             assert!((scale * f32::from(out[i]) - min - v).abs() < 1e-5, "element {i}");

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Every weight type the kernels support.
-pub const TYPES: [GgmlType; 11] = [
+pub const TYPES: [GgmlType; 15] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -21,6 +21,10 @@ pub const TYPES: [GgmlType; 11] = [
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 pub fn rng(seed: u64) -> ChaCha8Rng {
@@ -89,6 +93,12 @@ pub fn random_weights(rng: &mut ChaCha8Rng, ty: GgmlType, rows: usize, cols: usi
                         b[2..4].copy_from_slice(&scale(rng, 0.0001, 0.002, false));
                     }
                     GgmlType::Q6_K => b[208..210].copy_from_slice(&scale(rng, 0.0001, 0.001, true)),
+                    GgmlType::Q2_K => {
+                        b[80..82].copy_from_slice(&scale(rng, 0.0001, 0.002, false));
+                        b[82..84].copy_from_slice(&scale(rng, 0.0001, 0.002, false));
+                    }
+                    GgmlType::Q3_K => b[108..110].copy_from_slice(&scale(rng, 0.0001, 0.001, true)),
+                    GgmlType::IQ4_NL | GgmlType::IQ4_XS => b[0..2].copy_from_slice(&scale(rng, 0.0001, 0.0005, true)),
                     _ => b[0..2].copy_from_slice(&scale(rng, 0.001, 0.05, true)),
                 }
             }

@@ -17,8 +17,9 @@ pub struct QuantizeArgs {
     input: String,
     /// The file to write (replaced if it exists, only once the new one is complete).
     output: PathBuf,
-    /// The file type: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K,
-    /// F16, BF16 or F32 (or llama.cpp's number for it).
+    /// The file type: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S,
+    /// Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL, IQ4_XS, F16, BF16 or F32 (or llama.cpp's
+    /// number for it).
     #[arg(value_name = "TYPE")]
     ftype: String,
     /// Threads (default: one per CPU).

@@ -1,7 +1,8 @@
 //! `seed quantize`: the `llama-quantize` of Seed.
 //!
 //! From an F32, F16 or BF16 GGUF to one of llama.cpp's file types (Q8_0, Q4_0,
-//! Q4_1, Q5_0, Q5_1, Q4_K_S/M, Q5_K_S/M, Q6_K, F16, BF16), and from any type Seed
+//! Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, IQ4_NL, IQ4_XS,
+//! F16, BF16), and from any type Seed
 //! reads back to F32 (the reference for KL-divergence runs). Without an importance
 //! matrix the output is byte for byte what `llama-quantize` writes for the same
 //! input: the same per-tensor types ([`preset`]), the same quantizers
@@ -305,7 +306,8 @@ fn model_facts(file: &GgufFile) -> Result<ModelFacts, String> {
     let n_expert = file.get_u32(&key("expert_count")).unwrap_or(0) as usize;
     // llama.cpp's LLM_TYPE_70B: a Llama of 80 layers with grouped-query attention.
     let is_70b = arch == "llama" && n_layer == 80 && n_head != n_head_kv;
-    Ok(ModelFacts { arch, n_layer, n_expert, is_70b })
+    let n_gqa = n_head.checked_div(n_head_kv).unwrap_or(1);
+    Ok(ModelFacts { arch, n_layer, n_gqa, n_expert, is_70b })
 }
 
 fn as_u64(v: &Value) -> Option<u64> {

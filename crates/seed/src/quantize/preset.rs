@@ -3,10 +3,11 @@
 //!
 //! The rules are llama.cpp's `llama_tensor_get_type` at the golden commit, kept to
 //! the branches these file types reach: the output matrix (and a tied embedding)
-//! at Q6_K, more bits for `attn_v` and `ffn_down` in some layers of the `_M`
-//! mixes, Q8_0 for `attn_v`/`attn_k` of 8-expert models, Q5_K for their
+//! at Q6_K, more bits for `attn_v`, `attn_output` and `ffn_down` in the mixes
+//! (some by layer), Q8_0 for `attn_v`/`attn_k` of 8-expert models, Q5_K for their
 //! `attn_output`, and the fallbacks for rows that are not whole super-blocks
-//! (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16). Counters advance in the order
+//! (Q2_K/Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, IQ4_XS → IQ4_NL,
+//! then F16). Counters advance in the order
 //! llama.cpp visits tensors (by layer, then by name), which is why
 //! [`Planner::choose`] must be called in that order.
 
@@ -42,10 +43,22 @@ pub enum FileType {
     Q5KM,
     /// Q6_K.
     Q6K,
+    /// Q2_K, with `attn_output`/`ffn_down` Q3_K and `attn_v` Q3_K or (GQA ≥ 4) Q4_K.
+    Q2K,
+    /// Q3_K.
+    Q3KS,
+    /// Q3_K, `attn_output`/`ffn_down` Q4_K, the first two `attn_v` Q5_K, the rest Q4_K.
+    Q3KM,
+    /// Q3_K, `attn_output`/`ffn_down`/`attn_v` Q5_K.
+    Q3KL,
+    /// IQ4_NL (`attn_v` Q5_K with GQA ≥ 4).
+    Iq4Nl,
+    /// IQ4_XS (`attn_v` Q5_K with GQA ≥ 4).
+    Iq4Xs,
 }
 
 /// Every file type, with its name.
-pub const FILE_TYPES: [(FileType, &str); 13] = [
+pub const FILE_TYPES: [(FileType, &str); 19] = [
     (FileType::F32, "F32"),
     (FileType::F16, "F16"),
     (FileType::BF16, "BF16"),
@@ -59,14 +72,21 @@ pub const FILE_TYPES: [(FileType, &str); 13] = [
     (FileType::Q5KS, "Q5_K_S"),
     (FileType::Q5KM, "Q5_K_M"),
     (FileType::Q6K, "Q6_K"),
+    (FileType::Q2K, "Q2_K"),
+    (FileType::Q3KS, "Q3_K_S"),
+    (FileType::Q3KM, "Q3_K_M"),
+    (FileType::Q3KL, "Q3_K_L"),
+    (FileType::Iq4Nl, "IQ4_NL"),
+    (FileType::Iq4Xs, "IQ4_XS"),
 ];
 
 impl FileType {
-    /// Parses a name (any case; `Q4_K` and `Q5_K` mean their `_M` mix, as in
-    /// llama-quantize) or llama.cpp's number.
+    /// Parses a name (any case; `Q3_K`, `Q4_K` and `Q5_K` mean their `_M` mix, as
+    /// in llama-quantize) or llama.cpp's number.
     pub fn parse(s: &str) -> Option<FileType> {
         let upper = s.to_ascii_uppercase();
         let name = match upper.as_str() {
+            "Q3_K" => "Q3_K_M",
             "Q4_K" => "Q4_K_M",
             "Q5_K" => "Q5_K_M",
             other => other,
@@ -94,6 +114,12 @@ impl FileType {
             FileType::Q5KS => 16,
             FileType::Q5KM => 17,
             FileType::Q6K => 18,
+            FileType::Q2K => 10,
+            FileType::Q3KS => 11,
+            FileType::Q3KM => 12,
+            FileType::Q3KL => 13,
+            FileType::Iq4Nl => 25,
+            FileType::Iq4Xs => 30,
             FileType::BF16 => 32,
         }
     }
@@ -112,6 +138,10 @@ impl FileType {
             FileType::Q4KS | FileType::Q4KM => GgmlType::Q4_K,
             FileType::Q5KS | FileType::Q5KM => GgmlType::Q5_K,
             FileType::Q6K => GgmlType::Q6_K,
+            FileType::Q2K => GgmlType::Q2_K,
+            FileType::Q3KS | FileType::Q3KM | FileType::Q3KL => GgmlType::Q3_K,
+            FileType::Iq4Nl => GgmlType::IQ4_NL,
+            FileType::Iq4Xs => GgmlType::IQ4_XS,
         }
     }
 }
@@ -123,6 +153,8 @@ pub struct ModelFacts {
     pub arch: String,
     /// Layers (`<arch>.block_count`).
     pub n_layer: usize,
+    /// Query heads per KV head (`n_head / n_head_kv`, 1 without grouped-query attention).
+    pub n_gqa: usize,
     /// Routed experts (0 for a dense model).
     pub n_expert: usize,
     /// Whether llama.cpp classes the model as a 70B Llama (80 layers with GQA).
@@ -294,10 +326,15 @@ impl Planner {
             // Only the IQ and ternary file types change an untied embedding.
         } else if category.is_attn_v() {
             let i = self.i_attention_wv;
-            if matches!(self.ftype, F::Q4KM | F::Q5KM) && more_bits(i, self.n_attention_wv) {
-                ty = GgmlType::Q6_K;
-            } else if self.ftype == F::Q4KS && i < 4 {
-                ty = GgmlType::Q5_K;
+            let gqa4 = f.n_gqa >= 4;
+            match self.ftype {
+                F::Q2K => ty = if gqa4 { GgmlType::Q4_K } else { GgmlType::Q3_K },
+                F::Q3KM => ty = if i < 2 { GgmlType::Q5_K } else { GgmlType::Q4_K },
+                F::Q3KL => ty = GgmlType::Q5_K,
+                F::Iq4Nl | F::Iq4Xs if gqa4 => ty = GgmlType::Q5_K,
+                F::Q4KM | F::Q5KM if more_bits(i, self.n_attention_wv) => ty = GgmlType::Q6_K,
+                F::Q4KS if i < 4 => ty = GgmlType::Q5_K,
+                _ => {}
             }
             if f.is_70b && matches!(ty, GgmlType::Q3_K | GgmlType::Q4_K) {
                 ty = GgmlType::Q5_K;
@@ -316,6 +353,17 @@ impl Planner {
             let i_layer = if f.n_expert > 1 { layer_of(name).unwrap_or(self.i_ffn_down) } else { self.i_ffn_down };
             let n = f.n_layer;
             match self.ftype {
+                F::Q2K => ty = GgmlType::Q3_K,
+                F::Q3KM => {
+                    ty = if i_layer < n / 16 {
+                        GgmlType::Q5_K
+                    } else if !falcon || more_bits(i_layer, n) {
+                        GgmlType::Q4_K
+                    } else {
+                        GgmlType::Q3_K
+                    }
+                }
+                F::Q3KL => ty = if falcon { GgmlType::Q4_K } else { GgmlType::Q5_K },
                 F::Q4KM if falcon => {
                     ty = if i_layer < n / 16 {
                         GgmlType::Q6_K
@@ -326,16 +374,20 @@ impl Planner {
                     }
                 }
                 F::Q4KM | F::Q5KM if more_bits(i_layer, n) => ty = GgmlType::Q6_K,
+                F::Iq4Nl | F::Iq4Xs if i_layer < n / 8 => ty = GgmlType::Q5_K,
                 F::Q4KS if !falcon && i_layer < n / 8 => ty = GgmlType::Q5_K,
                 _ => {}
             }
             self.i_ffn_down += 1;
-        } else if category == Category::AttnOutput
-            && !falcon
-            && f.n_expert == 8
-            && matches!(self.ftype, F::Q4KS | F::Q4KM)
-        {
-            ty = GgmlType::Q5_K;
+        } else if category == Category::AttnOutput {
+            ty = match (falcon, f.n_expert == 8, self.ftype) {
+                (false, true, F::Q2K | F::Q3KS | F::Q3KM | F::Iq4Nl | F::Q4KS | F::Q4KM | F::Iq4Xs) => GgmlType::Q5_K,
+                (false, false, F::Q2K) => GgmlType::Q3_K,
+                (false, false, F::Q3KM) => GgmlType::Q4_K,
+                (false, false, F::Q3KL) => GgmlType::Q5_K,
+                (true, _, F::Q3KL) => GgmlType::Q4_K,
+                _ => ty,
+            };
         }
         ty
     }
@@ -369,7 +421,7 @@ mod tests {
     use super::*;
 
     fn facts(n_layer: usize) -> ModelFacts {
-        ModelFacts { arch: "qwen3".into(), n_layer, n_expert: 0, is_70b: false }
+        ModelFacts { arch: "qwen3".into(), n_layer, n_gqa: 4, n_expert: 0, is_70b: false }
     }
 
     #[test]
@@ -400,6 +452,24 @@ mod tests {
         assert_eq!(p.choose("output.weight", GgmlType::F32, 256, 2).expect("type"), Q6_K);
         assert_eq!(p.choose("token_embd.weight", GgmlType::F32, 256, 2).expect("type"), Q4_K);
         assert_eq!(p.choose("blk.0.attn_norm.weight", GgmlType::F32, 256, 1).expect("type"), GgmlType::F32);
+    }
+
+    #[test]
+    fn the_low_bit_mixes_follow_llama_cpp() {
+        use GgmlType::{IQ4_XS, Q3_K, Q4_K, Q5_K};
+        let names: Vec<String> = (0..4)
+            .flat_map(|l| ["attn_output", "attn_v", "ffn_down", "ffn_up"].map(|t| format!("blk.{l}.{t}.weight")))
+            .collect();
+        let types = |ftype| {
+            let mut p = Planner::new(ftype, facts(4), names.iter().map(String::as_str));
+            names.iter().map(|n| p.choose(n, GgmlType::F32, 256, 2).expect("type")).collect::<Vec<_>>()
+        };
+        // Q3_K_M (GQA 4:1, 4 layers): attn_output and ffn_down Q4_K, the first two attn_v Q5_K.
+        let q3 = types(FileType::Q3KM);
+        assert_eq!(&q3[..4], [Q4_K, Q5_K, Q4_K, Q3_K]);
+        assert_eq!(&q3[8..12], [Q4_K, Q4_K, Q4_K, Q3_K]);
+        // IQ4_XS: attn_v Q5_K (GQA ≥ 4), the rest IQ4_XS.
+        assert_eq!(&types(FileType::Iq4Xs)[..4], [IQ4_XS, Q5_K, IQ4_XS, IQ4_XS]);
     }
 
     #[test]

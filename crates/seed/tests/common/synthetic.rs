@@ -67,8 +67,11 @@ pub fn sha256(path: &Path) -> String {
 
 /// The fixtures the README describes but does not ship: (name, file type, sha256
 /// of llama-quantize's file).
-const MADE: [(&str, &str, &str); 1] =
-    [("qwen3-tiny-q5_1", "Q5_1", "a32178cc8307bb7e98ca8c0502b0b07f8b2ec832b49dab01416fc621db3deed3")];
+const MADE: [(&str, &str, &str); 3] = [
+    ("qwen3-tiny-q5_1", "Q5_1", "a32178cc8307bb7e98ca8c0502b0b07f8b2ec832b49dab01416fc621db3deed3"),
+    ("qwen3-tiny-q2_k", "Q2_K", "cadd20cfa0f644b9a99341a45a75f26c540469035f68bbe22ec1e7bf5263a96a"),
+    ("qwen3-tiny-iq4_nl", "IQ4_NL", "2dcbae7ce679de65a6c66eee316c272b3bb85ebf13a2f9de1fad1222e8785ad4"),
+];
 
 /// The path of fixture `name` made by `seed quantize` from a regenerated F32 (once
 /// per target directory), or `None` if it is not one of those or the generator is
