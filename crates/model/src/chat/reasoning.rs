@@ -160,7 +160,7 @@ impl ThinkStream {
 }
 
 /// Bytes at the end of `text` that may begin `tag` (held back until the next piece says).
-fn partial_tail(text: &str, tag: &str) -> usize {
+pub(super) fn partial_tail(text: &str, tag: &str) -> usize {
     (1..tag.len())
         .rev()
         .find(|&n| text.len() >= n && text.is_char_boundary(text.len() - n) && tag.starts_with(&text[text.len() - n..]))

@@ -896,13 +896,7 @@ fn whole_string_prefix(text: &str) -> (usize, bool) {
 /// How many bytes at the end of `text` to hold back because they may begin `marker` (or are
 /// whitespace that would be trimmed before it).
 pub(super) fn held_tail(text: &str, marker: &str) -> usize {
-    let mut keep = 0;
-    for n in (1..marker.len()).rev() {
-        if text.len() >= n && text.is_char_boundary(text.len() - n) && marker.starts_with(&text[text.len() - n..]) {
-            keep = n;
-            break;
-        }
-    }
+    let keep = super::reasoning::partial_tail(text, marker);
     let body = &text[..text.len() - keep];
     keep + (body.len() - body.trim_end().len())
 }
