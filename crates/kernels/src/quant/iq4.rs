@@ -13,7 +13,7 @@ use half::f16;
 use crate::QK_K;
 
 use super::search::{nearest_int, GROUP_MAX_EPS};
-use super::{BlockQ8K, BlockQ8_0, QK};
+use super::{signed_max, BlockQ8K, BlockQ8_0, QK};
 
 /// The 16 values an index stands for (ggml's `kvalues_iq4nl`).
 pub const VALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
@@ -124,13 +124,8 @@ const NTRY: i32 = 7;
 /// One block of 32: its scale from the search over `2·NTRY + 1` trial scales
 /// (weights `x²`), and the indices of the first guess in `l`.
 fn block_scale(x: &[f32; 32], l: &mut [u8; 32]) -> f32 {
-    let (mut max, mut amax) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let max = signed_max(x);
+    let amax = max.abs();
     if amax < GROUP_MAX_EPS {
         return 0.0;
     }
@@ -195,16 +190,10 @@ pub fn quantize_row_xs(x: &[f32], y: &mut [BlockIq4Xs]) {
     for (sb, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let mut l = [0u8; 32];
         let mut scales = [0.0f32; 8];
-        let (mut max_scale, mut amax_scale) = (0.0f32, 0.0f32);
         for (i, block) in sb.chunks_exact(32).enumerate() {
-            let block: &[f32; 32] = block.try_into().expect("32 values");
-            scales[i] = block_scale(block, &mut l);
-            if scales[i].abs() > amax_scale {
-                amax_scale = scales[i].abs();
-                max_scale = scales[i];
-            }
+            scales[i] = block_scale(block.try_into().expect("32 values"), &mut l);
         }
-        let d = -max_scale / 32.0;
+        let d = -signed_max(&scales) / 32.0;
         out.d = f16::from_f32(d);
         out.scales_h = 0;
         out.scales_l = [0; QK_K / 64];

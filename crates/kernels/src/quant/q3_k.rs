@@ -13,7 +13,7 @@ use half::f16;
 use crate::QK_K;
 
 use super::search::{make_q3_quants, nearest_int};
-use super::BlockQ8K;
+use super::{signed_max, BlockQ8K};
 
 /// A Q3_K super-block.
 #[repr(C)]
@@ -83,16 +83,12 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ3K]) {
     for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let mut l = [0i8; QK_K];
         let mut scales = [0.0f32; 16];
-        let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
         for (j, sub) in block.chunks_exact(16).enumerate() {
             let sub: &[f32; 16] = sub.try_into().expect("16 values");
             let q: &mut [i8; 16] = (&mut l[16 * j..16 * j + 16]).try_into().expect("16 quants");
             scales[j] = make_q3_quants(4, sub, q);
-            if scales[j].abs() > amax {
-                amax = scales[j].abs();
-                max_scale = scales[j];
-            }
         }
+        let max_scale = signed_max(&scales);
         out.scales = [0; 12];
         if max_scale != 0.0 {
             let iscale = -32.0 / max_scale;

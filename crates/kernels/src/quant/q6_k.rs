@@ -13,7 +13,7 @@ use crate::QK_K;
 
 use super::order::{fma8, hsum8};
 use super::search::{make_qx_quants, nearest_int, GROUP_MAX_EPS};
-use super::BlockQ8K;
+use super::{signed_max, BlockQ8K};
 
 /// A Q6_K super-block.
 #[repr(C)]
@@ -74,16 +74,13 @@ pub fn quantize_row(x: &[f32], y: &mut [BlockQ6K]) {
     for (block, out) in x.chunks_exact(QK_K).zip(y.iter_mut()) {
         let mut l = [0i8; QK_K];
         let mut scales = [0.0f32; QK_K / 16];
-        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
         for (g, sub) in block.chunks_exact(16).enumerate() {
             let sub: &[f32; 16] = sub.try_into().expect("16 values");
             let s = make_qx_quants(32, sub, (&mut l[16 * g..16 * g + 16]).try_into().expect("16 quants"));
             scales[g] = s;
-            if s.abs() > max_abs_scale {
-                max_abs_scale = s.abs();
-                max_scale = s;
-            }
         }
+        let max_scale = signed_max(&scales);
+        let max_abs_scale = max_scale.abs();
         if max_abs_scale < GROUP_MAX_EPS {
             *out = BlockQ6K::zeroed();
             continue;

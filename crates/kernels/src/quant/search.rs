@@ -7,6 +7,8 @@
 //! fused multiply-add (ggml's base library is built without FMA contraction), and
 //! rounding by [`nearest_int`]'s float trick (ties to even), not by `f32::round`.
 
+use super::signed_max;
+
 /// Rounds to the nearest integer, ties to even, the way ggml does: adding 1.5·2²³
 /// moves the integer part into the low mantissa bits. Exact for |x| < 2²².
 #[inline]
@@ -24,13 +26,8 @@ pub const GROUP_MAX_EPS: f32 = 1e-15;
 /// as `l + nmax` in `out`, and the scale that minimises the `x²`-weighted squared
 /// error over 19 trial inverse scales around `−nmax / max`.
 pub fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], out: &mut [i8; N]) -> f32 {
-    let (mut max, mut amax) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let max = signed_max(x);
+    let amax = max.abs();
     if amax < GROUP_MAX_EPS {
         out.fill(0);
         return 0.0;
@@ -76,13 +73,8 @@ pub fn make_qx_quants<const N: usize>(nmax: i32, x: &[f32; N], out: &mut [i8; N]
 /// calls): symmetric quants `l ∈ [−nmax, nmax)` stored as `l + nmax`, refined by up
 /// to 5 passes that move single quants while the `x²`-weighted fit improves.
 pub fn make_q3_quants<const N: usize>(nmax: i32, x: &[f32; N], out: &mut [i8; N]) -> f32 {
-    let (mut max, mut amax) = (0.0f32, 0.0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let max = signed_max(x);
+    let amax = max.abs();
     if amax < GROUP_MAX_EPS {
         out.fill(0);
         return 0.0;
