@@ -105,14 +105,89 @@ pub struct Edition {
     /// The chat format, for a model whose file has none (a base model) or to replace its own:
     /// the name of a built-in format (`gemma`) or a Jinja template's source.
     pub chat_template: Option<String>,
-    /// Language tag, e.g. `zh` or `en`.
+    /// Language tag, e.g. `zh` or `en`: the language of the chat page's interface.
     pub language: Option<String>,
+    /// How the chat page presents it.
+    pub face: Face,
     /// Default sampling.
     pub sampling: Sampling,
     /// Regions that serve this edition.
     pub regions: Vec<String>,
     /// Prices per million tokens.
     pub prices: Prices,
+}
+
+/// How the chat page presents an edition: all optional, the page has its own defaults.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Face {
+    /// The assistant's name as people see it (`display_name`; default: the edition's name).
+    pub display_name: Option<String>,
+    /// The first thing an empty chat shows.
+    pub greeting: Option<String>,
+    /// First prompts offered on an empty chat.
+    pub suggestions: Vec<String>,
+    /// The accent colour, `#rrggbb` (`#rgb` is widened).
+    pub accent: Option<String>,
+}
+
+impl Face {
+    /// Longest display name, in characters.
+    pub const MAX_NAME: usize = 64;
+    /// Longest greeting, in characters.
+    pub const MAX_GREETING: usize = 500;
+    /// Most suggestions.
+    pub const MAX_SUGGESTIONS: usize = 6;
+    /// Longest suggestion, in characters.
+    pub const MAX_SUGGESTION: usize = 200;
+
+    fn from_raw(e: &RawEdition) -> Result<Face, (usize, String)> {
+        let text = |v: &Option<Spanned<String>>, field: &str, max: usize| -> Result<Option<String>, (usize, String)> {
+            let Some(v) = v else { return Ok(None) };
+            let n = v.get_ref().trim().chars().count();
+            if n == 0 || n > max {
+                return Err((v.span().start, format!("`{field}` must be 1 to {max} characters")));
+            }
+            Ok(Some(v.get_ref().trim().to_string()))
+        };
+        let mut suggestions = Vec::new();
+        if let Some(list) = &e.suggestions {
+            if list.get_ref().len() > Face::MAX_SUGGESTIONS {
+                return Err((list.span().start, format!("at most {} `suggestions`", Face::MAX_SUGGESTIONS)));
+            }
+            for item in list.get_ref() {
+                suggestions.extend(text(&Some(item.clone()), "suggestions", Face::MAX_SUGGESTION)?);
+            }
+        }
+        let accent = match &e.accent {
+            None => None,
+            Some(a) => Some(hex_colour(a.get_ref()).ok_or_else(|| {
+                (a.span().start, format!("`accent` must be a colour as `#rrggbb` or `#rgb`, not `{}`", a.get_ref()))
+            })?),
+        };
+        Ok(Face {
+            display_name: text(&e.display_name, "display_name", Face::MAX_NAME)?,
+            greeting: text(&e.greeting, "greeting", Face::MAX_GREETING)?,
+            suggestions,
+            accent,
+        })
+    }
+}
+
+/// `#rrggbb` from `#rrggbb` or `#rgb` (lower case), or `None`.
+fn hex_colour(text: &str) -> Option<String> {
+    let hex = text.strip_prefix('#')?;
+    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    match hex.len() {
+        6 => Some(format!("#{}", hex.to_ascii_lowercase())),
+        3 => Some(hex.chars().fold("#".to_string(), |mut s, c| {
+            s.push(c.to_ascii_lowercase());
+            s.push(c.to_ascii_lowercase());
+            s
+        })),
+        _ => None,
+    }
 }
 
 /// Per-tenant limits; `None` means unlimited.
@@ -184,6 +259,10 @@ struct RawEdition {
     system: Option<String>,
     chat_template: Option<Spanned<String>>,
     language: Option<String>,
+    display_name: Option<Spanned<String>>,
+    greeting: Option<Spanned<String>>,
+    suggestions: Option<Spanned<Vec<Spanned<String>>>>,
+    accent: Option<Spanned<String>>,
     sampling: Option<Spanned<Sampling>>,
     regions: Spanned<Vec<Spanned<String>>>,
     prices: Option<Spanned<Prices>>,
@@ -331,8 +410,10 @@ impl Config {
             if [p.input, p.cached, p.output].iter().any(|v| !v.is_finite() || *v < 0.0) {
                 return Err(invalid(prices_at, format!("edition `{name}`: prices must be finite and non-negative")));
             }
+            let face = Face::from_raw(e).map_err(|(at, m)| invalid(at, format!("edition `{name}`: {m}")))?;
             editions.push(Edition {
                 name: name.clone(),
+                face,
                 model: e.model.get_ref().clone(),
                 system: e.system.clone(),
                 chat_template: e.chat_template.as_ref().map(|t| t.get_ref().clone()),

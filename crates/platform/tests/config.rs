@@ -197,3 +197,36 @@ fn unknown_field_and_syntax_name_the_line() {
     let e = Config::parse("[[region]]\nname = \n").expect_err("syntax");
     assert_eq!(e.line(), 2, "{e}");
 }
+
+#[test]
+fn an_editions_face_is_read_and_checked() {
+    let face = r##"
+[[edition]]
+name = "face"
+model = "m"
+regions = ["cn"]
+display_name = " Doubao "
+greeting = "你好"
+suggestions = ["写一首诗", "Explain Rust"]
+accent = "#0AF"
+"##;
+    let config = Config::parse(&format!("{BASE}{face}")).expect("parses");
+    let f = &config.edition("face").expect("edition").face;
+    assert_eq!(f.display_name.as_deref(), Some("Doubao"), "trimmed");
+    assert_eq!((f.greeting.as_deref(), f.accent.as_deref()), (Some("你好"), Some("#00aaff")), "#rgb widened");
+    assert_eq!(f.suggestions, ["写一首诗", "Explain Rust"]);
+    assert_eq!(config.edition("cici").expect("edition").face, platform::config::Face::default());
+
+    for (bad, needle, says) in [
+        ("accent = \"blue\"", "accent", "`accent` must be a colour"),
+        ("accent = \"#12345\"", "accent", "`accent` must be a colour"),
+        ("display_name = \"  \"", "display_name", "`display_name` must be 1 to 64"),
+        ("suggestions = [\"a\", \"\"]", "suggestions", "`suggestions` must be 1 to 200"),
+        ("suggestions = [\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\"]", "suggestions", "at most 6"),
+    ] {
+        let extra = format!("[[edition]]\nname = \"face\"\nmodel = \"m\"\nregions = [\"cn\"]\n{bad}\n");
+        let e = err(&extra);
+        assert!(e.to_string().contains(says) && e.to_string().contains("edition `face`"), "{bad}: {e}");
+        assert_eq!(e.line(), line_of(&extra, &format!("{needle} =")), "{bad}: {e}");
+    }
+}

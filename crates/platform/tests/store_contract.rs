@@ -20,6 +20,7 @@ const CASES: &[Case] = &[
     ("tenants see only their own", tenants_see_only_their_own),
     ("messages append in order; the title comes from the first user message", messages_append_in_order),
     ("a batch with a bad role is refused whole", bad_batch_is_refused_whole),
+    ("search finds titles and messages; rename keeps the order", search_and_rename),
     ("usage totals by tenant, day and edition", usage_totals),
     ("the schema is applied once", schema_applied_once),
     ("appends from several handles at once all land, in one order", concurrent_appends),
@@ -130,6 +131,39 @@ fn tenants_see_only_their_own(open: Open<'_>) {
     assert!(matches!(s.get_conversation("a", "conv_missing"), Err(StoreError::NotFound)));
     let (conv, messages) = s.get_conversation("b", &b.id).expect("b still there");
     assert_eq!((conv, messages), (b, vec![]));
+}
+
+fn search_and_rename(open: Open<'_>) {
+    let s = open();
+    let sea = s.create_conversation("t", Some("Colours of the SEA"), None, 10).expect("create");
+    let rust = s.create_conversation("t", None, None, 11).expect("create");
+    s.append_messages("t", &rust.id, &[pair("user", "Write Rust"), pair("assistant", "fn main() { 100% }")], 12)
+        .expect("append");
+    let zh = s.create_conversation("t", None, None, 13).expect("create");
+    s.append_messages("t", &zh.id, &[pair("user", "北京的天气"), pair("assistant", "晴朗")], 14).expect("append");
+    let other = s.create_conversation("u", Some("the sea"), None, 15).expect("create");
+    let ids = |text: &str| -> Vec<String> {
+        s.search_conversations("t", text).expect("search").into_iter().map(|c| c.id).collect()
+    };
+    assert_eq!(ids("sea"), [sea.id.clone()], "a title, ASCII case ignored; never another tenant's");
+    assert_eq!(ids("MAIN()"), [rust.id.clone()], "an answer's text");
+    assert_eq!(ids("晴"), [zh.id.clone()], "non-ASCII text");
+    assert_eq!(ids("100%"), [rust.id.clone()], "`%` is a character, not a wildcard");
+    assert_eq!(ids("_"), Vec::<String>::new(), "`_` is a character, not a wildcard");
+    assert_eq!(ids(""), [zh.id.clone(), rust.id.clone(), sea.id.clone()], "the empty text matches all, newest first");
+
+    // Renaming keeps `updated`, so the list keeps its order; another tenant's id is unknown.
+    let renamed = open().rename_conversation("t", &sea.id, "Seas").expect("rename");
+    assert_eq!((renamed.title.as_deref(), renamed.updated), (Some("Seas"), 10));
+    assert_eq!(s.get_conversation("t", &sea.id).expect("get").0, renamed);
+    assert!(matches!(s.rename_conversation("t", &other.id, "x"), Err(StoreError::NotFound)));
+    assert!(matches!(s.rename_conversation("t", "conv_missing", "x"), Err(StoreError::NotFound)));
+    assert_eq!(s.get_conversation("u", &other.id).expect("get").0.title.as_deref(), Some("the sea"));
+    // A conversation renamed before its first message keeps the name it was given.
+    let named = s.create_conversation("t", None, None, 20).expect("create");
+    s.rename_conversation("t", &named.id, "Mine").expect("rename");
+    s.append_messages("t", &named.id, &[pair("user", "hello")], 21).expect("append");
+    assert_eq!(s.get_conversation("t", &named.id).expect("get").0.title.as_deref(), Some("Mine"));
 }
 
 fn messages_append_in_order(open: Open<'_>) {

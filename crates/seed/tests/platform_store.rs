@@ -84,6 +84,35 @@ async fn conversations_keep_history_and_usage_is_metered() {
     assert_eq!(ids.first().copied(), other["id"].as_str());
     assert!(ids.contains(&id.as_str()));
 
+    // Search (`q`, in the title or any message) and rename (POST as OpenAI's API, or PATCH).
+    let found = |list: &Value| -> Vec<String> {
+        list["data"].as_array().expect("data").iter().filter_map(|c| c["id"].as_str().map(String::from)).collect()
+    };
+    let (s, hits) = json_call(&state, "GET", "/v1/conversations?q=AGAIN%3F", Value::Null, None).await;
+    assert_eq!((s, found(&hits)), (200, vec![id.clone()]), "a later user message, ASCII case ignored: {hits}");
+    let (_, hits) = json_call(&state, "GET", "/v1/conversations?q=late", Value::Null, None).await;
+    assert_eq!(found(&hits), [other["id"].as_str().expect("id")], "a title: {hits}");
+    let (_, hits) = json_call(&state, "GET", "/v1/conversations?q=%E5%8C%97%E4%BA%AC", Value::Null, None).await;
+    assert!(found(&hits).is_empty(), "{hits}");
+    let path = format!("/v1/conversations/{id}");
+    let (s, renamed) = json_call(&state, "PATCH", &path, json!({"title": " Sky colours "}), None).await;
+    assert_eq!((s, renamed["title"].as_str(), renamed["id"].as_str()), (200, Some("Sky colours"), Some(id.as_str())));
+    let (s, renamed) = json_call(&state, "POST", &path, json!({"title": "天空"}), None).await;
+    assert_eq!((s, renamed["title"].as_str()), (200, Some("天空")), "{renamed}");
+    let (_, got) = json_call(&state, "GET", &path, Value::Null, None).await;
+    assert_eq!((got["title"].as_str(), got["messages"].as_array().map(Vec::len)), (Some("天空"), Some(4)));
+    for (body, status) in [(json!({"title": ""}), 400), (json!({"title": 5}), 400), (json!({}), 400), (json!([1]), 400)]
+    {
+        let (s, e) = json_call(&state, "PATCH", &path, body.clone(), None).await;
+        assert_eq!(s, status, "{body}: {e}");
+        assert_envelope(&e);
+    }
+    let (s, e) = json_call(&state, "PATCH", "/v1/conversations/conv_nope", json!({"title": "x"}), None).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("conversation_not_found")), "{e}");
+    let long = format!("/v1/conversations?q={}", "a".repeat(201));
+    let (s, e) = json_call(&state, "GET", &long, Value::Null, None).await;
+    assert_eq!((s, e["error"]["param"].as_str()), (400, Some("q")), "{e}");
+
     // Usage: both requests, with the engine's counts.
     let (s, usage) = json_call(&state, "GET", "/v1/usage", Value::Null, None).await;
     assert_eq!(s, 200, "{usage}");

@@ -21,13 +21,18 @@ const PERSONA: &str = "You are Cici, a friendly and concise assistant. Answer in
 /// both on the default model, for tenant `acme` (quotas as given) in region `global`.
 fn platform(quotas: &str) -> platform::Config {
     platform::Config::parse(&format!(
-        r#"
+        r##"
         [[region]]
         name = "global"
         [[edition]]
         name = "cici"
         model = "smollm2-135m-instruct"
         system = "{PERSONA}"
+        display_name = "Cici"
+        language = "en"
+        greeting = "Hi, I'm Cici."
+        suggestions = ["Plan a trip", "Explain a proof"]
+        accent = "#E0457B"
         regions = ["global"]
         sampling = {{ temperature = 0.0, max_tokens = 3 }}
         [[edition]]
@@ -39,7 +44,7 @@ fn platform(quotas: &str) -> platform::Config {
         region = "global"
         editions = ["cici", "plain"]
         quotas = {{ {quotas} }}
-        "#
+        "##
     ))
     .expect("config")
 }
@@ -256,6 +261,14 @@ async fn the_model_list_gives_each_name_the_sampling_of_a_chat() {
             .all(|(k, w)| got[k].as_f64().zip(w.as_f64()).is_some_and(|(g, w)| (g - w).abs() < 1e-6))
     };
     assert!(close(&sampling("plain"), &plain), "{}", sampling("plain"));
+    // An edition's face for the chat page (its persona included); a name that is no edition has none.
+    let card = |id: &str| models["data"].as_array().expect("data").iter().find(|m| m["id"] == id).cloned();
+    let face = json!({"display_name": "Cici", "language": "en", "greeting": "Hi, I'm Cici.",
+        "suggestions": ["Plan a trip", "Explain a proof"], "accent": "#e0457b", "system": PERSONA});
+    assert_eq!(card("cici").expect("cici")["edition"], face);
+    let plain_face = json!({"display_name": "plain", "language": null, "greeting": null, "suggestions": [],
+        "accent": null, "system": null});
+    assert_eq!(card("plain").expect("plain")["edition"], plain_face);
     // The edition's temperature wins; greedy is exactly greedy, so its penalty is off.
     let cici = json!({"temperature": 0.0, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repetition_penalty": 1.0});
     assert!(close(&sampling("cici"), &cici), "{}", sampling("cici"));

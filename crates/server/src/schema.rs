@@ -332,6 +332,28 @@ pub struct ModelCard {
     /// its model is loading). The API itself keeps its own defaults for fields a client omits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat_sampling: Option<ChatSampling>,
+    /// Seed's extension: how a chat page presents this name, when it is a configured edition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edition: Option<EditionCard>,
+}
+
+/// An edition's face on the chat page (`seed.toml`'s `display_name`, `greeting`,
+/// `suggestions`, `accent`, `language`) and its persona, which the page shows as the system
+/// prompt a user may replace.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct EditionCard {
+    /// The assistant's name as people see it (default: the edition's name).
+    pub display_name: String,
+    /// The interface language the edition asks for (`zh`, `en`, …).
+    pub language: Option<String>,
+    /// The greeting of an empty chat.
+    pub greeting: Option<String>,
+    /// First prompts to offer.
+    pub suggestions: Vec<String>,
+    /// `#rrggbb`.
+    pub accent: Option<String>,
+    /// The persona (`system`).
+    pub system: Option<String>,
 }
 
 /// The sampling of a chat with one model or edition: the edition's own defaults, over the model

@@ -63,6 +63,15 @@ pub trait Conversations {
     /// the same second first).
     fn list_conversations(&self, tenant: &str) -> Result<Vec<Conversation>, StoreError>;
 
+    /// The tenant's conversations whose title or any message contains `text`, ordered as
+    /// [`Conversations::list_conversations`]. Matching is by substring, ignoring the case of
+    /// ASCII letters (so both backends agree whatever the database's locale).
+    fn search_conversations(&self, tenant: &str, text: &str) -> Result<Vec<Conversation>, StoreError>;
+
+    /// Gives one of the tenant's conversations a new title (its `updated` time stays: renaming
+    /// does not move it up the list); returns it.
+    fn rename_conversation(&self, tenant: &str, id: &str, title: &str) -> Result<Conversation, StoreError>;
+
     /// One of the tenant's conversations with its messages in order; [`StoreError::NotFound`]
     /// for an unknown id and for another tenant's alike.
     fn get_conversation(&self, tenant: &str, id: &str) -> Result<(Conversation, Vec<StoredMessage>), StoreError>;

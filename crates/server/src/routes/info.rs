@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::metrics;
-use crate::schema::{ChatSampling, ModelCard, ModelList};
+use crate::schema::{ChatSampling, EditionCard, ModelCard, ModelList};
 use crate::state::AppState;
 
 fn named(state: &AppState, id: &str) -> ModelCard {
@@ -18,6 +18,14 @@ fn named(state: &AppState, id: &str) -> ModelCard {
         created: state.started(),
         owned_by: "seed",
         chat_sampling: chat_sampling(state, id),
+        edition: state.config().edition(id).map(|e| EditionCard {
+            display_name: e.face.display_name.clone().unwrap_or_else(|| e.name.clone()),
+            language: e.language.clone(),
+            greeting: e.face.greeting.clone(),
+            suggestions: e.face.suggestions.clone(),
+            accent: e.face.accent.clone(),
+            system: e.system.clone(),
+        }),
     }
 }
 

@@ -31,7 +31,13 @@ pub fn router(state: AppState) -> Router {
         .route(crate::anthropic::PATH, post(messages::handler))
         .route("/v1/responses", post(responses::handler))
         .route("/v1/conversations", post(conversations::create).get(conversations::list))
-        .route("/v1/conversations/{id}", get(conversations::get).delete(conversations::delete))
+        .route(
+            "/v1/conversations/{id}",
+            get(conversations::get)
+                .post(conversations::update)
+                .patch(conversations::update)
+                .delete(conversations::delete),
+        )
         .route("/v1/usage", get(usage::handler))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))

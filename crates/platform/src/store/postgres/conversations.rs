@@ -14,6 +14,9 @@ fn to_conversation(r: &tokio_postgres::Row) -> Conversation {
     }
 }
 
+const UPPER: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const LOWER: &str = "abcdefghijklmnopqrstuvwxyz";
+
 impl Conversations for PgStore {
     fn create_conversation(
         &self,
@@ -54,6 +57,42 @@ impl Conversations for PgStore {
                 )
                 .await?;
             Ok(rows.iter().map(to_conversation).collect())
+        })
+    }
+
+    fn search_conversations(&self, tenant: &str, text: &str) -> Result<Vec<Conversation>, StoreError> {
+        let (tenant, needle) = (tenant.to_string(), text.to_ascii_lowercase());
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            // translate(), not lower(): ASCII letters only, as the contract says, whatever the
+            // database's locale.
+            let rows = c
+                .query(
+                    "SELECT id, created, updated, title, model FROM conversations c WHERE tenant = $1
+                     AND (strpos(translate(COALESCE(title, ''), $3, $4), $2) > 0 OR EXISTS (SELECT 1
+                          FROM messages m WHERE m.conversation = c.id
+                          AND strpos(translate(m.content, $3, $4), $2) > 0))
+                     ORDER BY updated DESC, n DESC",
+                    &[&tenant, &needle, &UPPER, &LOWER],
+                )
+                .await?;
+            Ok(rows.iter().map(to_conversation).collect())
+        })
+    }
+
+    fn rename_conversation(&self, tenant: &str, id: &str, title: &str) -> Result<Conversation, StoreError> {
+        let (tenant, id, title) = (tenant.to_string(), id.to_string(), title.to_string());
+        self.run(|pool| async move {
+            let c = pool.get().await?;
+            let row = c
+                .query_opt(
+                    "UPDATE conversations SET title = $1 WHERE id = $2 AND tenant = $3
+                     RETURNING id, created, updated, title, model",
+                    &[&title, &id, &tenant],
+                )
+                .await?
+                .ok_or(Failure::NotFound)?;
+            Ok(to_conversation(&row))
         })
     }
 

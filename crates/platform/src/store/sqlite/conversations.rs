@@ -38,6 +38,37 @@ impl Conversations for SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    fn search_conversations(&self, tenant: &str, text: &str) -> Result<Vec<Conversation>, StoreError> {
+        // SQLite's lower() folds ASCII letters only, as the contract says.
+        let c = self.conn();
+        let mut st = c
+            .prepare(
+                "SELECT id, created, updated, title, model FROM conversations c WHERE tenant = ?1
+                 AND (instr(lower(COALESCE(title, '')), ?2) > 0 OR EXISTS (SELECT 1 FROM messages m
+                      WHERE m.conversation = c.id AND instr(lower(m.content), ?2) > 0))
+                 ORDER BY updated DESC, rowid DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st.query_map([tenant, &text.to_ascii_lowercase()], row_to_conversation).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    fn rename_conversation(&self, tenant: &str, id: &str, title: &str) -> Result<Conversation, StoreError> {
+        let c = self.conn();
+        let n = c
+            .execute("UPDATE conversations SET title = ?1 WHERE id = ?2 AND tenant = ?3", [title, id, tenant])
+            .map_err(|e| self.err(e))?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        c.query_row(
+            "SELECT id, created, updated, title, model FROM conversations WHERE id = ?1",
+            [id],
+            row_to_conversation,
+        )
+        .map_err(|e| self.err(e))
+    }
+
     fn get_conversation(&self, tenant: &str, id: &str) -> Result<(Conversation, Vec<StoredMessage>), StoreError> {
         let c = self.conn();
         let conv = c
