@@ -145,12 +145,12 @@ fn search_and_rename(open: Open<'_>) {
     let ids = |text: &str| -> Vec<String> {
         s.search_conversations("t", text).expect("search").into_iter().map(|c| c.id).collect()
     };
-    assert_eq!(ids("sea"), [sea.id.clone()], "a title, ASCII case ignored; never another tenant's");
-    assert_eq!(ids("MAIN()"), [rust.id.clone()], "an answer's text");
-    assert_eq!(ids("晴"), [zh.id.clone()], "non-ASCII text");
-    assert_eq!(ids("100%"), [rust.id.clone()], "`%` is a character, not a wildcard");
+    assert_eq!(ids("sea"), [sea.id.as_str()], "a title, ASCII case ignored; never another tenant's");
+    assert_eq!(ids("MAIN()"), [rust.id.as_str()], "an answer's text");
+    assert_eq!(ids("晴"), [zh.id.as_str()], "non-ASCII text");
+    assert_eq!(ids("100%"), [rust.id.as_str()], "`%` is a character, not a wildcard");
     assert_eq!(ids("_"), Vec::<String>::new(), "`_` is a character, not a wildcard");
-    assert_eq!(ids(""), [zh.id.clone(), rust.id.clone(), sea.id.clone()], "the empty text matches all, newest first");
+    assert_eq!(ids(""), [zh.id.as_str(), rust.id.as_str(), sea.id.as_str()], "the empty text matches all, newest first");
 
     // Renaming keeps `updated`, so the list keeps its order; another tenant's id is unknown.
     let renamed = open().rename_conversation("t", &sea.id, "Seas").expect("rename");
