@@ -45,6 +45,8 @@ fn shipped_example_loads() {
     assert_eq!(doubao.regions, ["cn"]);
     assert!(doubao.system.as_deref().is_some_and(|s| s.contains("豆包")));
     assert_eq!(doubao.chat_template.as_deref(), Some("gemma"), "Gemma 3 270M's file has no chat template");
+    assert_eq!((doubao.face.display_name.as_deref(), doubao.language.as_deref()), (Some("豆包"), Some("zh")));
+    assert_eq!((doubao.face.suggestions.len(), doubao.face.accent.as_deref()), (3, Some("#1664ff")));
     let cici = config.edition("cici").expect("cici");
     assert_eq!(cici.model, "smollm2-135m-instruct");
     assert_eq!(cici.regions, ["global"]);

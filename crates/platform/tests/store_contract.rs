@@ -150,7 +150,11 @@ fn search_and_rename(open: Open<'_>) {
     assert_eq!(ids("晴"), [zh.id.as_str()], "non-ASCII text");
     assert_eq!(ids("100%"), [rust.id.as_str()], "`%` is a character, not a wildcard");
     assert_eq!(ids("_"), Vec::<String>::new(), "`_` is a character, not a wildcard");
-    assert_eq!(ids(""), [zh.id.as_str(), rust.id.as_str(), sea.id.as_str()], "the empty text matches all, newest first");
+    assert_eq!(
+        ids(""),
+        [zh.id.as_str(), rust.id.as_str(), sea.id.as_str()],
+        "the empty text matches all, newest first"
+    );
 
     // Renaming keeps `updated`, so the list keeps its order; another tenant's id is unknown.
     let renamed = open().rename_conversation("t", &sea.id, "Seas").expect("rename");

@@ -1,7 +1,9 @@
-//! The chat page in a real browser: `web/e2e/chat.mjs` drives Debian's
-//! headless Chromium with playwright-core against `seed serve` on the real
-//! default model (send, stream, stop, switch edition, phone layout, reload
-//! and find the conversation). It writes the screenshots of `docs/`.
+//! The chat page in a real browser: `web/e2e/chat.mjs` drives Debian's headless Chromium with
+//! playwright-core against `seed serve` on the real default model, with two editions of it
+//! (`cici` in English, `doubao` in Chinese, each with its own face): send, stream, stop,
+//! regenerate, edit, settings, search, rename, delete with undo, tools, both themes, both
+//! languages, desktop and phone, axe-core on every state, and a 10,000-token answer's frame
+//! times. It writes the screenshots of `docs/` (set `SEED_SCREENSHOTS=docs` to refresh them).
 
 mod serving;
 
@@ -11,8 +13,41 @@ use std::process::Command;
 use serving::process::ServeProcess;
 
 fn ready(root: &Path) -> bool {
-    Path::new("/usr/bin/chromium").exists() && root.join("web/e2e/node_modules/playwright-core/package.json").exists()
+    let modules = root.join("web/e2e/node_modules");
+    Path::new("/usr/bin/chromium").exists()
+        && Path::new("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc").exists()
+        && modules.join("playwright-core/package.json").exists()
+        && modules.join("axe-core/axe.min.js").exists()
 }
+
+/// Two editions of the default model, as a region's `seed.toml` would give them.
+const EDITIONS: &str = r##"
+[[region]]
+name = "local"
+store = "region.sqlite"
+
+[[edition]]
+name = "cici"
+model = "smollm2-135m-instruct"
+language = "en"
+display_name = "Cici"
+greeting = "Hi, I'm Cici. What shall we explore today?"
+suggestions = ["Name three colours of the sea.", "Write a haiku about the moon."]
+accent = "#e0457b"
+system = "You are Cici, a friendly and concise assistant."
+regions = ["local"]
+
+[[edition]]
+name = "doubao"
+model = "smollm2-135m-instruct"
+language = "zh"
+display_name = "豆包"
+greeting = "你好，我是豆包。今天想聊点什么？"
+suggestions = ["用一句话介绍北京。", "写一首关于秋天的短诗。"]
+accent = "#1664ff"
+system = "你是豆包，一个乐于助人的中文助手。"
+regions = ["local"]
+"##;
 
 #[test]
 fn the_chat_page_works_in_headless_chromium() {
@@ -21,14 +56,16 @@ fn the_chat_page_works_in_headless_chromium() {
         let setup = Command::new(root.join("scripts/setup-browser-test.sh")).status();
         assert!(
             setup.is_ok_and(|s| s.success()) && ready(&root),
-            "the browser test needs /usr/bin/chromium and playwright-core: run scripts/setup-browser-test.sh (as root)"
+            "the browser test needs /usr/bin/chromium, a CJK font, playwright-core and axe-core: run scripts/setup-browser-test.sh (as root)"
         );
     }
     let data = tempfile_dir();
-    let server = ServeProcess::start(&[]);
+    let config = data.join("seed.toml");
+    std::fs::write(&config, EDITIONS).expect("writing the config");
+    let server = ServeProcess::start(&["--config", config.to_str().expect("a UTF-8 path")]);
     let shots = std::env::var("SEED_SCREENSHOTS").map_or_else(|_| data.clone(), Into::into);
     let out = Command::new("timeout")
-        .args(["600", "node"])
+        .args(["900", "node"])
         .arg(root.join("web/e2e/chat.mjs"))
         .arg(server.port.to_string())
         .arg(&shots)
