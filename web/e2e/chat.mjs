@@ -355,7 +355,6 @@ async function main() {
   await page.setViewportSize({ width: 360, height: 740 });
   check(!(await page.isVisible('#side')) && await page.isVisible('#toggle'), 'phone layout: the sidebar is hidden behind a toggle');
   await axe('phone, drawer closed, light, English');
-  await page.screenshot({ path: join(shots, 'web-phone.png') });
   await page.click('#toggle');
   check(await page.isVisible('#side') && await page.evaluate(() => document.activeElement.id) === 'new' && (await page.getAttribute('#toggle', 'aria-expanded')) === 'true', 'the toggle opens the drawer and moves focus into it');
   await axe('phone, drawer open, light, English');
