@@ -138,6 +138,86 @@ pub(crate) unsafe fn tile_scores(q: &[f32], kt: &[f32], scores: &mut [f32; 64]) 
     }
 }
 
+/// [`tile_scores`] of four queries: each key row of the tile is loaded once for the four, and
+/// their sixteen chains run side by side; each score is the same FMA chain over `d`.
+///
+/// # Safety
+/// The CPU must support AVX-512F (an AVX-512 level is active).
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn tile_scores4(q: [&[f32]; 4], kt: &[f32], scores: &mut [[f32; 64]; 4]) {
+    let hd = q[0].len();
+    assert!(q.iter().all(|x| x.len() == hd) && kt.len() >= hd * 64);
+    let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+    let kp = kt.as_ptr();
+    for d in 0..hd {
+        // SAFETY: d * 64 + 64 <= hd * 64 <= kt.len().
+        let k = unsafe { [0, 1, 2, 3].map(|v| _mm512_loadu_ps(kp.add(d * 64 + 16 * v))) };
+        for (a, qi) in acc.iter_mut().zip(&q) {
+            let qv = _mm512_set1_ps(qi[d]);
+            for (a, k) in a.iter_mut().zip(&k) {
+                *a = _mm512_fmadd_ps(qv, *k, *a);
+            }
+        }
+    }
+    for (a, s) in acc.iter().zip(scores.iter_mut()) {
+        for (v, a) in a.iter().enumerate() {
+            // SAFETY: 16 v + 16 <= 64.
+            unsafe { _mm512_storeu_ps(s.as_mut_ptr().add(16 * v), *a) };
+        }
+    }
+}
+
+/// Four queries' `out_i = fma(scores[i][t], vt[t], out_i)` for `t` in `ts` in order (the tiled
+/// kernel's value accumulation): per 64 output columns, sixteen accumulators stay in
+/// registers across positions, and each value row is loaded once for the four.
+///
+/// # Safety
+/// The CPU must support AVX-512F; `out[offsets[i]..][..hdv]` are in bounds and disjoint, and
+/// `vt` holds `ts.end` rows of `hdv`.
+#[target_feature(enable = "avx512f,fma")]
+pub(crate) unsafe fn accumulate4(
+    out: &mut [f32],
+    offsets: [usize; 4],
+    scores: &[[f32; 64]; 4],
+    ts: std::ops::Range<usize>,
+    vt: &[f32],
+    hdv: usize,
+) {
+    debug_assert!(vt.len() >= ts.end * hdv);
+    let op = out.as_mut_ptr();
+    let vp = vt.as_ptr();
+    let mut c = 0;
+    while c + 64 <= hdv {
+        // SAFETY: offsets[i] + c + 64 <= offsets[i] + hdv <= out.len(); t * hdv + c + 64 <= vt.len().
+        unsafe {
+            let mut acc = offsets.map(|o| [0, 1, 2, 3].map(|v| _mm512_loadu_ps(op.add(o + c + 16 * v))));
+            for t in ts.clone() {
+                let v = [0, 1, 2, 3].map(|j| _mm512_loadu_ps(vp.add(t * hdv + c + 16 * j)));
+                for (a, s) in acc.iter_mut().zip(scores) {
+                    let p = _mm512_set1_ps(s[t]);
+                    for (a, v) in a.iter_mut().zip(&v) {
+                        *a = _mm512_fmadd_ps(p, *v, *a);
+                    }
+                }
+            }
+            for (a, &o) in acc.iter().zip(&offsets) {
+                for (j, a) in a.iter().enumerate() {
+                    _mm512_storeu_ps(op.add(o + c + 16 * j), *a);
+                }
+            }
+        }
+        c += 64;
+    }
+    for (s, &o) in scores.iter().zip(&offsets) {
+        for t in ts.clone() {
+            for j in c..hdv {
+                // SAFETY: o + j < o + hdv <= out.len(); t * hdv + j < vt.len().
+                unsafe { *op.add(o + j) = s[t].mul_add(*vp.add(t * hdv + j), *op.add(o + j)) };
+            }
+        }
+    }
+}
+
 /// `scores = exp(scores - max)` with ggml's vector `exp`; returns the sum, per 16
 /// lanes in `_mm512_reduce_add_ps` order, added in f64.
 ///

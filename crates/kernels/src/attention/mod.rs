@@ -90,6 +90,57 @@ impl Prims {
         by_width!(self, tile_scores(q, kt, scores), { tiled::tile_scores(q, kt, scores) })
     }
 
+    /// [`Self::tile_scores`] of four queries against one tile.
+    #[inline(always)]
+    fn tile_scores4(self, q: [&[f32]; tiled::QUAD], kt: &[f32], scores: &mut [[f32; TILE]; tiled::QUAD]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.width == Width::W512 {
+            // SAFETY: the width is the active level's, so the CPU has AVX-512F and FMA.
+            return unsafe { avx512::tile_scores4(q, kt, scores) };
+        }
+        for (q, s) in q.iter().zip(scores.iter_mut()) {
+            self.tile_scores(q, kt, s);
+        }
+    }
+
+    /// Whether [`Self::accumulate4`] runs at this width (it takes the value tile unpacked
+    /// to f32; the other widths read the f16 values one query at a time).
+    #[inline(always)]
+    fn takes_value_tiles(self) -> bool {
+        cfg!(target_arch = "x86_64") && self.width == Width::W512
+    }
+
+    /// [`Self::accumulate_values`] of four queries with one visible range, over the unpacked
+    /// value tile `vt` `(TILE, head_dim_v)`: `out[offsets[i]..][..head_dim_v]` is query `i`'s
+    /// output; the offsets are distinct (asserted), so the four outputs do not overlap.
+    #[inline(always)]
+    fn accumulate4(
+        self,
+        out: &mut [f32],
+        offsets: [usize; tiled::QUAD],
+        scores: &[[f32; TILE]; tiled::QUAD],
+        ts: std::ops::Range<usize>,
+        vt: &[f32],
+    ) {
+        let hdv = vt.len() / TILE;
+        for (i, &a) in offsets.iter().enumerate() {
+            assert!(a + hdv <= out.len() && offsets[..i].iter().all(|&b| a.abs_diff(b) >= hdv), "overlapping outputs");
+        }
+        assert!(ts.end <= TILE);
+        #[cfg(target_arch = "x86_64")]
+        if self.width == Width::W512 {
+            // SAFETY: AVX-512F and FMA as above; the outputs are in bounds and disjoint (asserted).
+            return unsafe { avx512::accumulate4(out, offsets, scores, ts, vt, hdv) };
+        }
+        for (i, &a) in offsets.iter().enumerate() {
+            for t in ts.clone() {
+                for (o, &v) in out[a..a + hdv].iter_mut().zip(&vt[t * hdv..(t + 1) * hdv]) {
+                    *o = scores[i][t].mul_add(v, *o);
+                }
+            }
+        }
+    }
+
     #[inline(always)]
     fn exp_tile(self, scores: &mut [f32; TILE], max: f32) -> f64 {
         by_width!(self, exp_tile(scores, max), { tiled::exp_tile(scores, max) })
@@ -338,6 +389,31 @@ mod tests {
             let max = s1.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(simd.exp_tile(&mut s1, max).to_bits(), scalar.exp_tile(&mut s2, max).to_bits());
             assert_eq!(s1, s2, "{width:?} exp tile");
+            // Four queries at once: each gets the one-query kernel's bits.
+            let qs: Vec<Vec<f32>> = (0..4).map(|j| q.iter().map(|x| x * (j as f32 + 0.5)).collect()).collect();
+            let quad = [&qs[0][..], &qs[1][..], &qs[2][..], &qs[3][..]];
+            let mut four = [[0.0f32; TILE]; 4];
+            simd.tile_scores4(quad, &kt, &mut four);
+            for (j, s) in four.iter().enumerate() {
+                let mut one = [0.0f32; TILE];
+                scalar.tile_scores(&qs[j], &kt, &mut one);
+                assert_eq!(*s, one, "{width:?} tile scores of query {j} of four");
+            }
+            for hdv in [64usize, 80, 256] {
+                let vals: Vec<Vec<f16>> = (0..TILE)
+                    .map(|t| (0..hdv).map(|c| f16::from_f32(((t * 7 + c) % 13) as f32 * 0.3 - 1.7)).collect())
+                    .collect();
+                let vt: Vec<f32> = vals.iter().flatten().map(|v| v.to_f32()).collect();
+                let init: Vec<f32> = (0..5 * hdv).map(|i| (i as f32 * 0.07).sin()).collect();
+                let offsets = [3 * hdv, 0, 4 * hdv, hdv];
+                let mut x = init.clone();
+                simd.accumulate4(&mut x, offsets, &four, 2..61, &vt);
+                let mut y = init.clone();
+                for (j, &o) in offsets.iter().enumerate() {
+                    scalar.accumulate_values(&mut y[o..o + hdv], &four[j], 2..61, |t| &vals[t]);
+                }
+                assert_eq!(x, y, "{width:?} accumulate4 hdv={hdv}");
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 //! order and the sharing differ.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use super::TILE;
 use crate::ops::{ggml_expf, reduce16};
@@ -20,9 +21,32 @@ use crate::ops::{ggml_expf, reduce16};
 pub struct TiledScratch {
     /// Transposed key tile `(head_dim, TILE)`.
     kt: Vec<f32>,
+    /// Value tile `(TILE, head_dim_v)` in f32, for the kernels that take it unpacked.
+    vt: Vec<f32>,
     /// Running max and sum per (row, head).
     state: Vec<(f32, f32)>,
+    /// The (row, head) pairs a tile reaches.
+    pairs: Vec<(usize, usize)>,
+    /// One key row in f32.
+    row: Vec<f32>,
 }
+
+/// The largest of 64 scores (exact in any order; as `f32::max` would fold them, with no NaN),
+/// in sixteen lanes so it vectorises.
+fn max_of(s: &[f32; TILE]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    for chunk in s.chunks_exact(16) {
+        for (m, &x) in m.iter_mut().zip(chunk) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    m.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Query vectors whose scores and values go through the kernels together: each key and value
+/// of a tile is loaded once for all of them, and their independent chains keep the FMA units
+/// busy. Each vector's arithmetic is the one-vector kernel's, in the same order.
+pub const QUAD: usize = 4;
 
 /// The tiled kernel for `rows` query rows × `group` heads sharing one kv head.
 ///
@@ -47,40 +71,61 @@ pub fn attend_block_tiled<'a, 'q>(
     if rows == 0 {
         return;
     }
-    debug_assert_eq!(out.len(), rows * group * hdv);
+    assert_eq!(out.len(), rows * group * hdv);
     let start = |r: usize| window.map_or(0, |w| (pos[r] + 1).saturating_sub(w));
     let last = pos[rows - 1];
+    let prims = super::Prims::active();
+    let unpack_values = prims.takes_value_tiles();
     scratch.kt.resize(hd * TILE, 0.0);
+    scratch.vt.resize(if unpack_values { TILE * hdv } else { 0 }, 0.0);
     scratch.state.clear();
     scratch.state.resize(rows * group, (f32::NEG_INFINITY, 0.0));
     out.fill(0.0);
-    let prims = super::Prims::active();
 
     let mut ts = start(0) / TILE * TILE;
     while ts <= last {
         let len = TILE.min(last + 1 - ts);
+        scratch.row.resize(hd, 0.0);
         for t in 0..len {
-            for (d, &k) in key(ts + t).iter().enumerate().take(hd) {
-                scratch.kt[d * TILE + t] = k.to_f32();
+            key(ts + t)[..hd].convert_to_f32_slice(&mut scratch.row);
+            for (d, &k) in scratch.row.iter().enumerate() {
+                scratch.kt[d * TILE + t] = k;
+            }
+            if unpack_values {
+                value(ts + t)[..hdv].convert_to_f32_slice(&mut scratch.vt[t * hdv..(t + 1) * hdv]);
             }
         }
-        for r in 0..rows {
-            let (lo, hi) = (start(r), pos[r]);
-            if hi < ts || lo >= ts + TILE {
-                continue; // the whole tile is masked for this row
+        scratch.pairs.clear();
+        for (r, &p) in pos.iter().enumerate() {
+            // A row whose whole range lies outside the tile is masked there.
+            if p >= ts && start(r) < ts + TILE {
+                scratch.pairs.extend((0..group).map(|h| (r, h)));
             }
-            let qr = q(r);
-            for h in 0..group {
-                let mut scores = [0.0f32; TILE];
-                let qh = &qr[h * hd..(h + 1) * hd];
-                prims.tile_scores(qh, &scratch.kt, &mut scores);
-                for (t, s) in scores.iter_mut().enumerate() {
-                    let p = ts + t;
-                    *s = if t < len && p >= lo && p <= hi { *s * scale } else { f32::NEG_INFINITY };
+        }
+        for quad in scratch.pairs.chunks(QUAD) {
+            let qs: [&[f32]; QUAD] = std::array::from_fn(|i| {
+                let (r, h) = quad[i.min(quad.len() - 1)];
+                &q(r)[h * hd..(h + 1) * hd]
+            });
+            let mut scores = [[0.0f32; TILE]; QUAD];
+            prims.tile_scores4(qs, &scratch.kt, &mut scores);
+            let mut visible: [std::ops::Range<usize>; QUAD] = Default::default();
+            for (i, &(r, h)) in quad.iter().enumerate() {
+                let (lo, hi) = (start(r), pos[r]);
+                let s = &mut scores[i];
+                // Scaled, and positions outside the row's range or past the tile's end masked;
+                // a tile wholly inside the range (most of a long prompt's) needs no mask.
+                if lo <= ts && ts + TILE <= hi + 1 && len == TILE {
+                    s.iter_mut().for_each(|x| *x *= scale);
+                } else {
+                    for (t, x) in s.iter_mut().enumerate() {
+                        let p = ts + t;
+                        *x = if t < len && p >= lo && p <= hi { *x * scale } else { f32::NEG_INFINITY };
+                    }
                 }
                 let o = &mut out[(r * group + h) * hdv..(r * group + h + 1) * hdv];
                 let (m, sum) = &mut scratch.state[r * group + h];
-                let tile_max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let tile_max = max_of(s);
                 let m_new = m.max(tile_max);
                 if m_new > *m {
                     let ms = (*m - m_new).exp();
@@ -90,10 +135,21 @@ pub fn attend_block_tiled<'a, 'q>(
                     *sum *= ms;
                 }
                 *m = m_new;
-                let tile_sum = prims.exp_tile(&mut scores, m_new);
+                let tile_sum = prims.exp_tile(s, m_new);
                 *sum = (f64::from(*sum) + tile_sum) as f32;
-                let visible = (lo.max(ts) - ts)..(hi.min(ts + len - 1) - ts + 1);
-                prims.accumulate_values(o, &scores, visible, |t| &value(ts + t)[..hdv]);
+                visible[i] = (lo.max(ts) - ts)..(hi.min(ts + len - 1) - ts + 1);
+            }
+            let offsets: [usize; QUAD] = std::array::from_fn(|i| {
+                let (r, h) = quad[i.min(quad.len() - 1)];
+                (r * group + h) * hdv
+            });
+            if unpack_values && quad.len() == QUAD && visible.iter().all(|v| *v == visible[0]) {
+                prims.accumulate4(out, offsets, &scores, visible[0].clone(), &scratch.vt);
+            } else {
+                for (i, range) in visible.iter().enumerate().take(quad.len()) {
+                    let o = &mut out[offsets[i]..offsets[i] + hdv];
+                    prims.accumulate_values(o, &scores[i], range.clone(), |t| &value(ts + t)[..hdv]);
+                }
             }
         }
         ts += TILE;
