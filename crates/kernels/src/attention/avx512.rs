@@ -167,6 +167,25 @@ pub(crate) unsafe fn tile_scores4(q: [&[f32]; 4], kt: &[f32], scores: &mut [[f32
     }
 }
 
+/// `scores *= scale` and their largest (exact in any order).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn scale_max(scores: &mut [f32; 64], scale: f32) -> f32 {
+    let sv = _mm512_set1_ps(scale);
+    let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+    for v in 0..4 {
+        // SAFETY: 16 v + 16 <= 64.
+        unsafe {
+            let x = _mm512_mul_ps(_mm512_loadu_ps(scores.as_ptr().add(16 * v)), sv);
+            _mm512_storeu_ps(scores.as_mut_ptr().add(16 * v), x);
+            m = _mm512_max_ps(m, x);
+        }
+    }
+    _mm512_reduce_max_ps(m)
+}
+
 /// Four queries' `out_i = fma(scores[i][t], vt[t], out_i)` for `t` in `ts` in order (the tiled
 /// kernel's value accumulation): per 64 output columns, sixteen accumulators stay in
 /// registers across positions, and each value row is loaded once for the four.

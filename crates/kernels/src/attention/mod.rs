@@ -103,6 +103,18 @@ impl Prims {
         }
     }
 
+    /// `scores *= scale`; returns their largest (a tile with no masked position).
+    #[inline(always)]
+    fn scale_max(self, scores: &mut [f32; TILE], scale: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if self.width == Width::W512 {
+            // SAFETY: the width is the active level's, so the CPU has AVX-512F.
+            return unsafe { avx512::scale_max(scores, scale) };
+        }
+        scores.iter_mut().for_each(|x| *x *= scale);
+        tiled::max_of(scores)
+    }
+
     /// Whether [`Self::accumulate4`] runs at this width (it takes the value tile unpacked
     /// to f32; the other widths read the f16 values one query at a time).
     #[inline(always)]
@@ -389,6 +401,11 @@ mod tests {
             let max = s1.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             assert_eq!(simd.exp_tile(&mut s1, max).to_bits(), scalar.exp_tile(&mut s2, max).to_bits());
             assert_eq!(s1, s2, "{width:?} exp tile");
+            let (mut m1, mut m2) = (s1, s2);
+            m1[9] = f32::NEG_INFINITY;
+            m2[9] = f32::NEG_INFINITY;
+            assert_eq!(simd.scale_max(&mut m1, 0.3).to_bits(), scalar.scale_max(&mut m2, 0.3).to_bits());
+            assert_eq!(m1, m2, "{width:?} scale and max");
             // Four queries at once: each gets the one-query kernel's bits.
             let qs: Vec<Vec<f32>> = (0..4).map(|j| q.iter().map(|x| x * (j as f32 + 0.5)).collect()).collect();
             let quad = [&qs[0][..], &qs[1][..], &qs[2][..], &qs[3][..]];

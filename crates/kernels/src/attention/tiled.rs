@@ -33,7 +33,7 @@ pub struct TiledScratch {
 
 /// The largest of 64 scores (exact in any order; as `f32::max` would fold them, with no NaN),
 /// in sixteen lanes so it vectorises.
-fn max_of(s: &[f32; TILE]) -> f32 {
+pub(super) fn max_of(s: &[f32; TILE]) -> f32 {
     let mut m = [f32::NEG_INFINITY; 16];
     for chunk in s.chunks_exact(16) {
         for (m, &x) in m.iter_mut().zip(chunk) {
@@ -115,17 +115,17 @@ pub fn attend_block_tiled<'a, 'q>(
                 let s = &mut scores[i];
                 // Scaled, and positions outside the row's range or past the tile's end masked;
                 // a tile wholly inside the range (most of a long prompt's) needs no mask.
-                if lo <= ts && ts + TILE <= hi + 1 && len == TILE {
-                    s.iter_mut().for_each(|x| *x *= scale);
+                let tile_max = if lo <= ts && ts + TILE <= hi + 1 && len == TILE {
+                    prims.scale_max(s, scale)
                 } else {
                     for (t, x) in s.iter_mut().enumerate() {
                         let p = ts + t;
                         *x = if t < len && p >= lo && p <= hi { *x * scale } else { f32::NEG_INFINITY };
                     }
-                }
+                    max_of(s)
+                };
                 let o = &mut out[(r * group + h) * hdv..(r * group + h + 1) * hdv];
                 let (m, sum) = &mut scratch.state[r * group + h];
-                let tile_max = max_of(s);
                 let m_new = m.max(tile_max);
                 if m_new > *m {
                     let ms = (*m - m_new).exp();
