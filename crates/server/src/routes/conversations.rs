@@ -55,11 +55,12 @@ fn optional_string(body: &Value, name: &str, max_chars: usize) -> Result<Option<
     }
 }
 
-/// A request's body as a JSON object; only an empty body means `{}` (whitespace alone is not
-/// JSON: schemathesis sent `\t`).
+/// A request's body as a JSON object of the shape `shape` names in its error; only an empty
+/// body means `{}` (whitespace alone is not JSON: schemathesis sent `\t`).
 fn read_body(
     state: &AppState,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    shape: &str,
 ) -> Result<Value, ApiError> {
     let body = body.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -70,7 +71,7 @@ fn read_body(
     })?;
     let body = if body.is_empty() { json!({}) } else { parse_json(&body)? };
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body must be a JSON object"));
+        return Err(ApiError::bad_request(format!("the body must be a JSON object: {shape}")));
     }
     Ok(body)
 }
@@ -81,7 +82,7 @@ pub async fn create(
     caller: MaybeCaller,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&state, body)?;
+    let body = read_body(&state, body, "{\"title\"?: string, \"model\"?: string}")?;
     let title = optional_string(&body, "title", MAX_TITLE)?;
     let model = optional_string(&body, "model", MAX_MODEL)?;
     let (store, tenant) = state.config().store_for(caller.as_ref().map(|c| &c.0))?;
@@ -144,7 +145,7 @@ pub async fn update(
     Path(id): Path<String>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let body = read_body(&state, body)?;
+    let body = read_body(&state, body, "{\"title\": string}")?;
     let title = match body.get("title") {
         Some(Value::String(t)) if t.trim().is_empty() => {
             return Err(ApiError::invalid("title", "`title` must not be empty"));
