@@ -40,6 +40,7 @@ pub mod recommended;
 pub mod sampler;
 pub mod seed_oss;
 pub mod session;
+pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
 

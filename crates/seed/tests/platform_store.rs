@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::Request;
 use futures_util::StreamExt;
+use model::LoadedModel;
 use platform::store::sqlite::SqliteStore;
 use platform::Store;
 use serde_json::{json, Value};
@@ -16,10 +17,16 @@ use serving::{assert_envelope, call, config, engine, model, sse_frames, streamed
 use tower::ServiceExt;
 
 fn local_state(dir: &std::path::Path, max_pages: Option<u64>) -> (AppState, Arc<Store>) {
+    local_state_on(dir, max_pages, model())
+}
+
+/// [`local_state`] serving `model`.
+fn local_state_on(dir: &std::path::Path, max_pages: Option<u64>, model: Arc<LoadedModel>) -> (AppState, Arc<Store>) {
     let store = Arc::new(Store::new(SqliteStore::open_limited(&dir.join("seed.sqlite"), max_pages).expect("store")));
     let mut cfg = config();
     cfg.stores.local = Some(Arc::clone(&store));
-    (AppState::ready(cfg, model(), engine(128, 64)), store)
+    let engine = serving::engine_for(Arc::clone(&model), 128, 64);
+    (AppState::ready(cfg, model, engine), store)
 }
 
 /// `PRAGMA integrity_check` of the local store's file, through a second connection.
@@ -241,7 +248,9 @@ async fn a_client_that_goes_away_is_recorded_as_cancelled_with_its_partial_answe
 #[tokio::test]
 async fn a_full_store_answers_503_storage_full_writes_nothing_and_recovers() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (state, store) = local_state(dir.path(), Some(20));
+    // The real model: the turn below must carry more text than the store has room for, which
+    // the tiny model's byte-sized tokens cannot fit into the context.
+    let (state, store) = local_state_on(dir.path(), Some(20), serving::real_model());
     let big = "long title ".repeat(90);
     let mut made = Vec::new();
     let full = loop {
@@ -289,12 +298,12 @@ name = "global"
 store = "{global}"
 [[edition]]
 name = "ed-cn"
-model = "smollm2-135m-instruct"
+model = "tiny-llama"
 regions = ["cn"]
 prices = {{ input = 1000000.0, cached = 0.0, output = 2000000.0 }}
 [[edition]]
 name = "ed-global"
-model = "smollm2-135m-instruct"
+model = "tiny-llama"
 regions = ["global"]
 [[tenant]]
 id = "t-cn"

@@ -130,6 +130,8 @@ fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration 
 
 #[test]
 fn replicas_of_a_region_share_its_quotas_usage_keys_and_conversations() {
+    // The real model: the concurrency cap below needs streams that are still running seconds
+    // later, which the tiny model finishes in a blink.
     seed::catalogue::ensure_model("smollm2-135m-instruct").expect("fetching the default model");
     // One PostgreSQL server per region, as regions are run.
     let eu_db = PgServer::start().expect("the eu region's PostgreSQL server");

@@ -26,7 +26,7 @@ fn platform(quotas: &str) -> platform::Config {
         name = "global"
         [[edition]]
         name = "cici"
-        model = "smollm2-135m-instruct"
+        model = "tiny-llama"
         system = "{PERSONA}"
         display_name = "Cici"
         language = "en"
@@ -37,7 +37,7 @@ fn platform(quotas: &str) -> platform::Config {
         sampling = {{ temperature = 0.0, max_tokens = 3 }}
         [[edition]]
         name = "plain"
-        model = "smollm2-135m-instruct"
+        model = "tiny-llama"
         regions = ["global"]
         [[tenant]]
         id = "acme"

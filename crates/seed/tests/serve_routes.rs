@@ -1,13 +1,13 @@
-//! The HTTP API on the real default model, through the router with `oneshot`
-//! (no socket): every bad input is a 4xx in OpenAI's envelope, responses and
-//! stream chunks have OpenAI's shapes, and the answers are the model's.
+//! The HTTP API through the router with `oneshot` (no socket): every bad input is a 4xx in
+//! OpenAI's envelope, responses and stream chunks have OpenAI's shapes (on the tiny model),
+//! and the answers are the model's (on the real default model, `real_state`).
 
 mod serving;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use server::AppState;
-use serving::{assert_envelope, call, post, sse_frames, state, streamed_text, MAX_BODY, N_CTX};
+use serving::{assert_envelope, call, post, real_state, sse_frames, state, streamed_text, MAX_BODY, N_CTX};
 
 const CHAT: &str = "/v1/chat/completions";
 const COMPLETIONS: &str = "/v1/completions";
@@ -263,7 +263,7 @@ async fn every_bad_input_is_a_4xx_in_the_openai_envelope() {
 
 #[tokio::test]
 async fn tokenize_and_detokenize_in_llama_servers_shapes() {
-    let s = state();
+    let s = real_state();
     // llama.cpp's ids for this prompt (the golden file's first case).
     let ids = json!([504, 3575, 282, 4649, 314]);
     let r = post(&s, "/tokenize", &json!({"content": "The capital of France is"})).await;
@@ -302,7 +302,7 @@ async fn tokenize_and_detokenize_in_llama_servers_shapes() {
 
 #[tokio::test]
 async fn context_overflow_names_both_counts() {
-    let s = state();
+    let s = real_state();
     let r = post(&s, COMPLETIONS, &completion(json!({"max_tokens": N_CTX - 2}))).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let v = r.json();
@@ -328,7 +328,7 @@ async fn unknown_routes_and_methods_use_the_envelope() {
 
 #[tokio::test]
 async fn completion_is_the_models_greedy_answer_in_openais_shape() {
-    let s = state();
+    let s = real_state();
     let r = post(&s, COMPLETIONS, &completion(json!({}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let v = r.json();
@@ -353,7 +353,7 @@ async fn completion_is_the_models_greedy_answer_in_openais_shape() {
 
 #[tokio::test]
 async fn chat_answer_in_openais_shape_and_the_same_streamed() {
-    let s = state();
+    let s = real_state();
     let body = chat(json!({"temperature": 0, "max_tokens": 12}));
     let r = post(&s, CHAT, &body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -403,7 +403,7 @@ async fn chat_answer_in_openais_shape_and_the_same_streamed() {
 
 #[tokio::test]
 async fn completion_stream_without_usage_has_no_usage_field() {
-    let s = state();
+    let s = real_state();
     let r = post(&s, COMPLETIONS, &completion(json!({"stream": true, "logprobs": 2}))).await;
     let frames = sse_frames(&r.text);
     assert_eq!(frames.last().map(String::as_str), Some("[DONE]"));
@@ -424,7 +424,7 @@ async fn completion_stream_without_usage_has_no_usage_field() {
 
 #[tokio::test]
 async fn logprobs_in_both_formats() {
-    let s = state();
+    let s = real_state();
     let r = post(&s, CHAT, &chat(json!({"temperature": 0, "logprobs": true, "top_logprobs": 3}))).await;
     let v = r.json();
     let content = v["choices"][0]["logprobs"]["content"].as_array().expect("content").clone();
@@ -447,7 +447,7 @@ async fn logprobs_in_both_formats() {
 
 #[tokio::test]
 async fn stop_strings_end_the_text_before_them() {
-    let s = state();
+    let s = real_state();
     let r = post(&s, COMPLETIONS, &completion(json!({"stop": ["."], "max_tokens": 8}))).await;
     let c = &r.json()["choices"][0];
     assert_eq!(c["text"], " Paris");
@@ -483,7 +483,7 @@ async fn seeds_repeat_and_n_choices_use_seed_plus_i() {
 
 #[tokio::test]
 async fn several_prompts_and_n_choices_are_indexed_prompt_major() {
-    let s = state();
+    let s = real_state();
     let body = completion(json!({"prompt": ["The capital of France is", "The capital of France is"], "n": 2}));
     let v = post(&s, COMPLETIONS, &body).await.json();
     let choices = v["choices"].as_array().expect("choices");
@@ -597,7 +597,7 @@ async fn the_api_key_guards_every_route_but_health() {
 
 #[tokio::test]
 async fn streamed_text_never_splits_a_character() {
-    let s = state();
+    let s = real_state();
     let body = completion(json!({"prompt": "日本の首都は東京です。中国の首都は", "max_tokens": 24}));
     let whole = post(&s, COMPLETIONS, &body).await.json()["choices"][0]["text"].as_str().expect("text").to_string();
     assert!(!whole.is_ascii(), "a multi-byte answer: {whole:?}");
@@ -669,7 +669,7 @@ async fn a_tenant_gets_403_for_editions_outside_its_region_or_allow_list() {
         regions = ["cn"]
         [[edition]]
         name = "cici"
-        model = "smollm2-135m-instruct"
+        model = "tiny-llama"
         regions = ["global"]
         [[tenant]]
         id = "acme"

@@ -179,7 +179,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write_on_postgres() {
     let config = dir.path().join("seed.toml");
     let toml = format!(
         "[[region]]\nname = \"r\"\nstore = \"{url}\"\n\
-         [[edition]]\nname = \"any\"\nmodel = \"smollm2-135m-instruct\"\nregions = [\"r\"]\n\
+         [[edition]]\nname = \"any\"\nmodel = \"tiny-llama\"\nregions = [\"r\"]\n\
          [[tenant]]\nid = \"t\"\nregion = \"r\"\neditions = [\"any\"]\n"
     );
     std::fs::write(&config, toml).expect("config");

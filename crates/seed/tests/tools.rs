@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use model::LoadedModel;
 use serde_json::{json, Value};
 use server::AppState;
-use serving::{assert_envelope, config, engine_for, post, sse_frames, state, MODEL_ID};
+use serving::{assert_envelope, config_for, engine_for, post, real_state, sse_frames, REAL_MODEL_ID};
 
 const CHAT: &str = "/v1/chat/completions";
 
@@ -168,12 +168,12 @@ async fn required_named_and_streamed(s: &AppState) {
 
 #[tokio::test]
 async fn forced_calls_in_the_generic_format_name_a_tool_with_valid_arguments() {
-    required_named_and_streamed(&state()).await;
+    required_named_and_streamed(&real_state()).await;
 }
 
 #[tokio::test]
 async fn auto_answers_are_text_or_valid_calls_and_streams_match() {
-    auto_answers(&state()).await;
+    auto_answers(&real_state()).await;
 }
 
 async fn auto_answers(s: &AppState) {
@@ -209,7 +209,7 @@ async fn auto_answers(s: &AppState) {
 
 #[tokio::test]
 async fn a_conversation_with_calls_and_results_is_answered() {
-    let s = state();
+    let s = real_state();
     let body = json!({"model": "any", "max_tokens": 30, "temperature": 0, "tools": [weather()],
     "messages": [
         {"role": "user", "content": "What is the weather in Paris?"},
@@ -226,7 +226,7 @@ async fn a_conversation_with_calls_and_results_is_answered() {
 
 #[tokio::test]
 async fn tool_schemas_that_cannot_be_used_are_400s_naming_tools() {
-    let s = state();
+    let s = real_state();
     let bad = json!({"type": "function", "function": {"name": "f",
         "parameters": {"type": "object", "properties": {"a": {"$ref": "#/definitions/missing"}}}}});
     let r = post(&s, CHAT, &ask(json!({"tools": [bad], "tool_choice": "required"}))).await;
@@ -273,11 +273,11 @@ To call one, answer with <tool_call>
 /// The default model behind `template`, served once per `cell`.
 fn behind(cell: &'static OnceLock<AppState>, template: &str) -> AppState {
     cell.get_or_init(|| {
-        let path = seed::catalogue::ensure_model(MODEL_ID).expect("model");
+        let path = seed::catalogue::ensure_model(REAL_MODEL_ID).expect("model");
         let mut m = LoadedModel::open(&path).expect("load");
         m.chat_template = Some(m.compile_template(template).expect("template"));
         let m = Arc::new(m);
-        AppState::ready(config(), Arc::clone(&m), engine_for(m, 256, 64))
+        AppState::ready(config_for(REAL_MODEL_ID), Arc::clone(&m), engine_for(m, 256, 64))
     })
     .clone()
 }
@@ -294,7 +294,7 @@ async fn the_hermes_format_renders_tools_as_json_lines_and_reads_calls_back() {
     required_named_and_streamed(&s).await;
     auto_answers(&s).await;
     // The prompt holds each definition as `json.dumps` writes it, keys in the client's order.
-    let m = serving::model();
+    let m = serving::real_model();
     let t = m.compile_template(HERMES_TEMPLATE).expect("template");
     let msgs = vec![model::chat::Message::new("user", "Hi")];
     let tools = json!([weather()]);
@@ -359,7 +359,7 @@ async fn the_seed_oss_format_calls_with_one_tag_per_parameter() {
     ]});
     let r = post(&s, CHAT, &body).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let m = serving::model();
+    let m = serving::real_model();
     let t = m.compile_template(SEED_TEMPLATE).expect("template");
     let mut msgs = vec![model::chat::Message::new("user", "Hi")];
     msgs.push(model::chat::Message {
@@ -433,7 +433,7 @@ async fn reasoning_comes_apart_from_the_answer_whole_and_streamed() {
 
 /// How many of `text`'s tokens the plan's grammar takes before refusing one (all: `None`).
 fn refused_at(plan: &model::chat::tools::Plan, text: &str) -> Option<usize> {
-    let m = serving::model();
+    let m = serving::real_model();
     let spec = plan.grammar().expect("a grammar");
     let mut c = m.grammar_vocab().expect("vocab").compile(&spec).expect("compiles");
     let ids = m.tokenizer.encode(text, false, false);

@@ -54,7 +54,7 @@ pub use error::TokenizerError;
 use crate::gguf::GgufFile;
 use pretokenize::PreType;
 use special::Fragment;
-use unicode::byte_to_char;
+pub(crate) use unicode::byte_to_char;
 use vocab::{Attr, Vocab};
 
 /// A vocabulary and the rules to turn text into its tokens and back.

@@ -10,9 +10,9 @@ pub fn run() -> anyhow::Result<()> {
         let cached = catalogue::cached_path(e)?.is_file();
         let marker = if e.name == DEFAULT_MODEL { "*" } else { " " };
         println!(
-            "{:<24} {:>6.0}MB  {:<10} {}",
+            "{:<24} {:>8}  {:<10} {}",
             format!("{}{marker}", e.name),
-            e.size as f64 / 1e6,
+            human_size(e.size),
             if cached { "yes" } else { "no" },
             e.description
         );
@@ -22,10 +22,19 @@ pub fn run() -> anyhow::Result<()> {
         println!("\npulled from hubs and URLs:");
         for (reference, path) in pulled {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            println!("  {reference:<60} {:>6.0}MB", size as f64 / 1e6);
+            println!("  {reference:<60} {:>8}", human_size(size));
         }
     }
     println!("\ncache: {}", catalogue::seed_home()?.join("models").display());
     println!("architectures: {}", model::supported_architectures().collect::<Vec<_>>().join(", "));
     Ok(())
+}
+
+/// Bytes as the listing shows them: megabytes, or kilobytes under one megabyte.
+fn human_size(bytes: u64) -> String {
+    if bytes < 1_000_000 {
+        format!("{:.0}KB", bytes as f64 / 1e3)
+    } else {
+        format!("{:.0}MB", bytes as f64 / 1e6)
+    }
 }

@@ -1,6 +1,8 @@
-//! Helpers of the serving tests: an in-process server on the real default
-//! model (driven with `oneshot`, no socket), SSE frame parsing, and `seed
-//! serve` as a child process on a free loopback port ([`process`]).
+//! Helpers of the serving tests: an in-process server (driven with `oneshot`, no socket), SSE
+//! frame parsing, and `seed serve` as a child process on a free loopback port ([`process`]).
+//!
+//! The server runs the catalogue's `tiny-llama` (written by Seed, no download) unless a test
+//! judges the text itself: those take the real default model ([`real_state`], [`REAL_MODEL_ID`]).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod haproxy;
@@ -17,20 +19,30 @@ use serde_json::Value;
 use server::{AppState, ServerConfig};
 use tower::ServiceExt;
 
-/// The served model's id.
-pub const MODEL_ID: &str = "smollm2-135m-instruct";
+/// The served model's id: the tiny model Seed writes itself.
+pub const MODEL_ID: &str = seed::catalogue::TINY_MODEL;
+/// The real model, for tests whose assertions are about what a model says.
+pub const REAL_MODEL_ID: &str = seed::catalogue::DEFAULT_MODEL;
 /// Context of the in-process engines.
 pub const N_CTX: usize = 1024;
 /// Body limit of the in-process servers.
 pub const MAX_BODY: usize = 64 << 10;
 
-/// The default model, loaded once per test binary.
+/// The tiny model, loaded once per test binary.
 pub fn model() -> Arc<LoadedModel> {
     static M: OnceLock<Arc<LoadedModel>> = OnceLock::new();
-    Arc::clone(M.get_or_init(|| {
-        let path = seed::catalogue::ensure_model(MODEL_ID).expect("fetching the default model");
-        Arc::new(LoadedModel::open(&path).expect("loading the default model"))
-    }))
+    Arc::clone(M.get_or_init(|| load(MODEL_ID)))
+}
+
+/// The real default model (fetched on first use), loaded once per test binary.
+pub fn real_model() -> Arc<LoadedModel> {
+    static M: OnceLock<Arc<LoadedModel>> = OnceLock::new();
+    Arc::clone(M.get_or_init(|| load(REAL_MODEL_ID)))
+}
+
+fn load(name: &str) -> Arc<LoadedModel> {
+    let path = seed::catalogue::ensure_model(name).unwrap_or_else(|e| panic!("fetching {name}: {e:#}"));
+    Arc::new(seed::catalogue::open_model(&path).unwrap_or_else(|e| panic!("loading {name}: {e:#}")))
 }
 
 /// An engine of `n_blocks` × 32 positions with a waiting queue of `max_waiting`.
@@ -58,16 +70,28 @@ pub fn engine_for(model: Arc<LoadedModel>, n_blocks: usize, max_waiting: usize) 
 
 /// The server configuration of the tests: alias `any`, a 64 KiB body limit.
 pub fn config() -> ServerConfig {
-    let mut cfg = ServerConfig::new(MODEL_ID);
+    config_for(MODEL_ID)
+}
+
+/// [`config`] serving `model_id`.
+pub fn config_for(model_id: &str) -> ServerConfig {
+    let mut cfg = ServerConfig::new(model_id);
     cfg.aliases = vec!["any".into()];
     cfg.limits.max_body_bytes = MAX_BODY;
     cfg
 }
 
-/// The shared ready server of a test binary.
+/// The shared ready server of a test binary, on the tiny model.
 pub fn state() -> AppState {
     static S: OnceLock<AppState> = OnceLock::new();
     S.get_or_init(|| AppState::ready(config(), model(), engine(256, 64))).clone()
+}
+
+/// The shared ready server on the real default model, for tests that judge its answers.
+pub fn real_state() -> AppState {
+    static S: OnceLock<AppState> = OnceLock::new();
+    S.get_or_init(|| AppState::ready(config_for(REAL_MODEL_ID), real_model(), engine_for(real_model(), 256, 64)))
+        .clone()
 }
 
 /// A response, read whole.

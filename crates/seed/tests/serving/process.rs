@@ -18,16 +18,18 @@ pub struct ServeProcess {
 }
 
 impl ServeProcess {
-    /// Starts `seed serve` on the default model (2 threads, context 1024,
+    /// Starts `seed serve` on the tiny model (2 threads, context 1024,
     /// alias `any`, a temporary `--data-dir` unless `extra` names one) with `extra` flags, and
-    /// waits until `/health` is 200.
+    /// waits until `/health` is 200. A `--model` in `extra` replaces the tiny model.
     pub fn start(extra: &[&str]) -> ServeProcess {
-        seed::catalogue::ensure_model(super::MODEL_ID).expect("fetching the default model");
         let data = (!extra.contains(&"--data-dir")).then(|| tempfile::tempdir().expect("tempdir"));
         let mut args: Vec<String> = ["--port", "0", "-t", "2", "--ctx", "1024", "--parallel", "4", "--alias", "any"]
             .iter()
             .map(|s| s.to_string())
             .collect();
+        if !extra.contains(&"--model") {
+            args.extend(["--model".to_string(), super::MODEL_ID.to_string()]);
+        }
         if let Some(d) = &data {
             args.extend(["--data-dir".to_string(), d.path().display().to_string()]);
         }
