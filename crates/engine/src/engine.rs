@@ -182,6 +182,7 @@ struct Active {
     submitted: Instant,
     last_token: Option<Instant>,
     constraint: Option<model::grammar::Constraint>,
+    embed: bool,
 }
 
 /// The state the engine thread owns.
@@ -278,6 +279,7 @@ impl Worker {
             submitted: Instant::now(),
             last_token: None,
             constraint: req.constraint,
+            embed: req.embed,
         };
         self.active.insert(id, active);
     }
@@ -369,6 +371,19 @@ impl Worker {
                 sampled.push(None);
                 continue;
             };
+            if act.embed {
+                // The prompt is read: its last row's hidden state is the answer, and nothing is
+                // generated.
+                let vector = self.ws.hidden_row(row - 1).to_vec();
+                sampled.push(None);
+                let reason = if act.events.send(Event::Embedding { vector }) {
+                    FinishReason::Stop
+                } else {
+                    FinishReason::Cancelled
+                };
+                finished.push((w.id, reason, String::new()));
+                continue;
+            }
             let history = self.sched.get(w.id).map_or(&[][..], |s| &s.tokens[..]);
             let plain = act.sampler.params().temperature <= 0.0
                 && act.sampler.params().logit_bias.is_empty()

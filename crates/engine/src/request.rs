@@ -32,6 +32,9 @@ pub struct Request {
     /// A grammar the output must follow ([`model::grammar`]): before each sample it masks the
     /// tokens it forbids, and it ends the output when complete.
     pub constraint: Option<model::grammar::Constraint>,
+    /// Embed instead of generating: the prompt's last token's final-normed hidden state comes
+    /// back as one [`Event::Embedding`] (not normalized), then [`Event::Done`] with no tokens.
+    pub embed: bool,
     /// Where this request's events go.
     pub events: EventSender,
 }
@@ -145,6 +148,11 @@ pub enum Event {
         /// The stop string that ended it (`finish_reason` is then `Stop`); `None` when an
         /// end-of-generation token, the grammar or a limit did.
         stop_sequence: Option<String>,
+    },
+    /// An embedding request's vector (before [`Event::Done`]).
+    Embedding {
+        /// The final-normed hidden state at the prompt's last token (`n_embd` values).
+        vector: Vec<f32>,
     },
     /// The request failed; nothing more follows.
     Error {

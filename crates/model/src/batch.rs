@@ -88,6 +88,8 @@ pub struct Workspace {
     /// A mixture of experts' buffers.
     pub(crate) moe: crate::moe::MoeScratch,
     n_vocab: usize,
+    /// Width of [`Workspace::hidden_out`]'s rows (set by the forward pass).
+    pub(crate) n_embd: usize,
 }
 
 /// `v[..n]`, growing `v` first if it is shorter.
@@ -155,6 +157,12 @@ impl Workspace {
     /// Logits of the `i`-th output row of the last forward pass.
     pub fn logits_row(&self, i: usize) -> &[f32] {
         &self.logits[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+
+    /// The final-normed hidden state of the `i`-th output row of the last forward pass: what
+    /// the output matrix reads, and the row an embedding pools (llama.cpp's `result_norm`).
+    pub fn hidden_row(&self, i: usize) -> &[f32] {
+        &self.hidden_out[i * self.n_embd..(i + 1) * self.n_embd]
     }
 
     /// Number of output rows of the last forward pass.

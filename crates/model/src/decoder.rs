@@ -304,6 +304,7 @@ impl Decoder {
 
         // Final norm and output projection, only for the rows that want logits.
         let n_out = ws.out_rows.len();
+        ws.n_embd = e;
         let hidden = buf(&mut ws.hidden_out, n_out * e); // (n_out, n_embd)
         for (i, &r) in ws.out_rows.iter().enumerate() {
             rms_norm(&x[r * e..(r + 1) * e], &self.output_norm, hp.rms_eps, &mut hidden[i * e..(i + 1) * e]);

@@ -11,7 +11,9 @@
 //!   vocabularies;
 //! - [`chat`]: the chat template, rendered in a sandbox;
 //! - [`sampler`]: choosing the next token (the random number passed in);
-//! - [`session`]: one sequence with its own cache, for the command line and tests.
+//! - [`pooling`]: how a sequence's hidden states become one embedding;
+//! - [`session`]: one sequence with its own cache, for the command line and tests;
+//! - [`tiny`]: a tiny random-weight Llama written from code, for tests that must not download.
 //!
 //! Synchronous code only: no async runtime, no threads of its own beyond the
 //! kernels' pool.
@@ -33,6 +35,7 @@ pub mod hparams;
 pub mod kv_cache;
 pub mod llama;
 mod moe;
+pub mod pooling;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
@@ -140,6 +143,8 @@ pub struct LoadedModel {
     pub chat_template: Option<ChatTemplate>,
     /// The sampler settings the file recommends (`general.sampling.*`).
     pub recommended_sampling: RecommendedSampling,
+    /// How its hidden states become an embedding ([`pooling::Pooling`]).
+    pub pooling: pooling::Pooling,
     /// The vocabulary indexed for grammars, built on the first constrained request.
     grammar: std::sync::OnceLock<Result<Arc<grammar::Vocab>, grammar::GrammarError>>,
 }
@@ -179,12 +184,14 @@ impl LoadedModel {
             }
         };
         let recommended_sampling = RecommendedSampling::from_gguf(&file)?;
+        let pooling = pooling::Pooling::from_gguf(&file)?;
         Ok(LoadedModel {
             file,
             model,
             tokenizer,
             chat_template,
             recommended_sampling,
+            pooling,
             grammar: std::sync::OnceLock::new(),
         })
     }

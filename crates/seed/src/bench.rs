@@ -253,6 +253,7 @@ pub fn bench_tg_engine(
             cache_salt: rep as u64,
             share: Share::default(),
             constraint: None,
+            embed: false,
             events,
         };
         engine.submit(req).map_err(|e| ModelError::Request(format!("the engine refused the request: {e}")))?;
@@ -265,6 +266,7 @@ pub fn bench_tg_engine(
                 }
                 Event::Done { .. } => break,
                 Event::Error { message } => return Err(ModelError::Request(message)),
+                Event::Embedding { .. } => {}
             }
         }
         let first = first
@@ -350,6 +352,7 @@ pub fn bench_tg_schema(
                 cache_salt: id,
                 share: Share::default(),
                 constraint,
+                embed: false,
                 events,
             };
             engine.submit(req).map_err(|e| ModelError::Request(format!("the engine refused request {s}: {e}")))?;
@@ -365,6 +368,7 @@ pub fn bench_tg_schema(
                     }
                     Event::Done { .. } => break,
                     Event::Error { message } => return Err(ModelError::Request(message)),
+                    Event::Embedding { .. } => {}
                 }
             }
         }

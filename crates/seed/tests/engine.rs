@@ -45,6 +45,7 @@ fn request(id: u64, prompt: Vec<u32>, max_tokens: usize, stop: &[&str]) -> (Requ
         cache_salt: 0,
         share: engine::Share::default(),
         constraint: None,
+        embed: false,
         events,
     };
     (req, rx)
@@ -64,6 +65,7 @@ fn collect(rx: &Receiver<Event>) -> (Vec<u32>, String, FinishReason, Usage) {
                 return (ids, text, finish_reason, usage);
             }
             Event::Error { message } => panic!("error event: {message}"),
+            Event::Embedding { .. } => panic!("an embedding for a generation"),
         }
     }
 }

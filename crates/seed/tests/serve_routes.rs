@@ -11,6 +11,7 @@ use serving::{assert_envelope, call, post, real_state, sse_frames, state, stream
 
 const CHAT: &str = "/v1/chat/completions";
 const COMPLETIONS: &str = "/v1/completions";
+const EMBEDDINGS: &str = "/v1/embeddings";
 
 fn chat(extra: Value) -> Value {
     let mut body = json!({"model": "any", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 4});
@@ -28,11 +29,20 @@ fn completion(extra: Value) -> Value {
     body
 }
 
+fn embedding(extra: Value) -> Value {
+    let mut body = json!({"model": "any"});
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    body
+}
+
 /// Every case of the API's bad input: (what, route, body, status, param).
 fn bad_inputs() -> Vec<(&'static str, &'static str, String, u16, Option<&'static str>)> {
     let n_vocab = serving::model().tokenizer.n_vocab();
     let c = |v: Value| chat(v).to_string();
     let p = |v: Value| completion(v).to_string();
+    let e = |v: Value| embedding(v).to_string();
     vec![
         ("malformed JSON", CHAT, "{\"model\": \"any\", ".into(), 400, None),
         ("a body that is not an object", CHAT, "[1, 2]".into(), 400, Some("body")),
@@ -235,6 +245,30 @@ fn bad_inputs() -> Vec<(&'static str, &'static str, String, u16, Option<&'static
             Some("tokens"),
         ),
         ("detokenize without tokens", "/detokenize", json!({}).to_string(), 400, Some("tokens")),
+        ("embeddings without input", EMBEDDINGS, json!({"model": "any"}).to_string(), 400, Some("input")),
+        ("embeddings of an empty string", EMBEDDINGS, e(json!({"input": ""})), 400, Some("input")),
+        ("embeddings of an empty list", EMBEDDINGS, e(json!({"input": []})), 400, Some("input")),
+        ("embeddings input of a number", EMBEDDINGS, e(json!({"input": 7})), 400, Some("input")),
+        ("embeddings of mixed inputs", EMBEDDINGS, e(json!({"input": ["a", 1]})), 400, Some("input[1]")),
+        ("embeddings token outside", EMBEDDINGS, e(json!({"input": [[1], [n_vocab]]})), 400, Some("input[1][0]")),
+        (
+            "embeddings in int8",
+            EMBEDDINGS,
+            e(json!({"input": "a", "encoding_format": "int8"})),
+            400,
+            Some("encoding_format"),
+        ),
+        ("embeddings of 0 dimensions", EMBEDDINGS, e(json!({"input": "a", "dimensions": 0})), 400, Some("dimensions")),
+        ("embeddings shortened", EMBEDDINGS, e(json!({"input": "a", "dimensions": 8})), 400, Some("dimensions")),
+        ("embeddings of 257 inputs", EMBEDDINGS, e(json!({"input": vec!["a"; 257]})), 400, Some("input")),
+        ("embeddings over the context", EMBEDDINGS, e(json!({"input": [vec![1; N_CTX]]})), 400, Some("input")),
+        (
+            "embeddings of an unknown model",
+            EMBEDDINGS,
+            json!({"model": "nope", "input": "a"}).to_string(),
+            404,
+            Some("model"),
+        ),
     ]
 }
 
@@ -709,4 +743,91 @@ async fn a_tenant_gets_403_for_editions_outside_its_region_or_allow_list() {
             }
         }
     }
+}
+
+/// The `embedding` of each item of an embeddings response, as floats (decoding base64).
+fn vectors(v: &Value) -> Vec<Vec<f32>> {
+    let data = v["data"].as_array().expect("data");
+    data.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            assert_eq!(
+                (item["object"].as_str(), item["index"].as_u64()),
+                (Some("embedding"), Some(i as u64)),
+                "{item}"
+            );
+            match &item["embedding"] {
+                Value::Array(a) => a.iter().map(|x| x.as_f64().expect("a number") as f32).collect(),
+                Value::String(b64) => {
+                    let out = std::process::Command::new("python3")
+                        .args([
+                            "-c",
+                            "import base64,sys,struct; b=base64.b64decode(sys.argv[1]); \
+                               print(' '.join(repr(x) for x in struct.unpack('<%df' % (len(b)//4), b)))",
+                            b64,
+                        ])
+                        .output()
+                        .expect("python3");
+                    String::from_utf8_lossy(&out.stdout).split_whitespace().map(|x| x.parse().expect("f32")).collect()
+                }
+                other => panic!("embedding is {other}"),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn embeddings_are_unit_vectors_in_input_order_the_same_alone_batched_or_beside_a_generation() {
+    let s = state();
+    let texts = ["The capital of France", "is Paris", "and of Japan, Tokyo."];
+    let embed = |input: Value, extra: Value| {
+        let mut body = embedding(json!({"input": input}));
+        if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+            b.extend(e);
+        }
+        let s = s.clone();
+        async move {
+            let r = post(&s, EMBEDDINGS, &body).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.json()
+        }
+    };
+    let m = serving::model();
+    let n_embd = m.model.hparams().n_embd;
+    let alone: Vec<Vec<f32>> = {
+        let mut out = Vec::new();
+        for t in texts {
+            let v = embed(json!(t), json!({})).await;
+            assert_eq!((v["object"].as_str(), v["model"].as_str()), (Some("list"), Some("any")), "{v}");
+            let n = m.tokenize_chat_prompt(t).len() as u64;
+            assert_eq!(v["usage"], json!({"prompt_tokens": n, "total_tokens": n}));
+            out.extend(vectors(&v));
+        }
+        out
+    };
+    for e in &alone {
+        assert_eq!(e.len(), n_embd);
+        let norm = e.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "unit length: {norm}");
+    }
+    assert!(alone[0] != alone[1] && alone[1] != alone[2], "different inputs, different vectors");
+
+    // Batched, in order, each the same bits as alone; usage sums the inputs.
+    let batch = embed(json!(texts), json!({})).await;
+    assert_eq!(vectors(&batch), alone);
+    let total: u64 = texts.iter().map(|t| m.tokenize_chat_prompt(t).len() as u64).sum();
+    assert_eq!(batch["usage"]["prompt_tokens"], total);
+    // As token ids; as base64 (the same little-endian f32 values); `dimensions` = the model's.
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| m.tokenize_chat_prompt(t)).collect();
+    assert_eq!(vectors(&embed(json!(ids), json!({})).await), alone);
+    assert_eq!(vectors(&embed(json!(ids[0]), json!({})).await), alone[..1]);
+    let b64 = embed(json!(texts), json!({"encoding_format": "base64", "dimensions": n_embd})).await;
+    assert!(b64["data"][0]["embedding"].is_string(), "{b64}");
+    assert_eq!(vectors(&b64), alone);
+
+    // Beside a long generation in the same engine batches: still the same bits.
+    let long = completion(json!({"max_tokens": 200, "ignore_eos": true}));
+    let (generated, beside) = tokio::join!(post(&s, COMPLETIONS, &long), embed(json!(texts), json!({})));
+    assert_eq!(generated.status, StatusCode::OK);
+    assert_eq!(vectors(&beside), alone);
 }

@@ -36,6 +36,8 @@ pub struct Limits {
     pub max_logit_bias: usize,
     /// Most chat messages.
     pub max_messages: usize,
+    /// Most inputs of one embeddings request (each is a request of the engine's queue).
+    pub max_embedding_inputs: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +50,7 @@ impl Default for Limits {
             max_top_logprobs: 20,
             max_logit_bias: 1024,
             max_messages: 1024,
+            max_embedding_inputs: 256,
         }
     }
 }

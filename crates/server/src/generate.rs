@@ -8,7 +8,7 @@
 //! cancelled within a step and its KV blocks are freed.
 
 use engine::{Event, EventSender, FinishReason, Logprobs, Request, Usage};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
 use crate::error::ApiError;
 use crate::extract::Caller;
@@ -166,7 +166,6 @@ pub fn submit(
     for (p, prompt) in prompts.into_iter().enumerate() {
         for j in 0..n {
             let index = p * n + j;
-            let (send_tx, closed_tx) = (tx.clone(), tx.clone());
             let mut sampling = params.sampling.clone();
             sampling.seed = Some(base_seed.wrapping_add(j as u64));
             let req = Request {
@@ -180,19 +179,61 @@ pub fn submit(
                 cache_salt: 0,
                 share,
                 constraint: constraint.map(model::grammar::Constraint::fork),
-                events: EventSender::new(move |e| send_tx.send((index, e)).is_ok(), move || closed_tx.is_closed()),
+                embed: false,
+                events: sender(&tx, index),
             };
             // On failure the receiver drops with this function's frame, which
             // cancels the choices already submitted.
-            backend.engine.submit(req).map_err(|e| {
-                if matches!(e, engine::SubmitError::QueueFull { .. }) {
-                    crate::metrics::count(&state.counters().rejected_busy);
-                }
-                ApiError::from_submit(e, param)
-            })?;
+            hand_over(state, backend, req, param)?;
         }
     }
     Ok(Submission { rx, n_choices, n })
+}
+
+/// Submits one embedding request per input (index = input order): each reads its prompt and
+/// answers with [`Event::Embedding`], generating nothing.
+pub fn submit_embeddings(
+    state: &AppState,
+    backend: &Backend,
+    inputs: Vec<Tokenized>,
+    share: engine::Share,
+) -> Result<Submission, ApiError> {
+    let (tx, rx) = unbounded_channel();
+    let n_choices = inputs.len();
+    for (index, input) in inputs.into_iter().enumerate() {
+        let req = Request {
+            id: state.next_request_id(),
+            prompt: input.ids,
+            sampling: model::sampler::SamplingParams::greedy(),
+            max_tokens: input.max_tokens,
+            stop: Vec::new(),
+            ignore_eos: false,
+            logprobs: None,
+            cache_salt: 0,
+            share,
+            constraint: None,
+            embed: true,
+            events: sender(&tx, index),
+        };
+        hand_over(state, backend, req, "input")?;
+    }
+    Ok(Submission { rx, n_choices, n: 1 })
+}
+
+/// The events of choice `index`, into the submission's channel (closed when it is dropped).
+fn sender(tx: &UnboundedSender<(usize, Event)>, index: usize) -> EventSender {
+    let (send_tx, closed_tx) = (tx.clone(), tx.clone());
+    EventSender::new(move |e| send_tx.send((index, e)).is_ok(), move || closed_tx.is_closed())
+}
+
+/// Hands `req` to the engine; a refusal is the API's error (a full queue also counted).
+fn hand_over(state: &AppState, backend: &Backend, req: Request, param: &str) -> Result<(), ApiError> {
+    backend.engine.submit(req).map_err(|e| {
+        if matches!(e, engine::SubmitError::QueueFull { .. }) {
+            crate::metrics::count(&state.counters().rejected_busy);
+        }
+        ApiError::from_submit(e, param)
+    })
 }
 
 impl Submission {
@@ -266,6 +307,7 @@ pub async fn collect_tracked(
                 remaining -= 1;
             }
             Event::Error { message } => return Err(ApiError::Internal(format!("generation failed: {message}"))),
+            Event::Embedding { .. } => {} // never sent to a generation
         }
     }
     Ok((out, sub))

@@ -199,6 +199,7 @@ impl Streamer {
                 self.remaining = self.remaining.saturating_sub(1);
             }
             Event::Error { message } => self.fail(ApiError::Internal(format!("generation failed: {message}"))),
+            Event::Embedding { .. } => {} // never sent to a generation
         }
     }
 

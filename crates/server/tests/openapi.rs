@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Map, Value};
 use server::routes::openapi::document;
-use server::validate::{chat, completion, Context};
+use server::validate::{chat, completion, embeddings, Context};
 use server::{AppState, Limits, ServerConfig};
 use tower::ServiceExt;
 
@@ -77,6 +77,7 @@ fn the_document_is_openapi_3_and_lists_every_route() {
         "/v1/completions",
         "/v1/messages",
         "/v1/responses",
+        "/v1/embeddings",
         "/v1/models",
         "/v1/models/{id}",
         "/v1/conversations",
@@ -95,6 +96,29 @@ fn the_document_is_openapi_3_and_lists_every_route() {
     }
     let error = &d["components"]["schemas"]["Error"]["properties"]["error"]["required"];
     assert_eq!(error, &json!(["message", "type", "param", "code"]));
+}
+
+#[test]
+fn the_embeddings_caps_and_formats_are_the_validators() {
+    let limits = Limits::default();
+    let d = doc(&limits);
+    let body = &d["paths"]["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["schema"];
+    let shapes = body["properties"]["input"]["oneOf"].as_array().expect("the input's shapes");
+    let ctx = Context { n_vocab: N_VOCAB, limits: &limits };
+    for shape in shapes.iter().filter(|s| s["maxItems"].is_u64()) {
+        let cap = shape["maxItems"].as_u64().expect("cap") as usize;
+        let item = if shape["items"]["type"] == "string" { json!("a") } else { json!([1]) };
+        let input = |n: usize| json!({"model": "m", "input": vec![item.clone(); n]});
+        assert!(embeddings::parse(&input(cap), ctx).is_ok(), "{cap} inputs of {item}");
+        assert!(embeddings::parse(&input(cap + 1), ctx).is_err(), "{} inputs of {item}", cap + 1);
+    }
+    let top = shapes.iter().find(|s| s["items"]["type"] == "integer").expect("token ids");
+    let max_id = top["items"]["maximum"].as_u64().expect("the largest id");
+    assert!(embeddings::parse(&json!({"model": "m", "input": [max_id]}), ctx).is_ok());
+    assert!(embeddings::parse(&json!({"model": "m", "input": [max_id + 1]}), ctx).is_err());
+    for format in body["properties"]["encoding_format"]["enum"].as_array().expect("formats") {
+        assert!(embeddings::parse(&json!({"model": "m", "input": "a", "encoding_format": format}), ctx).is_ok());
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 Usage: openai_client.py PORT API_KEY
 Exits non-zero with a message at the first failed check; prints a summary line.
 """
+import struct
 import sys
 
 import openai
@@ -184,5 +185,22 @@ try:
     check("previous_response_id refused", False, "no error")
 except openai.BadRequestError as e:
     check("previous_response_id 400", e.body.get("param") == "previous_response_id", e.body)
+
+# Embeddings: the SDK asks for base64 and decodes it; one unit vector per input, in order.
+emb = client.embeddings.create(model="any", input=["Paris is in France.", "Tokyo is in Japan."])
+check("embeddings count", [d.index for d in emb.data] == [0, 1], emb)
+v = emb.data[0].embedding
+check("embeddings width", len(v) == 576, len(v))
+check("embeddings unit length", abs(sum(x * x for x in v) - 1.0) < 1e-4, sum(x * x for x in v))
+check("embeddings usage", emb.usage.prompt_tokens == emb.usage.total_tokens > 0, emb.usage)
+as_floats = client.embeddings.create(model="any", input="Paris is in France.", encoding_format="float")
+# JSON carries each f32 in its shortest decimal form: rounded back to f32, the same values.
+f32 = [struct.unpack("<f", struct.pack("<f", x))[0] for x in as_floats.data[0].embedding]
+check("embeddings float = base64", f32 == v, (f32[:4], v[:4]))
+try:
+    client.embeddings.create(model="any", input="Paris", dimensions=8)
+    check("embeddings dimensions refused", False, "no error")
+except openai.BadRequestError as e:
+    check("embeddings dimensions 400", e.body.get("param") == "dimensions", e.body)
 
 print(f"openai SDK {openai.__version__}: {passed} checks passed", flush=True)

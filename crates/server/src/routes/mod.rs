@@ -1,10 +1,11 @@
 //! The router: OpenAI's generation routes (and Anthropic's Messages and OpenAI's Responses
-//! adapters), llama-server's `/tokenize` and `/detokenize`, the model list, health and metrics, behind the API-key guard, with 404/405 in the
+//! adapters) and embeddings, llama-server's `/tokenize` and `/detokenize`, the model list, health and metrics, behind the API-key guard, with 404/405 in the
 //! error envelope (Anthropic's on its route).
 
 pub mod chat;
 pub mod completions;
 pub mod conversations;
+pub mod embeddings;
 pub mod info;
 pub mod messages;
 pub mod openapi;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(completions::handler))
         .route(crate::anthropic::PATH, post(messages::handler))
         .route("/v1/responses", post(responses::handler))
+        .route("/v1/embeddings", post(embeddings::handler))
         .route("/v1/conversations", post(conversations::create).get(conversations::list))
         .route(
             "/v1/conversations/{id}",

@@ -102,6 +102,10 @@ pub fn document(
     };
     let generation = errors(&common);
     let plain = errors(&[("401", "Missing or wrong API key"), ("503", "Not ready")]);
+    let token_id = match n_vocab {
+        Some(n) => json!({ "type": "integer", "minimum": 0, "maximum": n.saturating_sub(1) }),
+        None => json!({ "type": "integer", "minimum": 0 }),
+    };
 
     json!({
         "openapi": "3.0.3",
@@ -168,6 +172,40 @@ pub fn document(
                     } })),
                 "responses": with(generation, streamed("A response, or its events when `stream` is true",
                     json!({ "type": "object", "required": ["id", "object", "status", "output"] }))),
+            } },
+            "/v1/embeddings": { "post": {
+                "operationId": "createEmbedding",
+                "description": "OpenAI's embeddings: one vector per input, the final-normed hidden state at \
+                    the input's last token, scaled to unit length (last-token pooling, for decoder models and \
+                    files that declare it; other poolings are a 400). `dimensions`, if given, must be the \
+                    model's own. Each input plus one position must fit the context.",
+                "requestBody": json_body(json!({ "type": "object", "required": ["model", "input"],
+                    "properties": {
+                        "model": { "type": "string" },
+                        "input": { "oneOf": [
+                            { "type": "string", "minLength": 1 },
+                            { "type": "array", "minItems": 1, "maxItems": limits.max_embedding_inputs,
+                              "items": { "type": "string", "minLength": 1 } },
+                            { "type": "array", "minItems": 1, "items": token_id.clone() },
+                            { "type": "array", "minItems": 1, "maxItems": limits.max_embedding_inputs,
+                              "items": { "type": "array", "minItems": 1, "items": token_id.clone() } },
+                        ] },
+                        "encoding_format": { "type": "string", "enum": ["float", "base64"] },
+                        "dimensions": { "type": "integer", "minimum": 1 },
+                        "user": { "type": "string" },
+                    } })),
+                "responses": with(errors(&common),
+                    ok("One embedding per input, in input order", json!({ "type": "object",
+                    "required": ["object", "data", "model", "usage"], "properties": {
+                        "object": { "type": "string", "enum": ["list"] },
+                        "data": { "type": "array", "items": { "type": "object",
+                            "required": ["object", "index", "embedding"], "properties": {
+                            "object": { "type": "string", "enum": ["embedding"] },
+                            "index": { "type": "integer" },
+                            "embedding": { "oneOf": [{ "type": "array", "items": { "type": "number" } },
+                                { "type": "string", "format": "byte" }] } } } },
+                        "model": { "type": "string" },
+                        "usage": { "type": "object", "required": ["prompt_tokens", "total_tokens"] } } }))),
             } },
             "/v1/models": { "get": {
                 "operationId": "listModels",

@@ -35,7 +35,7 @@ pub const DEFAULT_MAX_TOKENS: usize = 16;
 pub fn parse(body: &Value, ctx: Context) -> Result<CompletionRequest, ApiError> {
     let f = fields::object("", body)?;
     let model = model_name(&f)?.to_string();
-    let prompts = prompts(f.get("prompt"), ctx)?;
+    let prompts = prompts("prompt", f.get("prompt"), ctx)?;
     let logprobs = top_logprobs(&f, "logprobs", ctx.limits)?;
     // Tools belong to chat; an empty list or a choice that calls none asks nothing of them.
     let asks = |name: &str| match f.get(name) {
@@ -66,29 +66,31 @@ pub fn parse(body: &Value, ctx: Context) -> Result<CompletionRequest, ApiError> 
     Ok(CompletionRequest { model, prompts, params })
 }
 
-fn prompts(v: Option<&Value>, ctx: Context) -> Result<Vec<Prompt>, ApiError> {
-    let empty = || ApiError::invalid("prompt", "`prompt` must not be empty");
+/// The prompts of field `param` (`prompt`; the embeddings route's `input` takes the same four
+/// shapes).
+pub(crate) fn prompts(param: &str, v: Option<&Value>, ctx: Context) -> Result<Vec<Prompt>, ApiError> {
+    let empty = || ApiError::invalid(param, format!("`{param}` must not be empty"));
     match v {
-        None => Err(ApiError::invalid("prompt", "`prompt` is required")),
+        None => Err(ApiError::invalid(param, format!("`{param}` is required"))),
         Some(Value::String(s)) if s.is_empty() => Err(empty()),
         Some(Value::String(s)) => Ok(vec![Prompt::Text(s.clone())]),
         Some(Value::Array(items)) => match items.first() {
             None => Err(empty()),
-            Some(Value::Number(_)) => Ok(vec![Prompt::Tokens(token_ids("prompt", items, ctx)?)]),
+            Some(Value::Number(_)) => Ok(vec![Prompt::Tokens(token_ids(param, items, ctx)?)]),
             Some(Value::String(_)) => items
                 .iter()
                 .enumerate()
                 .map(|(i, p)| match p {
                     Value::String(s) if s.is_empty() => Err(empty()),
                     Value::String(s) => Ok(Prompt::Text(s.clone())),
-                    other => Err(wrong_type(&format!("prompt[{i}]"), "a string", other)),
+                    other => Err(wrong_type(&format!("{param}[{i}]"), "a string", other)),
                 })
                 .collect(),
             Some(Value::Array(_)) => items
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let name = format!("prompt[{i}]");
+                    let name = format!("{param}[{i}]");
                     match p {
                         Value::Array(ids) if ids.is_empty() => Err(empty()),
                         Value::Array(ids) => Ok(Prompt::Tokens(token_ids(&name, ids, ctx)?)),
@@ -96,9 +98,11 @@ fn prompts(v: Option<&Value>, ctx: Context) -> Result<Vec<Prompt>, ApiError> {
                     }
                 })
                 .collect(),
-            Some(other) => Err(wrong_type("prompt[0]", "a string, a token id or an array of token ids", other)),
+            Some(other) => {
+                Err(wrong_type(&format!("{param}[0]"), "a string, a token id or an array of token ids", other))
+            }
         },
-        Some(other) => Err(wrong_type("prompt", "a string or an array", other)),
+        Some(other) => Err(wrong_type(param, "a string or an array", other)),
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod chat;
 pub mod completion;
+pub mod embeddings;
 pub mod fields;
 pub mod tools;
 
@@ -22,6 +23,7 @@ use fields::{out_of_range, wrong_type, Fields};
 
 pub use chat::ChatRequest;
 pub use completion::{CompletionRequest, Prompt};
+pub use embeddings::EmbeddingRequest;
 
 /// What validation needs to know about the model.
 #[derive(Clone, Copy, Debug)]
