@@ -19,7 +19,7 @@ use platform::store::usage::Admit;
 use crate::meter::Meter;
 use crate::quota::OpenRow;
 use crate::state::{AppState, Backend};
-use crate::validate::GenParams;
+use crate::validate::{GenParams, Prompt};
 
 /// A prompt ready for the engine.
 #[derive(Clone, Debug)]
@@ -28,6 +28,23 @@ pub struct Tokenized {
     pub ids: Vec<u32>,
     /// Most tokens to generate for it.
     pub max_tokens: usize,
+}
+
+/// Tokenizes prompts on the blocking pool: text as a rendered prompt is (special tokens parsed,
+/// BOS as the vocabulary asks), token ids as they are.
+pub async fn tokenize(backend: &Backend, prompts: Vec<Prompt>) -> Result<Vec<Vec<u32>>, ApiError> {
+    let model = Arc::clone(&backend.model);
+    tokio::task::spawn_blocking(move || {
+        prompts
+            .into_iter()
+            .map(|p| match p {
+                Prompt::Text(t) => model.tokenize_chat_prompt(&t),
+                Prompt::Tokens(ids) => ids,
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))
 }
 
 /// Resolves `max_tokens` for a prompt of `n_prompt` tokens (`None`: up to the

@@ -1,8 +1,6 @@
 //! `POST /v1/completions`: validate, tokenize each prompt (or take its token
 //! ids), submit `n` choices per prompt, then stream or answer whole.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +13,7 @@ use crate::meter::{MeterGuard, Outcome, Tally};
 use crate::schema::{finish_reason, Completion, CompletionChoice, CompletionLogprobs, Head};
 use crate::sse::{self, Api};
 use crate::state::{unix_now, AppState};
-use crate::validate::{self, Context, Prompt};
+use crate::validate::{self, Context};
 
 /// The handler.
 pub async fn handler(
@@ -37,19 +35,7 @@ async fn run(
     let req = validate::completion::parse(&body, ctx)?;
     state.config().check_edition(caller, &req.model)?;
     let backend = routed.backend?;
-    let model = Arc::clone(&backend.model);
-    let prompts = req.prompts;
-    let ids = tokio::task::spawn_blocking(move || -> Vec<Vec<u32>> {
-        prompts
-            .into_iter()
-            .map(|p| match p {
-                Prompt::Text(t) => model.tokenize_chat_prompt(&t),
-                Prompt::Tokens(ids) => ids,
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))?;
+    let ids = generate::tokenize(backend, req.prompts).await?;
 
     let params = req.params;
     let mut meter = crate::meter::meter_for(state, caller, &req.model, None)?;

@@ -3,8 +3,6 @@
 //! unit length, is its embedding (llama.cpp's `--pooling last` with `--embd-normalize 2`).
 //! Tenants, editions, quotas and usage apply as to generations (prompt tokens only).
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,7 +17,7 @@ use crate::generate;
 use crate::meter::{MeterGuard, Outcome, Tally};
 use crate::schema::UsageBody;
 use crate::state::AppState;
-use crate::validate::{self, Context, Prompt};
+use crate::validate::{self, Context};
 
 /// The response body.
 #[derive(Debug, Serialize)]
@@ -89,19 +87,7 @@ async fn run(
             format!("`{}` makes embeddings of {n_embd} dimensions and cannot shorten them to {d}", req.model),
         ));
     }
-    let model = Arc::clone(&backend.model);
-    let inputs = req.inputs;
-    let ids = tokio::task::spawn_blocking(move || -> Vec<Vec<u32>> {
-        inputs
-            .into_iter()
-            .map(|p| match p {
-                Prompt::Text(t) => model.tokenize_chat_prompt(&t),
-                Prompt::Tokens(ids) => ids,
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("tokenizing failed: {e}")))?;
+    let ids = generate::tokenize(backend, req.inputs).await?;
 
     let n_prompt: usize = ids.iter().map(Vec::len).sum();
     // One position past the input, as every engine request needs room for a token.
