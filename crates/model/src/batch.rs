@@ -23,6 +23,28 @@ pub enum Logits {
     All,
 }
 
+/// The order in which the matrix products compute given text (prompts, scored
+/// text), for the layouts that have two (`kernels::matmul::Layout::Interleaved16`).
+///
+/// Generated tokens always take the layout's fast order: one exact integer sum per
+/// row and block, scaled into one f32 chain per (row, token), in tiles that decode
+/// each block of weights once for several tokens. ggml sums a block's 8 partial
+/// products in 8 float lanes instead, one token at a time. Both are right; the
+/// fast one passes the fidelity rule of `testdata/golden/README.md` (KL divergence
+/// from an F32 run of the same weights no worse than llama.cpp's), so it is the
+/// default for given text too. ggml's order stays as an option because it scores
+/// text exactly as llama.cpp scores it: `seed perplexity --ggml-order` prints
+/// llama-perplexity's figure to the last digit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GivenTextOrder {
+    /// The layout's fast order, as for generated tokens.
+    #[default]
+    Fast,
+    /// ggml's order; generated tokens (from [`SeqBatch::generated_from`] on) still
+    /// take the fast one.
+    Ggml,
+}
+
 /// New tokens of one sequence.
 #[derive(Clone, Copy, Debug)]
 pub struct SeqBatch<'a> {
@@ -35,11 +57,11 @@ pub struct SeqBatch<'a> {
     /// Which rows need logits.
     pub logits: Logits,
     /// The first position of the sequence that holds a token the model itself
-    /// generated (`usize::MAX`: none). Generated tokens may go through the matrix
+    /// generated (`usize::MAX`: none). Generated tokens go through the matrix
     /// products in their fast, batch-invariant order
     /// (`kernels::matmul::MatmulScratch::set_fast_tokens`); given text (prompts,
-    /// scoring) goes in ggml's order, as llama.cpp computes it. A position's order
-    /// depends only on this, never on the rest of the batch, and a generated token
+    /// scoring) takes the workspace's [`GivenTextOrder`]. A position's order
+    /// depends only on these, never on the rest of the batch, and a generated token
     /// computed again (after a preemption) takes the order it first had.
     pub generated_from: usize,
 }
@@ -79,8 +101,10 @@ pub struct Workspace {
     pub(crate) rows: Vec<RowPos>,
     /// Rows that need logits, in batch order.
     pub(crate) out_rows: Vec<usize>,
-    /// Whether each row is a generated token (see [`SeqBatch::generated_from`]).
-    pub(crate) decoding: Vec<bool>,
+    /// Whether each row takes its matrices' fast order (see [`GivenTextOrder`]).
+    pub(crate) fast: Vec<bool>,
+    /// The order of given text.
+    given_order: GivenTextOrder,
     /// Quantized activations for the matrix products.
     pub(crate) scratch: MatmulScratch,
     /// Attention's buffers.
@@ -101,6 +125,11 @@ pub(crate) fn buf(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 impl Workspace {
+    /// Sets the order in which later passes compute given text (default: fast).
+    pub fn set_given_text_order(&mut self, order: GivenTextOrder) {
+        self.given_order = order;
+    }
+
     /// Lays out the rows of `batch` and checks it against the vocabulary and the
     /// cache: token ids in range, block tables long enough and in range.
     /// Returns the number of rows.
@@ -108,7 +137,7 @@ impl Workspace {
         self.tokens.clear();
         self.rows.clear();
         self.out_rows.clear();
-        self.decoding.clear();
+        self.fast.clear();
         self.n_vocab = n_vocab;
         let bs = kv.block_size();
         for (s, run) in batch.iter().enumerate() {
@@ -141,10 +170,11 @@ impl Workspace {
                 }
                 self.tokens.push(tok);
                 self.rows.push(RowPos { seq: s, pos: run.pos + i, tiled });
-                self.decoding.push(run.pos + i >= run.generated_from);
+                let generated = run.pos + i >= run.generated_from;
+                self.fast.push(generated || self.given_order == GivenTextOrder::Fast);
             }
         }
-        self.scratch.set_fast_tokens(self.decoding.iter().copied());
+        self.scratch.set_fast_tokens(self.fast.iter().copied());
         Ok(self.rows.len())
     }
 

@@ -297,7 +297,7 @@ impl Decoder {
             }
             match &layer.ffn {
                 Ffn::Dense(f) => f.forward(xn, n, gate, up, tmp, scratch, pool),
-                Ffn::Moe(m) => m.forward(xn, n, tmp, &ws.decoding, &mut ws.moe, scratch, pool),
+                Ffn::Moe(m) => m.forward(xn, n, tmp, &ws.fast, &mut ws.moe, scratch, pool),
             }
             add_inplace(x, tmp);
         }
@@ -311,7 +311,7 @@ impl Decoder {
         }
         let logits = buf(&mut ws.logits, n_out * hp.n_vocab); // (n_out, n_vocab)
                                                               // Each output row keeps its own order (the products' flags follow the rows).
-        scratch.set_fast_tokens(ws.out_rows.iter().map(|&r| ws.decoding[r]));
+        scratch.set_fast_tokens(ws.out_rows.iter().map(|&r| ws.fast[r]));
         if n_out > 0 {
             let output = self.output.as_ref().unwrap_or(&self.tok_embd);
             matmul(&output.qmatrix(), hidden, n_out, logits, scratch, pool);

@@ -225,7 +225,7 @@ impl Gemma3 {
         }
         let logits = buf(&mut ws.logits, n_out * hp.n_vocab); // (n_out, n_vocab)
                                                               // Each output row keeps its own order (the products' flags follow the rows).
-        scratch.set_fast_tokens(ws.out_rows.iter().map(|&r| ws.decoding[r]));
+        scratch.set_fast_tokens(ws.out_rows.iter().map(|&r| ws.fast[r]));
         if n_out > 0 {
             matmul(&self.tok_embd.qmatrix(), hidden, n_out, logits, scratch, pool);
         }

@@ -47,7 +47,7 @@ pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
 
-pub use batch::{Logits, SeqBatch, Workspace};
+pub use batch::{GivenTextOrder, Logits, SeqBatch, Workspace};
 pub use decoder::Decoder;
 pub use error::ModelError;
 pub use hparams::HParams;

@@ -130,7 +130,7 @@ impl MoeFfn {
         }
     }
 
-    /// `out = Σ_k w_k · expert_k(xn)` for `n` rows of `xn` `(n, n_embd)`; `decoding`
+    /// `out = Σ_k w_k · expert_k(xn)` for `n` rows of `xn` `(n, n_embd)`; `fast`
     /// flags the rows the products may compute in their fast order.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward(
@@ -138,7 +138,7 @@ impl MoeFfn {
         xn: &[f32],
         n: usize,
         out: &mut [f32],
-        decoding: &[bool],
+        fast: &[bool],
         s: &mut MoeScratch,
         scratch: &mut MatmulScratch,
         pool: &ThreadPool,
@@ -167,7 +167,7 @@ impl MoeFfn {
             let up = buf(&mut s.up, m * ff);
             let ye = buf(&mut s.ye, m * e);
             let gate_up = [self.gate.rows_view(x * ff, ff), self.up.rows_view(x * ff, ff)];
-            scratch.set_fast_tokens(s.slots.iter().map(|&slot| decoding[slot / nu]));
+            scratch.set_fast_tokens(s.slots.iter().map(|&slot| fast[slot / nu]));
             matmul_multi(&gate_up, xe, m, &mut [&mut *gate, &mut *up], scratch, pool);
             swiglu(gate, up);
             matmul(&self.down.rows_view(x * e, e), gate, m, ye, scratch, pool);
@@ -178,7 +178,7 @@ impl MoeFfn {
                 }
             }
         }
-        scratch.set_fast_tokens(decoding.iter().copied());
+        scratch.set_fast_tokens(fast.iter().copied());
         // Sum each row's weighted expert outputs in the order they were chosen.
         for (o, slots) in out[..n * e].chunks_exact_mut(e).zip(outs.chunks_exact(nu * e)) {
             o.copy_from_slice(&slots[..e]);

@@ -6,7 +6,7 @@
 
 use kernels::ThreadPool;
 
-use crate::batch::{Logits, SeqBatch, Workspace};
+use crate::batch::{GivenTextOrder, Logits, SeqBatch, Workspace};
 use crate::error::ModelError;
 use crate::kv_cache::{BlockAllocator, KvCache};
 use crate::Model;
@@ -42,6 +42,13 @@ impl<'m> Session<'m> {
             pool,
             n_ctx,
         })
+    }
+
+    /// Sets the order in which later [`Session::feed`] and [`Session::feed_scoring`]
+    /// calls compute given text (default: the fast one; [`GivenTextOrder::Ggml`]
+    /// scores text exactly as llama.cpp does).
+    pub fn set_given_text_order(&mut self, order: GivenTextOrder) {
+        self.ws.set_given_text_order(order);
     }
 
     /// Positions the cache holds.
@@ -91,9 +98,9 @@ impl<'m> Session<'m> {
     }
 
     /// Feeds one token the model generated (decoding) and returns the logits after
-    /// it. Unlike [`Session::feed`], which computes given text in ggml's order, this
-    /// lets the matrix products use their fast order (see `SeqBatch::generated_from`), as
-    /// the engine does for every generated token.
+    /// it. Unlike [`Session::feed`], whose given text takes the session's
+    /// [`GivenTextOrder`], this always lets the matrix products use their fast order
+    /// (see `SeqBatch::generated_from`), as the engine does for every generated token.
     pub fn decode(&mut self, token: u32) -> Result<&[f32], ModelError> {
         self.forward(&[token], Logits::Last, true)?;
         Ok(self.ws.logits_row(0))

@@ -79,12 +79,14 @@ fn run_samples_as_the_model_recommends_unless_told_to_be_greedy() {
     );
     let (_, err) = ask(&["-v", "-n", "4", "--temperature", "0"]);
     assert!(err.contains("sampling: greedy"), "{err}");
-    // A seed makes a sampled answer repeat itself; greedy is llama.cpp's answer, which loops
-    // ("L'Étoile, la Marseillaise, la femme au roi, la femme au roi, ...").
+    // A seed makes a sampled answer repeat itself; greedy starts as llama.cpp's answer
+    // does ("L'Étoile, la Marseillaise, ..."): at its eighth token llama.cpp's top two
+    // (" Mar", " Cit") are 0.069 nats apart, inside the golden rule's 0.45, and Seed's
+    // order takes " Cit".
     let seeded = ask(&["-n", "24", "--seed", "7"]).0;
     assert_eq!(seeded, ask(&["-n", "24", "--seed", "7"]).0);
     let greedy = ask(&["-n", "24", "--temperature", "0"]).0;
-    assert!(greedy.starts_with("L'Étoile, la Marseillaise"), "{greedy:?}");
+    assert!(greedy.starts_with("L'Étoile, la "), "{greedy:?}");
     let sampled: Vec<String> = (1..=4).map(|s| ask(&["-n", "24", "--seed", &s.to_string()]).0).collect();
     assert!(sampled.iter().any(|a| *a != greedy), "four seeds all gave the greedy answer: {sampled:?}");
 }

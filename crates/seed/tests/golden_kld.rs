@@ -11,7 +11,7 @@ mod common;
 use std::io::BufWriter;
 
 use common::{shared_model, testdata};
-use model::LoadedModel;
+use model::{GivenTextOrder, LoadedModel};
 use seed::perplexity::kld::Summary;
 use seed::perplexity::logits_file::Reader;
 use seed::perplexity::{kl_divergence, perplexity};
@@ -37,10 +37,11 @@ fn kld_of(name: &str) -> Summary {
     {
         let f32_model = LoadedModel::open(&reference).expect("the F32 reference");
         let mut out = BufWriter::new(std::fs::File::create(&base).expect("base file"));
-        perplexity(&f32_model, pool, &text, 512, Some(&mut out), |_, _| {}).expect("reference run");
+        perplexity(&f32_model, pool, &text, 512, GivenTextOrder::Fast, Some(&mut out), |_, _| {})
+            .expect("reference run");
     }
     let mut reader = Reader::open(&base).expect("base");
-    kl_divergence(quantized, pool, &mut reader, |_, _| {}).expect("kld")
+    kl_divergence(quantized, pool, &mut reader, GivenTextOrder::Fast, |_, _| {}).expect("kld")
 }
 
 fn check(name: &str, theirs: Theirs) {

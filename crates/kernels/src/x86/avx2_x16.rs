@@ -8,10 +8,11 @@
 //! group's few kilobytes in L1), each lane doing exactly what its lane of the
 //! AVX-512 kernel does; so both orders give the AVX-512 kernels' bits, and those of
 //! the scalar twins:
-//! - ggml's order (given text): per token, 8 accumulators (one per dot-product step,
-//!   ggml's 8 lanes) and the `m·s` chain, added as `hsum_float_8` adds them;
-//! - the fast one (generated tokens): the 8 steps chained into one exact integer
-//!   block sum per row, scaled into one f32 chain per (row, token)
+//! - ggml's order (given text when asked for: `model::GivenTextOrder::Ggml`): per
+//!   token, 8 accumulators (one per dot-product step, ggml's 8 lanes) and the `m·s`
+//!   chain, added as `hsum_float_8` adds them;
+//! - the fast one (generated tokens, and by default given text): the 8 steps
+//!   chained into one exact integer block sum per row, scaled into one f32 chain per (row, token)
 //!   (`quant::*::vec_dot_chain`), in tiles of 4 tokens that decode each half
 //!   block of weights once: 8 `vpdpbusd` (or `vpmaddubsw` + `vpmaddwd` + add), a
 //!   conversion, a multiply and one or two FMAs per 8 rows × 32 quants, against

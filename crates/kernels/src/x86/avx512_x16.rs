@@ -7,13 +7,14 @@
 //! covers quants `4j..4j + 4` of the block, and 8 steps cover it all.
 //!
 //! Two orders of the float arithmetic, chosen per token (`Out::fast`):
-//! - ggml's (given text, so prompts score exactly as llama.cpp scores them): each
-//!   step's 16 integer sums are scaled into an accumulator of their own, and the 8
-//!   accumulators are ggml's 8 lanes, added pairwise at the end as ggml adds them;
-//!   26 vector operations per 512 multiply-adds, against 32 for the 8-lanes-per-row
-//!   kernels (`avx512`), with two tokens per tile.
-//! - the fast one (generated tokens): the 8 steps are chained into one exact
-//!   integer block sum per lane, scaled into a single f32 accumulator per token
+//! - ggml's (given text when asked for, so that it scores exactly as llama.cpp
+//!   scores it: `model::GivenTextOrder::Ggml`): each step's 16 integer sums are
+//!   scaled into an accumulator of their own, and the 8 accumulators are ggml's 8
+//!   lanes, added pairwise at the end as ggml adds them; 26 vector operations per
+//!   512 multiply-adds, against 32 for the 8-lanes-per-row kernels (`avx512`),
+//!   with two tokens per tile.
+//! - the fast one (generated tokens, and by default given text too): the 8 steps
+//!   are chained into one exact integer block sum per lane, scaled into a single f32 accumulator per token
 //!   (`quant::*::vec_dot_chain`), whose order depends on nothing but the token:
 //!   12 operations per 512 multiply-adds (8 dot products, a conversion, a
 //!   multiply, an FMA, a broadcast), and a tile of 8 tokens decodes each block of

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use model::GivenTextOrder;
+
 use super::common::ModelArgs;
 use seed::perplexity::logits_file::Reader;
 use seed::perplexity::{kl_divergence, perplexity};
@@ -27,9 +29,24 @@ pub struct PerplexityArgs {
     /// Δp and same-top-token statistics, as llama-perplexity prints them.
     #[arg(long, requires = "kl_divergence_base")]
     kl_divergence: bool,
+    /// Compute the text in ggml's summation order, as llama-perplexity does, instead
+    /// of Seed's faster one: the same figures as llama-perplexity to the last digit
+    /// where Seed's kernels keep ggml's order for the model's types (SmolLM2's Q4_1).
+    #[arg(long)]
+    ggml_order: bool,
     /// Print one JSON object at the end instead of text.
     #[arg(long)]
     json: bool,
+}
+
+impl PerplexityArgs {
+    fn order(&self) -> GivenTextOrder {
+        if self.ggml_order {
+            GivenTextOrder::Ggml
+        } else {
+            GivenTextOrder::Fast
+        }
+    }
 }
 
 /// Runs `seed perplexity`. `--ctx` (default 512 here) is the chunk length.
@@ -55,12 +72,20 @@ pub fn run(args: PerplexityArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let result = perplexity(&loaded, &pool, &text, n_ctx, base.as_mut().map(|w| w as &mut dyn Write), |i, ppl| {
-        if !json {
-            eprint!("[{}]{ppl:.4},", i + 1);
-            let _ = std::io::stderr().flush();
-        }
-    })?;
+    let result = perplexity(
+        &loaded,
+        &pool,
+        &text,
+        n_ctx,
+        args.order(),
+        base.as_mut().map(|w| w as &mut dyn Write),
+        |i, ppl| {
+            if !json {
+                eprint!("[{}]{ppl:.4},", i + 1);
+                let _ = std::io::stderr().flush();
+            }
+        },
+    )?;
     if let (Some(w), Some(p)) = (base, &args.kl_divergence_base) {
         let tmp = w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", p.display()))?;
         seed::atomic::commit(tmp, p).with_context(|| format!("writing {}", p.display()))?;
@@ -95,7 +120,7 @@ fn run_kld(args: &PerplexityArgs) -> anyhow::Result<()> {
     let (loaded, pool, _) = args.model.load(!args.json)?;
     let json = args.json;
     let started = std::time::Instant::now();
-    let summary = kl_divergence(&loaded, &pool, &mut reader, |i, acc| {
+    let summary = kl_divergence(&loaded, &pool, &mut reader, args.order(), |i, acc| {
         if !json {
             eprint!("[{}]{:.5},", i + 1, acc.mean_kld());
             let _ = std::io::stderr().flush();

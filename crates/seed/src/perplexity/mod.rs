@@ -19,7 +19,7 @@ use std::io::Write;
 use kernels::ThreadPool;
 use model::sampler::logprobs;
 use model::session::Session;
-use model::{LoadedModel, ModelError};
+use model::{GivenTextOrder, LoadedModel, ModelError};
 use serde::Serialize;
 
 /// The result of a perplexity run.
@@ -39,7 +39,8 @@ pub struct Perplexity {
     pub running: Vec<f64>,
 }
 
-/// Scores `text`; `on_chunk(i, running_ppl)` is called after each chunk. With
+/// Scores `text` with its products in `order` (`GivenTextOrder::Ggml` gives
+/// llama-perplexity's figures to the last digit); `on_chunk(i, running_ppl)` is called after each chunk. With
 /// `base`, also writes every scored position's log-probabilities there in
 /// llama-perplexity's `--kl-divergence-base` format.
 pub fn perplexity(
@@ -47,6 +48,7 @@ pub fn perplexity(
     pool: &ThreadPool,
     text: &str,
     n_ctx: usize,
+    order: GivenTextOrder,
     base: Option<&mut dyn Write>,
     mut on_chunk: impl FnMut(usize, f64),
 ) -> Result<Perplexity, PerplexityError> {
@@ -79,7 +81,7 @@ pub fn perplexity(
     for c in 0..n_chunks {
         let source = &tokens[c * n_ctx..(c + 1) * n_ctx];
         let mut failed = None;
-        score_chunk(m, pool, source, |i, logits| {
+        score_chunk(m, pool, source, order, |i, logits| {
             let next = source[i + 1];
             if let Some(w) = writer.as_mut() {
                 if let Err(e) = w.record(logits, next as usize) {
@@ -113,6 +115,7 @@ fn score_chunk(
     m: &LoadedModel,
     pool: &ThreadPool,
     source: &[u32],
+    order: GivenTextOrder,
     mut on_row: impl FnMut(usize, &[f32]),
 ) -> Result<(), ModelError> {
     let n_ctx = source.len();
@@ -122,6 +125,7 @@ fn score_chunk(
         chunk[0] = b;
     }
     let mut session = Session::new(&m.model, pool, n_ctx)?;
+    session.set_given_text_order(order);
     session.feed_scoring(&chunk, |i, logits| {
         if i >= first && i + 1 < n_ctx {
             on_row(i, logits);
@@ -129,13 +133,14 @@ fn score_chunk(
     })
 }
 
-/// Compares this model with the base log-probabilities in `reader` (llama-
-/// perplexity's `--kl-divergence` on the file's own tokens); `on_chunk(i, acc)`
-/// after each chunk.
+/// Compares this model, its products in `order`, with the base log-probabilities
+/// in `reader` (llama-perplexity's `--kl-divergence` on the file's own tokens);
+/// `on_chunk(i, acc)` after each chunk.
 pub fn kl_divergence(
     m: &LoadedModel,
     pool: &ThreadPool,
     reader: &mut logits_file::Reader,
+    order: GivenTextOrder,
     mut on_chunk: impl FnMut(usize, &kld::Accum),
 ) -> Result<kld::Summary, PerplexityError> {
     let header = reader.header.clone();
@@ -152,7 +157,7 @@ pub fn kl_divergence(
     for c in 0..header.n_chunk {
         reader.next_chunk(&mut words).map_err(PerplexityError::Base)?;
         let source = &header.tokens[c * n_ctx..(c + 1) * n_ctx];
-        score_chunk(m, pool, source, |i, logits| {
+        score_chunk(m, pool, source, order, |i, logits| {
             let k = i - first;
             let record = logits_file::Record::new(&words[k * stride..(k + 1) * stride], header.n_vocab);
             acc.add(&logits[..logits.len().min(header.n_vocab)], &record, source[i + 1] as usize);
