@@ -111,6 +111,9 @@ import pydantic  # noqa: E402  (installed with the SDK)
 
 class City(pydantic.BaseModel):
     # Bounded fields: a schema decides what can be said, not how much (see the README).
+    # No other keys: OpenAI's strict mode asks for `additionalProperties: false`, which
+    # parse() adds itself and the Responses call below takes from this.
+    model_config = pydantic.ConfigDict(extra="forbid")
     name: str = pydantic.Field(max_length=30)
     country: str = pydantic.Field(max_length=30)
     founded: int = pydantic.Field(ge=-3000, le=3000)
