@@ -36,10 +36,11 @@ pub enum Layout {
     /// one row (Q4_1, Q5_0 and Q8_0): for each block the 16 rows' `d` (f16),
     /// Q4_1's 16 `m` or Q5_0's fifth bits as 8 masks of 64 bits, then runs of 64
     /// bytes, run `j` holding bytes `4j..4j + 4` of each row's quants side by side
-    /// (row `i` at `4i`): 4 runs of nibbles (Q4_1, Q5_0), 8 of bytes (Q8_0). Its kernels compute the tokens flagged by
-    /// [`MatmulScratch::set_fast_tokens`] (by default every one) in a faster order
-    /// of their own: one f32 chain over the blocks' exact integer sums
-    /// (`quant::q4_1::vec_dot_chain`), and the others in ggml's order (the bits of `Rows`).
+    /// (row `i` at `4i`): 4 runs of nibbles (Q4_1, Q5_0), 8 of bytes (Q8_0). Its
+    /// kernels compute the tokens flagged by [`MatmulScratch::set_fast_tokens`] (by
+    /// default every one) in a faster order of their own: one f32 chain over the
+    /// blocks' exact integer sums (`quant::q4_1::vec_dot_chain`), and the others in
+    /// ggml's order (the bits of `Rows`).
     Interleaved16,
 }
 

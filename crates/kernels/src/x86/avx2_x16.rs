@@ -12,8 +12,8 @@
 //!   token, 8 accumulators (one per dot-product step, ggml's 8 lanes) and the `m·s`
 //!   chain, added as `hsum_float_8` adds them;
 //! - the fast one (generated tokens, and by default given text): the 8 steps
-//!   chained into one exact integer block sum per row, scaled into one f32 chain per (row, token)
-//!   (`quant::*::vec_dot_chain`), in tiles of 4 tokens that decode each half
+//!   chained into one exact integer block sum per row, scaled into one f32 chain
+//!   per (row, token) (`quant::*::vec_dot_chain`), in tiles of 4 tokens that decode each half
 //!   block of weights once: 8 `vpdpbusd` (or `vpmaddubsw` + `vpmaddwd` + add), a
 //!   conversion, a multiply and one or two FMAs per 8 rows × 32 quants, against
 //!   about 7 operations per row and block in the row-major kernels (`avx2`).

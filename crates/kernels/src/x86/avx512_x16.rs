@@ -14,8 +14,8 @@
 //!   512 multiply-adds, against 32 for the 8-lanes-per-row kernels (`avx512`),
 //!   with two tokens per tile.
 //! - the fast one (generated tokens, and by default given text too): the 8 steps
-//!   are chained into one exact integer block sum per lane, scaled into a single f32 accumulator per token
-//!   (`quant::*::vec_dot_chain`), whose order depends on nothing but the token:
+//!   are chained into one exact integer block sum per lane, scaled into a single
+//!   f32 accumulator per token (`quant::*::vec_dot_chain`), whose order depends on nothing but the token:
 //!   12 operations per 512 multiply-adds (8 dot products, a conversion, a
 //!   multiply, an FMA, a broadcast), and a tile of 8 tokens decodes each block of
 //!   weights once.
